@@ -1,0 +1,382 @@
+// Runtime start-up and shutdown: assembles the layers for a primary or a secondary.
+#include "mpod/runtime.hpp"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <cstdio>
+
+#include "../memory/shared_memory.hpp"
+#include "../objects/memzones_impl.hpp"
+#include "../os/os.hpp"
+#include "../runtime/registry.hpp"
+#include "../runtime/shared_lock.hpp"
+#include "shared_config.hpp"
+
+namespace mpod {
+
+namespace {
+std::atomic<bool> g_runtime_live{false};
+
+constexpr uint64_t kDefaultMemoryMb = 64;
+// A primary that holds the lock but is still building the config is given
+// this long even when --wait-primary is 0: it is alive and almost ready.
+constexpr uint64_t kInitGraceNs = 30'000'000'000ull;
+
+std::string hex_addr(uint64_t a) {
+  char b[32];
+  std::snprintf(b, sizeof b, "0x%llx", static_cast<unsigned long long>(a));
+  return b;
+}
+
+// The lock file: held exclusively by the primary for its whole life. Never
+// removed, so every process agrees on one inode.
+std::string lock_path(const std::string& domain) { return domain + "/lock"; }
+std::string config_path(const std::string& domain) { return domain + "/config"; }
+
+ProcessId id_from(const uint8_t* bytes) {
+  ProcessId id;
+  std::memcpy(id.bytes.data(), bytes, 16);
+  return id;
+}
+
+class RuntimeImpl final : public Runtime {
+ public:
+  explicit RuntimeImpl(const Options& o) : options_(o) {}
+  ~RuntimeImpl() override;
+
+  void start();
+
+  Role role() const noexcept override { return registration_.info().role; }
+  const ProcessInfo& self() const noexcept override { return registration_.info(); }
+  const Options& options() const noexcept override { return options_; }
+  const std::string& domain_dir() const noexcept override { return domain_; }
+  std::vector<ProcessInfo> processes() const override { return registry::list(domain_); }
+  std::vector<MemoryUsage> memory() const override;
+  Memzones& memzones() noexcept override { return *memzones_; }
+  void* base_addr() const noexcept override { return reinterpret_cast<void*>(config_->header.base_va); }
+  uint64_t va_len() const noexcept override { return config_->header.va_len; }
+  size_t reap_dead() override;
+
+ private:
+  void prepare_dirs();
+  bool try_become_primary();
+  void start_primary();
+  void wait_for_primary();
+  void start_secondary();
+  void map_config(os::Fd fd, const std::string& path, bool creating);
+  void make_locks();
+  std::vector<ProcessInfo> live_others() const;
+  MemoryParams memory_params() const;
+
+  Options options_;
+  std::string domain_;
+  os::Fd lock_fd_;  // primary: holds the primary lock
+  registry::Registration registration_;
+  os::Fd config_fd_;
+  std::string config_path_;
+  SharedConfig* config_ = nullptr;
+  std::unique_ptr<SharedLock> memory_lock_, memzone_lock_;
+  std::unique_ptr<SharedMemory> memory_;
+  std::unique_ptr<MemzonesImpl> memzones_;
+};
+
+void RuntimeImpl::prepare_dirs() {
+  std::string dir = options_.runtime_dir;
+  if (dir.empty()) {
+    dir = default_runtime_dir();
+    os::make_dirs(dir, 0700);
+  } else {
+    // An explicit directory is a shared volume: it must already exist.
+    os::check_writable_dir(dir, "--runtime-dir");
+  }
+  domain_ = dir + "/" + options_.file_prefix;
+  os::make_dirs(domain_, 0700);
+  os::make_dirs(registry::procs_dir(domain_), 0700);
+}
+
+MemoryParams RuntimeImpl::memory_params() const {
+  MemoryParams p;
+  p.domain_dir = domain_;
+  p.file_prefix = options_.file_prefix;
+  p.huge_dir = options_.huge_dir;
+  p.no_huge = options_.no_huge;
+  p.initial_bytes = (options_.memory_mb ? options_.memory_mb : kDefaultMemoryMb) << 20;
+  p.base_va = options_.base_virtaddr;
+  p.self = registration_.info().id;
+  return p;
+}
+
+std::vector<ProcessInfo> RuntimeImpl::live_others() const {
+  std::vector<ProcessInfo> out;
+  for (auto& p : registry::list(domain_))
+    if (p.alive && !(p.id == registration_.info().id)) out.push_back(p);
+  return out;
+}
+
+bool RuntimeImpl::try_become_primary() {
+  std::string path = lock_path(domain_);
+  os::Fd fd = os::open_file(path, O_RDWR | O_CREAT, 0600);
+  if (!os::try_lock(fd.get(), os::LockKind::exclusive, path)) return false;
+  lock_fd_ = std::move(fd);
+  return true;
+}
+
+void RuntimeImpl::map_config(os::Fd fd, const std::string& path, bool creating) {
+  const uint64_t size = os::file_size(fd.get(), path);
+  if (!creating) {
+    auto corrupt = [&](const std::string& why) {
+      return Error(Errc::corrupt,
+                   "shared config " + path + " is corrupt (" + why +
+                       "); stop every process of prefix '" + options_.file_prefix +
+                       "' and restart the primary, which recreates it",
+                   path);
+    };
+    ConfigHeader h;
+    if (size < sizeof h || ::pread(fd.get(), &h, sizeof h, 0) != static_cast<ssize_t>(sizeof h))
+      throw corrupt("truncated to " + std::to_string(size) + " bytes");
+    if (h.magic != SharedConfig::kMagic) throw corrupt("bad magic number");
+    if (h.version != SharedConfig::kVersion || h.layout_size != sizeof(SharedConfig))
+      throw Error(Errc::version_mismatch,
+                  "shared config " + path + " has layout version " + std::to_string(h.version) +
+                      " (" + std::to_string(h.layout_size) + " bytes) but this program uses version " +
+                      std::to_string(SharedConfig::kVersion) + " (" +
+                      std::to_string(sizeof(SharedConfig)) +
+                      " bytes); run the same mpod version in every process of a prefix",
+                  path);
+    if (size != sizeof(SharedConfig))
+      throw corrupt("size " + std::to_string(size) + ", expected " + std::to_string(sizeof(SharedConfig)));
+  }
+  config_ = static_cast<SharedConfig*>(os::map_shared(sizeof(SharedConfig), fd.get(), path));
+  config_fd_ = std::move(fd);
+  config_path_ = path;
+  if (!creating && config_checksum(*config_) != config_->header.checksum) {
+    os::unmap(config_, sizeof(SharedConfig));
+    config_ = nullptr;
+    throw Error(Errc::corrupt,
+                "shared config " + path + " is corrupt (checksum mismatch); stop every process of "
+                "prefix '" + options_.file_prefix + "' and restart the primary",
+                path);
+  }
+}
+
+void RuntimeImpl::make_locks() {
+  const ProcessId& self = registration_.info().id;
+  memory_lock_ = std::make_unique<SharedLock>(config_fd_.get(), SharedConfig::kMemoryLockByte,
+                                              &config_->memory.lock, config_path_, domain_, self, "memory");
+  memzone_lock_ = std::make_unique<SharedLock>(config_fd_.get(), SharedConfig::kMemzoneLockByte,
+                                               &config_->memzones.lock, config_path_, domain_, self,
+                                               "memzone table");
+  memory_->set_lock(memory_lock_.get());
+  memzones_ = std::make_unique<MemzonesImpl>(config_->memzones, *memzone_lock_, *memory_, self);
+}
+
+void RuntimeImpl::start_primary() {
+  registration_ = registry::Registration::create(domain_, Role::primary);
+  reap_dead();
+  if (auto others = live_others(); !others.empty()) {
+    std::string names;
+    for (auto& p : others) names += "\n  " + registry::describe(p);
+    throw Error(Errc::busy,
+                std::to_string(others.size()) + " process(es) of an earlier primary still use prefix '" +
+                    options_.file_prefix + "' in " + domain_ + ":" + names +
+                    "\nstop them before starting a new primary, or use another --file-prefix",
+                domain_);
+  }
+  // Nobody uses the old memory: clear it away and build afresh.
+  os::remove_file(config_path(domain_));
+  SharedMemory::remove_stale_files(domain_, options_.file_prefix, options_.huge_dir);
+
+  std::string tmp = config_path(domain_) + ".new";
+  os::remove_file(tmp);
+  os::Fd fd = os::open_file(tmp, O_RDWR | O_CREAT | O_EXCL, 0600);
+  try {
+    os::truncate_file(fd.get(), sizeof(SharedConfig), tmp);
+    map_config(std::move(fd), tmp, true);
+    auto& h = config_->header;
+    h.magic = SharedConfig::kMagic;
+    h.version = SharedConfig::kVersion;
+    h.layout_size = sizeof(SharedConfig);
+    std::memcpy(h.primary_id, registration_.info().id.bytes.data(), 16);
+    h.created_ns = os::realtime_ns();
+    h.no_huge = options_.no_huge;
+    memory_ = SharedMemory::create(memory_params(), config_->memory, &h.base_va, &h.va_len);
+    h.checksum = config_checksum(*config_);
+    h.ready.store(1, std::memory_order_release);
+    make_locks();
+    if (::rename(tmp.c_str(), config_path(domain_).c_str()) != 0)
+      throw Error(Errc::system, "cannot rename " + tmp + " to " + config_path(domain_), tmp, errno);
+    config_path_ = config_path(domain_);
+  } catch (...) {
+    memory_.reset();
+    os::remove_file(tmp);
+    throw;
+  }
+  MPOD_LOG(runtime, info, "primary ready: %s, %llu MB at %s", domain_.c_str(),
+           static_cast<unsigned long long>(memory_params().initial_bytes >> 20),
+           hex_addr(config_->header.base_va).c_str());
+}
+
+void RuntimeImpl::wait_for_primary() {
+  const uint64_t start = os::monotonic_ns();
+  const uint64_t wait_ns = static_cast<uint64_t>(options_.wait_primary_s * 1e9);
+  bool logged = false;
+  for (;;) {
+    bool alive = false;
+    if (os::Fd fd = os::try_open_file(lock_path(domain_), O_RDONLY))
+      alive = os::is_locked_by_other(fd.get(), os::LockKind::shared, lock_path(domain_));
+    if (alive) {
+      if (os::Fd cfg = os::try_open_file(config_path(domain_), O_RDONLY)) {
+        ConfigHeader h;
+        if (::pread(cfg.get(), &h, sizeof h, 0) == static_cast<ssize_t>(sizeof h) &&
+            h.magic == SharedConfig::kMagic && h.ready.load() == 1) {
+          // Only the config of the primary that is alive now will do.
+          if (registry::is_alive(domain_, id_from(h.primary_id))) return;
+        }
+        // Magic wrong or version mismatch: let map_config report it precisely.
+        if (h.magic != SharedConfig::kMagic || h.version != SharedConfig::kVersion) return;
+      }
+    }
+    const uint64_t waited = os::monotonic_ns() - start;
+    if (waited >= wait_ns && !(alive && waited < kInitGraceNs)) {
+      throw Error(alive ? Errc::timed_out : Errc::not_found,
+                  alive ? "the primary of prefix '" + options_.file_prefix + "' in " + domain_ +
+                              " holds the lock but did not finish starting within " +
+                              std::to_string(kInitGraceNs / 1'000'000'000) + " s"
+                        : "no primary is running for prefix '" + options_.file_prefix + "' in " +
+                              domain_ + (wait_ns ? " (waited " + std::to_string(options_.wait_primary_s) + " s)" : "") +
+                              "; start the primary first, pass --wait-primary=SECONDS to wait for "
+                              "it, or check --file-prefix and --runtime-dir",
+                  domain_);
+    }
+    if (!logged) {
+      MPOD_LOG(runtime, notice, "waiting for the primary of prefix '%s' in %s", options_.file_prefix.c_str(),
+               domain_.c_str());
+      logged = true;
+    }
+    os::sleep_ns(5'000'000);
+  }
+}
+
+void RuntimeImpl::start_secondary() {
+  wait_for_primary();
+  registration_ = registry::Registration::create(domain_, Role::secondary);
+  reap_dead();
+  os::Fd fd = os::try_open_file(config_path(domain_), O_RDWR);
+  if (!fd)
+    throw Error(Errc::not_found, "the primary of prefix '" + options_.file_prefix +
+                                     "' exited while this process was attaching; start it again",
+                config_path(domain_), ENOENT);
+  map_config(std::move(fd), config_path(domain_), false);
+  memory_ = SharedMemory::attach(memory_params(), config_->memory, config_->header.base_va,
+                                 config_->header.va_len);
+  make_locks();
+  MPOD_LOG(runtime, info, "secondary attached to %s", domain_.c_str());
+}
+
+void RuntimeImpl::start() {
+  prepare_dirs();
+  switch (options_.proc_type) {
+    case ProcType::primary:
+      if (!try_become_primary()) {
+        std::string who = "another primary";
+        if (os::Fd cfg = os::try_open_file(config_path(domain_), O_RDONLY)) {
+          ConfigHeader h;
+          if (::pread(cfg.get(), &h, sizeof h, 0) == static_cast<ssize_t>(sizeof h) &&
+              h.magic == SharedConfig::kMagic)
+            who = registry::describe(domain_, id_from(h.primary_id));
+        }
+        throw Error(Errc::already_exists,
+                    "a primary is already running for prefix '" + options_.file_prefix + "' in " +
+                        domain_ + ": " + who +
+                        "; start this process with --proc-type=secondary (or auto), or use another --file-prefix",
+                    lock_path(domain_));
+      }
+      start_primary();
+      break;
+    case ProcType::secondary:
+      start_secondary();
+      break;
+    case ProcType::automatic:
+      // The lock decides: exactly one process can hold it, so auto never makes a second primary.
+      if (try_become_primary()) start_primary();
+      else start_secondary();
+      break;
+  }
+  log::set_process_tag(registration_.info().id.short_hex());
+}
+
+std::vector<MemoryUsage> RuntimeImpl::memory() const {
+  auto usage = memory_->usage();
+  for (uint32_t i = 0; i < usage.size(); ++i) usage[i].used_bytes = memzones_->used_bytes(i);
+  return usage;
+}
+
+size_t RuntimeImpl::reap_dead() {
+  return registry::reap(domain_, [this](const ProcessInfo& p) {
+           SharedMemory::remove_process_files(domain_, p.id);
+         }).size();
+}
+
+RuntimeImpl::~RuntimeImpl() {
+  const bool primary = lock_fd_ && config_;
+  bool last = false;
+  if (primary) {
+    try {
+      reap_dead();
+      auto others = live_others();
+      last = others.empty();
+      if (!last)
+        MPOD_LOG(runtime, notice, "primary exiting; leaving shared memory of '%s' to %zu live process(es)",
+                 options_.file_prefix.c_str(), others.size());
+    } catch (const Error& e) {
+      MPOD_LOG(runtime, warning, "shutdown: %s", e.what());
+    }
+  }
+  memzones_.reset();
+  if (last) {
+    // Remove the config first so no secondary starts attaching to memory that is going away.
+    try {
+      os::remove_file(config_path(domain_));
+    } catch (const Error& e) {
+      MPOD_LOG(runtime, warning, "shutdown: %s", e.what());
+    }
+    if (memory_) memory_->remove_files();
+  }
+  memory_.reset();
+  memory_lock_.reset();
+  memzone_lock_.reset();
+  if (config_) os::unmap(config_, sizeof(SharedConfig));
+  registration_.unregister();
+  lock_fd_.reset();
+  g_runtime_live.store(false);
+}
+
+}  // namespace
+
+std::unique_ptr<Runtime> Runtime::start(const Options& options) {
+  if (g_runtime_live.exchange(true))
+    throw Error(Errc::busy, "an mpod::Runtime is already live in this process; shut it down first");
+  std::unique_ptr<RuntimeImpl> rt;
+  try {
+    rt = std::make_unique<RuntimeImpl>(options);
+    rt->start();
+  } catch (...) {
+    rt.reset();  // its destructor releases whatever was taken
+    g_runtime_live.store(false);
+    throw;
+  }
+  return rt;
+}
+
+std::unique_ptr<Runtime> Runtime::start(int argc, char** argv, int* first_app_arg) {
+  Options o;
+  int first = parse_options(argc, argv, o);
+  if (first_app_arg) *first_app_arg = first;
+  return start(o);
+}
+
+}  // namespace mpod

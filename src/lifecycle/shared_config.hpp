@@ -1,0 +1,49 @@
+// The shared config: <domain>/config, mapped by every process of a domain.
+//
+// Layout: a versioned header, the memory layout, the memzone table. The
+// header's checksum covers everything that never changes after start-up, so
+// a truncated or scribbled file is refused rather than trusted. Written by the
+// primary as config.new and renamed into place when complete, so a secondary
+// never sees a half-built config.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+#include "../memory/memory_layout.hpp"
+#include "../objects/memzone_table.hpp"
+
+namespace mpod {
+
+struct ConfigHeader {
+  uint64_t magic;
+  uint32_t version;
+  uint32_t layout_size;  // sizeof(SharedConfig) of the writer
+  uint8_t primary_id[16];
+  uint64_t created_ns;
+  uint64_t base_va;
+  uint64_t va_len;
+  uint32_t no_huge;
+  uint32_t checksum;  // of the immutable part, see config_checksum()
+  std::atomic<uint32_t> ready;
+  uint32_t reserved;
+};
+static_assert(sizeof(ConfigHeader) == 72);
+
+struct SharedConfig {
+  static constexpr uint64_t kMagic = 0x4749464e43444f4dull;  // "MODCNFIG"
+  // Bump whenever any struct in the shared config changes.
+  static constexpr uint32_t kVersion = 1;
+  // Bytes of the config file that hold cross-process locks (OFD byte locks).
+  static constexpr uint32_t kMemoryLockByte = 0;
+  static constexpr uint32_t kMemzoneLockByte = 1;
+
+  ConfigHeader header;
+  MemoryLayout memory;
+  MemzoneTable memzones;
+};
+static_assert(alignof(SharedConfig) == 8);
+
+uint32_t config_checksum(const SharedConfig& c) noexcept;
+
+}  // namespace mpod

@@ -1,0 +1,124 @@
+// The os layer: the only code in mpod that calls the kernel.
+//
+// Each call either succeeds or throws mpod::Error carrying the path and errno,
+// with a message naming the operation. At debug level (component "os") every
+// file opened, locked, mapped or removed is logged, with errno on failure.
+// Tests inject failures through inject_fault().
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "mpod/error.hpp"
+
+namespace mpod::os {
+
+// Owning file descriptor. Closing never throws.
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) noexcept : fd_(fd) {}
+  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  Fd& operator=(Fd&& o) noexcept {
+    if (this != &o) reset(std::exchange(o.fd_, -1));
+    return *this;
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd() { reset(); }
+
+  int get() const noexcept { return fd_; }
+  explicit operator bool() const noexcept { return fd_ >= 0; }
+  int release() noexcept { return std::exchange(fd_, -1); }
+  void reset(int fd = -1) noexcept;
+
+ private:
+  int fd_ = -1;
+};
+
+// ---- fault injection (tests only) ----
+enum class Op { open, lock, map, allocate, truncate, count_ };
+// The next `times` calls of `op` fail with `err` before reaching the kernel.
+void inject_fault(Op op, int err, int times = 1) noexcept;
+void clear_faults() noexcept;
+
+// ---- files and directories ----
+Fd open_file(const std::string& path, int flags, mode_t mode = 0600);
+// Like open_file, but returns an empty Fd with errno set instead of throwing
+// for ENOENT (and for EEXIST when O_EXCL is given).
+Fd try_open_file(const std::string& path, int flags, mode_t mode = 0600);
+bool remove_file(const std::string& path);  // false if it did not exist
+void link_file(const std::string& from, const std::string& to);  // throws already_exists on EEXIST
+void make_dirs(const std::string& path, mode_t mode);            // mkdir -p; existing is fine
+std::vector<std::string> list_dir(const std::string& path);      // names, without . and ..
+bool path_exists(const std::string& path);
+uint64_t file_size(int fd, const std::string& path_for_errors);
+void truncate_file(int fd, uint64_t size, const std::string& path_for_errors);
+// Reserves backing store so later page faults cannot fail with SIGBUS.
+void allocate_file(int fd, uint64_t offset, uint64_t len, const std::string& path_for_errors);
+void write_all(int fd, const void* data, size_t len, const std::string& path_for_errors);
+std::string read_small_file(const std::string& path);  // whole file; throws not_found
+// Checks that `dir` is a writable directory; throws with advice otherwise.
+void check_writable_dir(const std::string& dir, const char* what_option);
+
+// ---- open-file-description locks (fcntl F_OFD_*) ----
+// OFD locks belong to the inode, so they work across PID, mount and other
+// namespaces, are released by the kernel when the holder dies, and can be
+// tested without being taken (F_OFD_GETLK), so a test never disturbs the holder.
+enum class LockKind { shared, exclusive };
+// Takes the lock without waiting. Returns false if another open file holds a
+// conflicting lock; throws unsupported if the filesystem has no locks.
+bool try_lock(int fd, LockKind kind, const std::string& path_for_errors, off_t start = 0,
+              off_t len = 0);
+// Waits for the lock. Throws on errors other than EINTR.
+void lock_wait(int fd, LockKind kind, const std::string& path_for_errors, off_t start = 0,
+               off_t len = 0);
+void unlock(int fd, const std::string& path_for_errors, off_t start = 0, off_t len = 0);
+// True if some other open file description holds a lock that conflicts with `kind`.
+bool is_locked_by_other(int fd, LockKind kind, const std::string& path_for_errors,
+                        off_t start = 0, off_t len = 0);
+
+// ---- memory mappings ----
+// Reserves [addr, addr+len) with no access. With `exact`, fails with
+// address_conflict (naming the overlapping mapping) if anything is there;
+// otherwise `addr` is only a hint.
+void* reserve_range(void* addr, size_t len, bool exact);
+// Maps `fd` over part of a range this process reserved (MAP_FIXED into our own reservation).
+void map_shared_fixed(void* addr, size_t len, int fd, uint64_t offset,
+                      const std::string& path_for_errors);
+// Maps a whole small file anywhere, read-write shared.
+void* map_shared(size_t len, int fd, const std::string& path_for_errors);
+// Returns pages to a no-access reservation (keeps the range reserved).
+void unmap_to_reserved(void* addr, size_t len);
+void unmap(void* addr, size_t len);
+// "start-end perms path" of the first mapping in this process overlapping the range, or "".
+std::string describe_mapping(const void* addr, size_t len);
+
+// ---- identity and environment ----
+void random_bytes(void* out, size_t len);
+// getpid(): the only call of it in mpod; used once, where identity is recorded.
+int32_t current_pid();
+uint64_t pid_namespace_inode();  // 0 if /proc/self/ns/pid cannot be read
+std::string host_name();
+uint64_t realtime_ns();
+uint64_t monotonic_ns();
+void sleep_ns(uint64_t ns);
+uid_t effective_uid();
+size_t system_page_size();
+
+// A mounted hugetlbfs with its page size, and the pages free of that size.
+struct HugeMount {
+  std::string path;
+  uint64_t page_size = 0;
+  uint64_t free_pages = 0;
+  uint64_t total_pages = 0;
+};
+std::vector<HugeMount> hugetlbfs_mounts();
+// The page size of a hugetlbfs at `dir`, or 0 if `dir` is not a hugetlbfs.
+uint64_t hugetlbfs_page_size(const std::string& dir);
+
+}  // namespace mpod::os

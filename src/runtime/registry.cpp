@@ -1,0 +1,205 @@
+#include "registry.hpp"
+
+#include <fcntl.h>
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <sstream>
+
+#include "mpod/error.hpp"
+#include "mpod/log.hpp"
+
+namespace mpod::registry {
+
+std::string procs_dir(const std::string& domain_dir) { return domain_dir + "/procs"; }
+
+namespace {
+std::string serialize(const ProcessInfo& p) {
+  std::ostringstream o;
+  o << "id=" << p.id.hex() << "\nrole=" << role_name(p.role) << "\npid=" << p.pid
+    << "\npid_ns=" << p.pid_ns << "\nhostname=" << p.hostname << "\nstarted_ns=" << p.started_ns
+    << "\n";
+  return o.str();
+}
+
+std::optional<ProcessInfo> parse(const std::string& text) {
+  ProcessInfo p;
+  bool have_id = false, have_role = false;
+  std::istringstream in(text);
+  std::string line;
+  try {
+    while (std::getline(in, line)) {
+      auto eq = line.find('=');
+      if (eq == std::string::npos) continue;
+      std::string k = line.substr(0, eq), v = line.substr(eq + 1);
+      if (k == "id") {
+        auto id = ProcessId::parse(v);
+        if (!id) return std::nullopt;
+        p.id = *id;
+        have_id = true;
+      } else if (k == "role") {
+        if (v != "primary" && v != "secondary") return std::nullopt;
+        p.role = v == "primary" ? Role::primary : Role::secondary;
+        have_role = true;
+      } else if (k == "pid") {
+        p.pid = static_cast<int32_t>(std::stol(v));
+      } else if (k == "pid_ns") {
+        p.pid_ns = std::stoull(v);
+      } else if (k == "hostname") {
+        p.hostname = v;
+      } else if (k == "started_ns") {
+        p.started_ns = std::stoull(v);
+      }
+    }
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+  if (!have_id || !have_role) return std::nullopt;
+  return p;
+}
+
+// Reads and liveness-tests one registration. nullopt if it vanished or is unreadable.
+std::optional<ProcessInfo> read_entry(const std::string& path) {
+  os::Fd fd = os::try_open_file(path, O_RDONLY);
+  if (!fd) return std::nullopt;
+  std::string text;
+  char buf[512];
+  ssize_t n;
+  while ((n = ::read(fd.get(), buf, sizeof buf)) > 0) text.append(buf, static_cast<size_t>(n));
+  auto info = parse(text);
+  if (!info) {
+    MPOD_LOG(runtime, warning, "ignoring unreadable registration %s", path.c_str());
+    return std::nullopt;
+  }
+  info->alive = os::is_locked_by_other(fd.get(), os::LockKind::shared, path);
+  return info;
+}
+
+bool is_registration_name(const std::string& name) { return ProcessId::parse(name).has_value(); }
+}  // namespace
+
+Registration Registration::create(const std::string& domain_dir, Role role) {
+  std::string dir = procs_dir(domain_dir);
+  Registration r;
+  r.info_.role = role;
+  r.info_.pid = os::current_pid();
+  r.info_.pid_ns = os::pid_namespace_inode();
+  r.info_.hostname = os::host_name();
+  r.info_.started_ns = os::realtime_ns();
+  // A collision of 128 random bits is not expected, but the filesystem is what
+  // guarantees uniqueness, so a collision just means: draw again.
+  for (int attempt = 0;; ++attempt) {
+    r.info_.id = ProcessId::random();
+    std::string final_path = dir + "/" + r.info_.id.hex();
+    std::string tmp_path = dir + "/." + r.info_.id.hex() + ".new";
+    os::Fd fd = os::try_open_file(tmp_path, O_RDWR | O_CREAT | O_EXCL, 0600);
+    if (!fd) continue;
+    if (!os::try_lock(fd.get(), os::LockKind::exclusive, tmp_path)) {
+      os::remove_file(tmp_path);
+      throw Error(Errc::system, "cannot lock new registration " + tmp_path, tmp_path);
+    }
+    r.info_.alive = true;
+    std::string text = serialize(r.info_);
+    try {
+      os::write_all(fd.get(), text.data(), text.size(), tmp_path);
+      os::link_file(tmp_path, final_path);
+    } catch (const Error& e) {
+      os::remove_file(tmp_path);
+      if (e.code() == Errc::already_exists && attempt < 8) continue;
+      throw;
+    }
+    os::remove_file(tmp_path);
+    r.path_ = final_path;
+    r.fd_ = std::move(fd);
+    MPOD_LOG(runtime, info, "registered as %s %s (pid %d in pid ns %llu, host %s)", role_name(role),
+             r.info_.id.hex().c_str(), r.info_.pid, static_cast<unsigned long long>(r.info_.pid_ns),
+             r.info_.hostname.c_str());
+    return r;
+  }
+}
+
+Registration& Registration::operator=(Registration&& o) noexcept {
+  if (this != &o) {
+    unregister();
+    info_ = std::move(o.info_);
+    path_ = std::move(o.path_);
+    fd_ = std::move(o.fd_);
+  }
+  return *this;
+}
+
+Registration::~Registration() { unregister(); }
+
+void Registration::unregister() noexcept {
+  if (!fd_) return;
+  try {
+    os::remove_file(path_);
+  } catch (const Error& e) {
+    MPOD_LOG(runtime, warning, "could not remove registration: %s", e.what());
+  }
+  fd_.reset();
+}
+
+std::vector<ProcessInfo> list(const std::string& domain_dir) {
+  std::vector<ProcessInfo> out;
+  std::string dir = procs_dir(domain_dir);
+  for (auto& name : os::list_dir(dir)) {
+    if (!is_registration_name(name)) continue;
+    if (auto p = read_entry(dir + "/" + name)) out.push_back(std::move(*p));
+  }
+  return out;
+}
+
+std::optional<ProcessInfo> find(const std::string& domain_dir, const ProcessId& id) {
+  return read_entry(procs_dir(domain_dir) + "/" + id.hex());
+}
+
+bool is_alive(const std::string& domain_dir, const ProcessId& id) {
+  auto p = find(domain_dir, id);
+  return p && p->alive;
+}
+
+std::vector<ProcessInfo> reap(const std::string& domain_dir,
+                              const std::function<void(const ProcessInfo&)>& on_reaped) {
+  std::vector<ProcessInfo> reaped;
+  std::string dir = procs_dir(domain_dir);
+  for (auto& name : os::list_dir(dir)) {
+    std::string path = dir + "/" + name;
+    if (name.starts_with(".") && name.ends_with(".new")) {
+      // A registration being written, or left by a process that died while writing it.
+      os::Fd fd = os::try_open_file(path, O_RDWR);
+      if (fd && os::try_lock(fd.get(), os::LockKind::exclusive, path)) os::remove_file(path);
+      continue;
+    }
+    if (!is_registration_name(name)) continue;
+    os::Fd fd = os::try_open_file(path, O_RDWR);
+    if (!fd) continue;
+    // Holding the lock proves the owner is dead and no other reaper is here.
+    if (!os::try_lock(fd.get(), os::LockKind::exclusive, path)) continue;
+    auto info = read_entry(path);
+    // Another reaper may have removed and we may have locked an unlinked inode: harmless.
+    if (!os::remove_file(path)) continue;
+    ProcessInfo p;
+    if (info) p = *info;
+    else p.id = *ProcessId::parse(name);
+    p.alive = false;
+    MPOD_LOG(runtime, notice, "removed registration of dead %s process %s (host %s, pid %d)",
+             role_name(p.role), p.id.hex().c_str(), p.hostname.c_str(), p.pid);
+    if (on_reaped) on_reaped(p);
+    reaped.push_back(std::move(p));
+  }
+  return reaped;
+}
+
+std::string describe(const ProcessInfo& p) {
+  return std::string(role_name(p.role)) + " process " + p.id.short_hex() + " (host " + p.hostname +
+         ", pid " + std::to_string(p.pid) + (p.alive ? ", alive)" : ", dead)");
+}
+
+std::string describe(const std::string& domain_dir, const ProcessId& id) {
+  if (auto p = find(domain_dir, id)) return describe(*p);
+  return "process " + id.short_hex() + " (not registered)";
+}
+
+}  // namespace mpod::registry

@@ -1,0 +1,58 @@
+// The process registry: <domain>/procs/<id>, one file per attached process.
+//
+// A registration is created under a temporary name, locked, filled in, then
+// hard-linked to its final name (link fails if the name exists, so the id is
+// unique by construction and nobody ever sees an unlocked or half-written
+// registration). The owner holds an exclusive OFD lock on it until it exits;
+// the kernel drops the lock if it dies. Others test liveness with F_OFD_GETLK,
+// which never takes the lock and so never disturbs the owner.
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "../os/os.hpp"
+#include "mpod/process.hpp"
+
+namespace mpod::registry {
+
+std::string procs_dir(const std::string& domain_dir);
+
+class Registration {
+ public:
+  // Registers this process; the only place its PID is read.
+  static Registration create(const std::string& domain_dir, Role role);
+  Registration() = default;
+  Registration(Registration&&) noexcept = default;
+  Registration& operator=(Registration&&) noexcept;
+  ~Registration();  // unregisters
+
+  const ProcessInfo& info() const noexcept { return info_; }
+  // Removes the file, then releases the lock. Safe to call twice.
+  void unregister() noexcept;
+
+ private:
+  ProcessInfo info_;
+  std::string path_;
+  os::Fd fd_;
+};
+
+// Every registration, liveness tested now. Unreadable entries are skipped with a log line.
+std::vector<ProcessInfo> list(const std::string& domain_dir);
+std::optional<ProcessInfo> find(const std::string& domain_dir, const ProcessId& id);
+bool is_alive(const std::string& domain_dir, const ProcessId& id);
+
+// Removes the registration of every dead process, calling `on_reaped` with
+// each after its file is gone (to remove that process's other files).
+// Concurrent reapers are safe: each registration is removed once, under its lock.
+std::vector<ProcessInfo> reap(const std::string& domain_dir,
+                              const std::function<void(const ProcessInfo&)>& on_reaped = {});
+
+// "process 1a2b3c4d (host pod-3, pid 1, alive)" for error messages.
+std::string describe(const ProcessInfo& p);
+// Same, looked up by id; "process 1a2b3c4d (not registered)" if unknown.
+std::string describe(const std::string& domain_dir, const ProcessId& id);
+
+}  // namespace mpod::registry
