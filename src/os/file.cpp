@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 
 #include "fault.hpp"
 #include "mpod/log.hpp"
@@ -92,6 +93,42 @@ void link_file(const std::string& from, const std::string& to) {
   int err = errno;
   MPOD_LOG(os, debug, "link %s -> %s failed: %s", from.c_str(), to.c_str(), std::strerror(err));
   throw Error(errc_for(err), "cannot create " + to, to, err);
+}
+
+Fd open_unnamed(const std::string& dir, mode_t mode) {
+  int fd = open_raw(dir, O_TMPFILE | O_RDWR, mode);
+  if (fd < 0) {
+    int err = errno;
+    MPOD_LOG(os, debug, "open unnamed file in %s failed: %s", dir.c_str(), std::strerror(err));
+    if (err == EOPNOTSUPP || err == EISDIR || err == EINVAL) return Fd();
+    throw Error(errc_for(err), "cannot create a file in " + dir, dir, err);
+  }
+  MPOD_LOG(os, debug, "open unnamed file in %s -> fd %d", dir.c_str(), fd);
+  return Fd(fd);
+}
+
+void link_unnamed(int fd, const std::string& path) {
+  // AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH; /proc/self/fd works for everyone else.
+  int rc = ::linkat(fd, "", AT_FDCWD, path.c_str(), AT_EMPTY_PATH);
+  if (rc != 0 && errno != EEXIST) {
+    std::string proc = "/proc/self/fd/" + std::to_string(fd);
+    rc = ::linkat(AT_FDCWD, proc.c_str(), AT_FDCWD, path.c_str(), AT_SYMLINK_FOLLOW);
+  }
+  if (rc == 0) {
+    MPOD_LOG(os, debug, "linked fd %d -> %s", fd, path.c_str());
+    return;
+  }
+  int err = errno;
+  MPOD_LOG(os, debug, "link fd %d -> %s failed: %s", fd, path.c_str(), std::strerror(err));
+  throw Error(errc_for(err), "cannot create " + path, path, err);
+}
+
+double age_seconds(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return 0;
+  struct timespec now;
+  ::clock_gettime(CLOCK_REALTIME, &now);
+  return double(now.tv_sec - st.st_mtim.tv_sec) + double(now.tv_nsec - st.st_mtim.tv_nsec) / 1e9;
 }
 
 void make_dirs(const std::string& path, mode_t mode) {

@@ -53,6 +53,13 @@ Fd open_file(const std::string& path, int flags, mode_t mode = 0600);
 Fd try_open_file(const std::string& path, int flags, mode_t mode = 0600);
 bool remove_file(const std::string& path);  // false if it did not exist
 void link_file(const std::string& from, const std::string& to);  // throws already_exists on EEXIST
+// An unnamed file in `dir` (O_TMPFILE), or an empty Fd if the filesystem
+// cannot make one. Give it a name with link_unnamed().
+Fd open_unnamed(const std::string& dir, mode_t mode);
+// Names an open_unnamed() file `path`; throws already_exists if the name is taken.
+void link_unnamed(int fd, const std::string& path);
+// Seconds since the file was last modified; 0 if it does not exist.
+double age_seconds(const std::string& path);
 void make_dirs(const std::string& path, mode_t mode);            // mkdir -p; existing is fine
 std::vector<std::string> list_dir(const std::string& path);      // names, without . and ..
 bool path_exists(const std::string& path);

@@ -76,6 +76,8 @@ std::optional<ProcessInfo> read_entry(const std::string& path) {
   return info;
 }
 
+constexpr double kStaleTempSeconds = 60;
+
 bool is_registration_name(const std::string& name) { return ProcessId::parse(name).has_value(); }
 }  // namespace
 
@@ -91,25 +93,34 @@ Registration Registration::create(const std::string& domain_dir, Role role) {
   // guarantees uniqueness, so a collision just means: draw again.
   for (int attempt = 0;; ++attempt) {
     r.info_.id = ProcessId::random();
-    std::string final_path = dir + "/" + r.info_.id.hex();
-    std::string tmp_path = dir + "/." + r.info_.id.hex() + ".new";
-    os::Fd fd = os::try_open_file(tmp_path, O_RDWR | O_CREAT | O_EXCL, 0600);
-    if (!fd) continue;
-    if (!os::try_lock(fd.get(), os::LockKind::exclusive, tmp_path)) {
-      os::remove_file(tmp_path);
-      throw Error(Errc::system, "cannot lock new registration " + tmp_path, tmp_path);
+    const std::string final_path = dir + "/" + r.info_.id.hex();
+    // Preferred: an unnamed file, locked and filled before it gets its name,
+    // so nobody can see it unlocked or half-written and a crash leaves nothing.
+    os::Fd fd = os::open_unnamed(dir, 0600);
+    std::string tmp_path;
+    if (!fd) {
+      // Filesystems without O_TMPFILE: a dot-name that reapers leave alone until it is stale.
+      tmp_path = dir + "/." + r.info_.id.hex() + ".new";
+      fd = os::try_open_file(tmp_path, O_RDWR | O_CREAT | O_EXCL, 0600);
+      if (!fd) continue;
+    }
+    const std::string& lock_name = tmp_path.empty() ? final_path : tmp_path;
+    if (!os::try_lock(fd.get(), os::LockKind::exclusive, lock_name)) {
+      if (!tmp_path.empty()) os::remove_file(tmp_path);
+      throw Error(Errc::system, "cannot lock the new registration in " + dir, dir);
     }
     r.info_.alive = true;
     std::string text = serialize(r.info_);
     try {
-      os::write_all(fd.get(), text.data(), text.size(), tmp_path);
-      os::link_file(tmp_path, final_path);
+      os::write_all(fd.get(), text.data(), text.size(), lock_name);
+      if (tmp_path.empty()) os::link_unnamed(fd.get(), final_path);
+      else os::link_file(tmp_path, final_path);
     } catch (const Error& e) {
-      os::remove_file(tmp_path);
+      if (!tmp_path.empty()) os::remove_file(tmp_path);
       if (e.code() == Errc::already_exists && attempt < 8) continue;
       throw;
     }
-    os::remove_file(tmp_path);
+    if (!tmp_path.empty()) os::remove_file(tmp_path);
     r.path_ = final_path;
     r.fd_ = std::move(fd);
     MPOD_LOG(runtime, info, "registered as %s %s (pid %d in pid ns %llu, host %s)", role_name(role),
@@ -167,7 +178,9 @@ std::vector<ProcessInfo> reap(const std::string& domain_dir,
   for (auto& name : os::list_dir(dir)) {
     std::string path = dir + "/" + name;
     if (name.starts_with(".") && name.ends_with(".new")) {
-      // A registration being written, or left by a process that died while writing it.
+      // Fallback-path registration being written, or left by a process that
+      // died writing it. Young ones may not be locked yet: leave them alone.
+      if (os::age_seconds(path) < kStaleTempSeconds) continue;
       os::Fd fd = os::try_open_file(path, O_RDWR);
       if (fd && os::try_lock(fd.get(), os::LockKind::exclusive, path)) os::remove_file(path);
       continue;

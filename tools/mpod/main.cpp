@@ -1,0 +1,238 @@
+// mpod: the command-line tool.
+//   mpod serve [runtime options]                      standalone primary until SIGTERM/SIGINT
+//   mpod info  [runtime options] [--json] [--watch[=SECONDS]]
+#include <signal.h>
+#include <time.h>
+
+#include <cmath>
+#include <ctime>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "json_writer.hpp"
+#include "mpod/runtime.hpp"
+
+namespace {
+
+using namespace mpod;
+
+void usage(FILE* f) {
+  std::fprintf(f,
+               "usage: mpod serve [runtime options]\n"
+               "       mpod info  [runtime options] [--json] [--watch[=SECONDS]]\n\n"
+               "serve  runs a standalone primary (the node-wide memory owner) until SIGTERM/SIGINT\n"
+               "info   attaches as a secondary and prints processes, memory and memzones\n\n%s",
+               options_usage());
+}
+
+std::string iso_time(uint64_t ns) {
+  time_t t = static_cast<time_t>(ns / 1000000000ull);
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  char b[40];
+  std::strftime(b, sizeof b, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return b;
+}
+
+std::string human_bytes(uint64_t b) {
+  char buf[32];
+  if (b >= (1ull << 30)) std::snprintf(buf, sizeof buf, "%.1f GB", double(b) / (1ull << 30));
+  else if (b >= (1ull << 20)) std::snprintf(buf, sizeof buf, "%.1f MB", double(b) / (1ull << 20));
+  else if (b >= 1024) std::snprintf(buf, sizeof buf, "%.1f kB", double(b) / 1024);
+  else std::snprintf(buf, sizeof buf, "%llu B", static_cast<unsigned long long>(b));
+  return buf;
+}
+
+std::string json_report(Runtime& rt) {
+  tools::JsonWriter j;
+  j.begin_object();
+  j.field("prefix", rt.options().file_prefix);
+  j.field("domain_dir", rt.domain_dir());
+  j.field("self", rt.self().id.hex());
+  j.begin_array("processes");
+  for (auto& p : rt.processes()) {
+    j.begin_object();
+    j.field("id", p.id.hex());
+    j.field("role", role_name(p.role));
+    j.field("pid", p.pid);
+    j.field("pid_ns", p.pid_ns);
+    j.field("hostname", p.hostname);
+    j.field("alive", p.alive);
+    j.field("started", iso_time(p.started_ns));
+    j.field("started_ns", p.started_ns);
+    j.end_object();
+  }
+  j.end_array();
+  j.begin_array("memory");
+  for (auto& m : rt.memory()) {
+    j.begin_object();
+    j.field("page_size", m.page_size);
+    j.field("hugepages", m.hugepages);
+    j.field("total_bytes", m.total_bytes);
+    j.field("used_bytes", m.used_bytes);
+    j.field("backing", m.backing);
+    j.end_object();
+  }
+  j.end_array();
+  j.begin_array("memzones");
+  for (auto& z : rt.memzones().list()) {
+    j.begin_object();
+    j.field("name", z.name);
+    j.field("size", z.len);
+    j.field("addr", static_cast<uint64_t>(reinterpret_cast<uintptr_t>(z.addr)));
+    j.field("page_size", z.page_size);
+    j.end_object();
+  }
+  j.end_array();
+  j.end_object();
+  return j.str() + "\n";
+}
+
+std::string text_report(Runtime& rt) {
+  std::string out;
+  char line[512];
+  std::snprintf(line, sizeof line, "domain %s (prefix %s), shared range %p + %s\n\n",
+                rt.domain_dir().c_str(), rt.options().file_prefix.c_str(), rt.base_addr(),
+                human_bytes(rt.va_len()).c_str());
+  out += line;
+  auto procs = rt.processes();
+  std::snprintf(line, sizeof line, "PROCESSES (%zu)\n%-32s  %-9s  %7s  %-11s  %-20s  %-20s  %s\n",
+                procs.size(), "ID", "ROLE", "PID", "PID-NS", "HOST", "STARTED", "ALIVE");
+  out += line;
+  for (auto& p : procs) {
+    std::snprintf(line, sizeof line, "%-32s  %-9s  %7d  %-11llu  %-20s  %-20s  %s%s\n",
+                  p.id.hex().c_str(), role_name(p.role), p.pid,
+                  static_cast<unsigned long long>(p.pid_ns), p.hostname.c_str(),
+                  iso_time(p.started_ns).c_str(), p.alive ? "yes" : "NO (dead)",
+                  p.id == rt.self().id ? " (this mpod info)" : "");
+    out += line;
+  }
+  std::snprintf(line, sizeof line, "\nMEMORY\n%-10s  %-5s  %10s  %10s  %s\n", "PAGE-SIZE", "HUGE",
+                "TOTAL", "USED", "BACKING");
+  out += line;
+  for (auto& m : rt.memory()) {
+    std::snprintf(line, sizeof line, "%-10s  %-5s  %10s  %10s  %s\n", human_bytes(m.page_size).c_str(),
+                  m.hugepages ? "yes" : "no", human_bytes(m.total_bytes).c_str(),
+                  human_bytes(m.used_bytes).c_str(), m.backing.c_str());
+    out += line;
+  }
+  auto zones = rt.memzones().list();
+  std::snprintf(line, sizeof line, "\nMEMZONES (%zu)\n%-32s  %-16s  %10s  %s\n", zones.size(), "NAME",
+                "ADDRESS", "SIZE", "PAGE-SIZE");
+  out += line;
+  for (auto& z : zones) {
+    std::snprintf(line, sizeof line, "%-32s  %-16p  %10s  %s\n", z.name.c_str(), z.addr,
+                  human_bytes(z.len).c_str(), human_bytes(z.page_size).c_str());
+    out += line;
+  }
+  return out;
+}
+
+// Blocks SIGINT/SIGTERM so they can be waited for; returns the signal, or 0 after `seconds`.
+int wait_signal(double seconds) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  timespec ts{static_cast<time_t>(seconds), static_cast<long>(std::fmod(seconds, 1.0) * 1e9)};
+  int sig = sigtimedwait(&set, nullptr, &ts);
+  return sig > 0 ? sig : 0;
+}
+
+void block_stop_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  sigprocmask(SIG_BLOCK, &set, nullptr);
+}
+
+int cmd_serve(int argc, char** argv) {
+  Options o;
+  int first = parse_options(argc, argv, o);
+  if (first < argc) {
+    std::fprintf(stderr, "mpod serve: unexpected argument '%s'\n", argv[first]);
+    return 2;
+  }
+  if (o.proc_type == ProcType::secondary) {
+    std::fprintf(stderr, "mpod serve: runs a primary; --proc-type=secondary makes no sense here\n");
+    return 2;
+  }
+  o.proc_type = ProcType::primary;
+  block_stop_signals();  // before any thread exists, so the signals come to sigtimedwait
+  auto rt = Runtime::start(o);
+  std::printf("mpod serve: primary %s ready for prefix '%s' in %s\n", rt->self().id.hex().c_str(),
+              o.file_prefix.c_str(), rt->domain_dir().c_str());
+  std::fflush(stdout);
+  for (;;) {
+    if (int sig = wait_signal(1.0)) {
+      std::printf("mpod serve: %s received, shutting down\n", strsignal(sig));
+      break;
+    }
+    rt->reap_dead();  // the node-wide owner keeps the runtime directory clean
+  }
+  return 0;
+}
+
+int cmd_info(int argc, char** argv) {
+  // Take out info's own options; the rest are runtime options.
+  bool json = false;
+  double watch = 0;
+  std::vector<char*> args{argv[0]};
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--json") json = true;
+    else if (a == "--watch") watch = 1.0;
+    else if (a.starts_with("--watch=")) {
+      char* end = nullptr;
+      watch = std::strtod(a.c_str() + 8, &end);
+      if (*end || !(watch > 0)) {
+        std::fprintf(stderr, "mpod info: --watch needs a number of seconds > 0, got '%s'\n", a.c_str() + 8);
+        return 2;
+      }
+    } else args.push_back(argv[i]);
+  }
+  Options o;
+  int n = static_cast<int>(args.size());
+  int first = parse_options(n, args.data(), o);
+  if (first < n) {
+    std::fprintf(stderr, "mpod info: unexpected argument '%s'\n", args[first]);
+    return 2;
+  }
+  if (o.proc_type == ProcType::primary) o.proc_type = ProcType::secondary;
+  if (o.proc_type != ProcType::secondary) {
+    std::fprintf(stderr, "mpod info: attaches as a secondary; --proc-type=%s makes no sense here\n", "auto");
+    return 2;
+  }
+  block_stop_signals();
+  auto rt = Runtime::start(o);
+  for (;;) {
+    std::string report = json ? json_report(*rt) : text_report(*rt);
+    if (watch > 0 && !json) std::fputs("\033[H\033[2J", stdout);  // clear screen between refreshes
+    std::fputs(report.c_str(), stdout);
+    std::fflush(stdout);
+    if (watch <= 0 || wait_signal(watch)) break;
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
+    usage(argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  std::string cmd = argv[1];
+  try {
+    if (cmd == "serve") return cmd_serve(argc - 1, argv + 1);
+    if (cmd == "info") return cmd_info(argc - 1, argv + 1);
+  } catch (const mpod::Error& e) {
+    std::fprintf(stderr, "mpod %s: error: %s\n", cmd.c_str(), e.what());
+    return 1;
+  }
+  std::fprintf(stderr, "mpod: unknown command '%s' (try mpod --help)\n", cmd.c_str());
+  return 2;
+}
