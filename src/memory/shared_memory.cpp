@@ -107,6 +107,21 @@ size_t choose_initial(const std::vector<Source>& src, uint64_t bytes) {
               "not enough free hugepages for -m " + std::to_string(bytes >> 20) + " (" + have +
                   "); raise /proc/sys/vm/nr_hugepages, lower -m, or run with --no-huge");
 }
+
+// Every process mapping a backing file holds a shared lock on it, so a file
+// in use is never removed or reused, even by a domain in another runtime
+// directory that happens to share the prefix (hugetlbfs names are per mount).
+os::Fd open_backing(const std::string& path, bool create) {
+  os::Fd fd = os::open_file(path, O_RDWR | (create ? O_CREAT : 0), 0600);
+  if (!os::try_lock(fd.get(), create ? os::LockKind::exclusive : os::LockKind::shared, path))
+    throw Error(Errc::busy,
+                create ? "page file " + path +
+                             " is in use by processes of another mpod domain with the same prefix; "
+                             "give this domain its own --file-prefix"
+                       : "page file " + path + " is being recreated by a new primary; start again",
+                path);
+  return fd;
+}
 }  // namespace
 
 struct SharedMemory::List {
@@ -168,8 +183,10 @@ std::unique_ptr<SharedMemory> SharedMemory::create(const MemoryParams& p, Memory
       list->local = FbArray::create(p.domain_dir, std::string(l.fbarray_name) + "_" + p.self.hex(),
                                     l.capacity, sizeof(uint64_t), p.self);
       list->backing_path = m->backing_path(l);
-      list->backing = os::open_file(list->backing_path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+      list->backing = open_backing(list->backing_path, true);
+      os::truncate_file(list->backing.get(), 0, list->backing_path);  // drop stale pages
       os::truncate_file(list->backing.get(), uint64_t(l.capacity) * l.seg_size, list->backing_path);
+      os::try_lock(list->backing.get(), os::LockKind::shared, list->backing_path);  // downgrade
       m->lists_.push_back(std::move(list));
     }
     m->grow(static_cast<uint32_t>(first), initial);
@@ -199,7 +216,7 @@ std::unique_ptr<SharedMemory> SharedMemory::attach(const MemoryParams& p, Memory
     list->local = FbArray::create(p.domain_dir, std::string(l.fbarray_name) + "_" + p.self.hex(),
                                   l.capacity, sizeof(uint64_t), p.self);
     list->backing_path = m->backing_path(l);
-    list->backing = os::open_file(list->backing_path, O_RDWR);
+    list->backing = open_backing(list->backing_path, false);
     m->lists_.push_back(std::move(list));
   }
   m->sync();
@@ -334,10 +351,15 @@ void SharedMemory::remove_stale_files(const std::string& domain_dir, const std::
     for (auto& m : os::hugetlbfs_mounts()) dirs.push_back(m.path);
     const std::string stem = prefix + "map_";
     for (auto& d : dirs)
-      for (auto& name : os::list_dir(d))
-        if (name.starts_with(stem) && name.size() > stem.size() &&
-            name.find_first_not_of("0123456789", stem.size()) == std::string::npos)
-          os::remove_file(d + "/" + name);
+      for (auto& name : os::list_dir(d)) {
+        if (!name.starts_with(stem) || name.size() == stem.size() ||
+            name.find_first_not_of("0123456789", stem.size()) != std::string::npos)
+          continue;
+        std::string path = d + "/" + name;
+        os::Fd fd = os::try_open_file(path, O_RDWR);
+        if (fd && os::try_lock(fd.get(), os::LockKind::exclusive, path)) os::remove_file(path);
+        else MPOD_LOG(memory, notice, "leaving %s: another domain with this prefix uses it", path.c_str());
+      }
   } catch (const Error& e) {
     MPOD_LOG(memory, warning, "cleanup of stale memory files: %s", e.what());
   }
