@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Builds mpod and runs every test: a normal build, then AddressSanitizer +
+# UndefinedBehaviorSanitizer. Tests that need root, PID namespaces or
+# hugepages print why they skip where the machine cannot run them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/deps.sh
+bash scripts/hugepages.sh
+
+run_suite() {  # name, build dir, extra cmake args...
+  local name=$1 dir=$2
+  shift 2
+  echo "=== $name: configure and build ($dir)"
+  cmake -S . -B "$dir" "$@" >/dev/null
+  cmake --build "$dir" -j"$(nproc)"
+  echo "=== $name: ctest"
+  (cd "$dir" && ctest --output-on-failure --timeout 600)
+}
+
+run_suite "release" build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  run_suite "asan+ubsan" build-asan -DCMAKE_BUILD_TYPE=Debug -DMPOD_SANITIZE=address,undefined -DMPOD_BUILD_BENCH=OFF
+echo "=== all test suites passed"
