@@ -179,6 +179,7 @@ void FbArray::detach() noexcept {
 }
 
 void FbArray::destroy() {
+  if (path_.empty()) return;  // never created or attached
   std::string path = path_;
   detach();
   auto slash = path.rfind('/');
