@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <optional>
 #include <cstring>
 #include <cstdio>
 
@@ -25,6 +26,8 @@ constexpr uint64_t kDefaultMemoryMb = 64;
 // A primary that holds the lock but is still building the config is given
 // this long even when --wait-primary is 0: it is alive and almost ready.
 constexpr uint64_t kInitGraceNs = 30'000'000'000ull;
+// How long a would-be primary retries a lock that no live primary holds.
+constexpr uint64_t kLockRetryNs = 2'000'000'000ull;
 
 std::string hex_addr(uint64_t a) {
   char b[32];
@@ -64,17 +67,21 @@ class RuntimeImpl final : public Runtime {
  private:
   void prepare_dirs();
   bool try_become_primary();
+  std::optional<ProcessInfo> live_primary() const;
   void start_primary();
   void wait_for_primary();
   void start_secondary();
   void map_config(os::Fd fd, const std::string& path, bool creating);
   void make_locks();
+  void clean_up_if_last();
   std::vector<ProcessInfo> live_others() const;
   MemoryParams memory_params() const;
 
   Options options_;
   std::string domain_;
   os::Fd lock_fd_;  // primary: holds the primary lock
+  bool attached_ = false;  // start() completed
+  Role role_ = Role::secondary;
   registry::Registration registration_;
   os::Fd config_fd_;
   std::string config_path_;
@@ -117,10 +124,27 @@ std::vector<ProcessInfo> RuntimeImpl::live_others() const {
   return out;
 }
 
+std::optional<ProcessInfo> RuntimeImpl::live_primary() const {
+  os::Fd cfg = os::try_open_file(config_path(domain_), O_RDONLY);
+  ConfigHeader h;
+  if (!cfg || ::pread(cfg.get(), &h, sizeof h, 0) != static_cast<ssize_t>(sizeof h) ||
+      h.magic != SharedConfig::kMagic)
+    return std::nullopt;
+  auto p = registry::find(domain_, id_from(h.primary_id));
+  if (p && p->alive) return p;
+  return std::nullopt;
+}
+
 bool RuntimeImpl::try_become_primary() {
   std::string path = lock_path(domain_);
   os::Fd fd = os::open_file(path, O_RDWR | O_CREAT, 0600);
-  if (!os::try_lock(fd.get(), os::LockKind::exclusive, path)) return false;
+  // The lock may be held briefly by an exiting process cleaning up, or by a
+  // primary still building its config: retry a little unless a live primary holds it.
+  const uint64_t deadline = os::monotonic_ns() + kLockRetryNs;
+  while (!os::try_lock(fd.get(), os::LockKind::exclusive, path)) {
+    if (live_primary() || os::monotonic_ns() >= deadline) return false;
+    os::sleep_ns(2'000'000);
+  }
   lock_fd_ = std::move(fd);
   return true;
 }
@@ -282,13 +306,8 @@ void RuntimeImpl::start() {
   switch (options_.proc_type) {
     case ProcType::primary:
       if (!try_become_primary()) {
-        std::string who = "another primary";
-        if (os::Fd cfg = os::try_open_file(config_path(domain_), O_RDONLY)) {
-          ConfigHeader h;
-          if (::pread(cfg.get(), &h, sizeof h, 0) == static_cast<ssize_t>(sizeof h) &&
-              h.magic == SharedConfig::kMagic)
-            who = registry::describe(domain_, id_from(h.primary_id));
-        }
+        auto p = live_primary();
+        std::string who = p ? registry::describe(*p) : "another primary, still starting";
         throw Error(Errc::already_exists,
                     "a primary is already running for prefix '" + options_.file_prefix + "' in " +
                         domain_ + ": " + who +
@@ -306,6 +325,8 @@ void RuntimeImpl::start() {
       else start_secondary();
       break;
   }
+  role_ = registration_.info().role;
+  attached_ = true;
   log::set_process_tag(registration_.info().id.short_hex());
 }
 
@@ -322,37 +343,49 @@ size_t RuntimeImpl::reap_dead() {
 }
 
 RuntimeImpl::~RuntimeImpl() {
-  const bool primary = lock_fd_ && config_;
-  bool last = false;
-  if (primary) {
-    try {
-      reap_dead();
-      auto others = live_others();
-      last = others.empty();
-      if (!last)
-        MPOD_LOG(runtime, notice, "primary exiting; leaving shared memory of '%s' to %zu live process(es)",
-                 options_.file_prefix.c_str(), others.size());
-    } catch (const Error& e) {
-      MPOD_LOG(runtime, warning, "shutdown: %s", e.what());
-    }
-  }
+  // Release what this process owns: its mappings, local fbarrays, locks on
+  // page files, and its registration.
   memzones_.reset();
-  if (last) {
-    // Remove the config first so no secondary starts attaching to memory that is going away.
-    try {
-      os::remove_file(config_path(domain_));
-    } catch (const Error& e) {
-      MPOD_LOG(runtime, warning, "shutdown: %s", e.what());
-    }
-    if (memory_) memory_->remove_files();
-  }
   memory_.reset();
   memory_lock_.reset();
   memzone_lock_.reset();
   if (config_) os::unmap(config_, sizeof(SharedConfig));
+  config_fd_.reset();
   registration_.unregister();
+  if (attached_) {
+    try {
+      clean_up_if_last();
+    } catch (const Error& e) {
+      MPOD_LOG(runtime, warning, "shutdown: %s", e.what());
+    }
+  }
   lock_fd_.reset();
   g_runtime_live.store(false);
+}
+
+void RuntimeImpl::clean_up_if_last() {
+  // The last process out removes the domain's memory, so hugepages do not
+  // leak after a primary left its memory to secondaries. Holding the primary
+  // lock while doing it guarantees no primary starts meanwhile.
+  if (!lock_fd_) {
+    std::string path = lock_path(domain_);
+    os::Fd fd = os::open_file(path, O_RDWR);
+    if (!os::try_lock(fd.get(), os::LockKind::exclusive, path)) return;  // a primary is alive
+    lock_fd_ = std::move(fd);
+  }
+  reap_dead();
+  size_t live = 0;
+  for (auto& p : registry::list(domain_)) live += p.alive;
+  if (live > 0) {
+    if (role_ == Role::primary)
+      MPOD_LOG(runtime, notice, "primary exiting; leaving the shared memory of '%s' to %zu live process(es)",
+               options_.file_prefix.c_str(), live);
+    return;
+  }
+  // Config first, so nobody starts attaching to memory that is going away.
+  os::remove_file(config_path(domain_));
+  SharedMemory::remove_stale_files(domain_, options_.file_prefix, options_.huge_dir);
+  MPOD_LOG(runtime, info, "last process of '%s' out: removed its shared memory", options_.file_prefix.c_str());
 }
 
 }  // namespace

@@ -53,7 +53,7 @@ class SharedMemory {
   uint64_t backed_bytes(uint32_t list) const;
 
   std::vector<MemoryUsage> usage() const;
-  // Primary shutdown with no other process attached: removes fbarrays and backing files.
+  // Undoes create() after a failure: removes this layout's fbarrays and backing files.
   void remove_files() noexcept;
   const MemoryLayout& layout() const noexcept { return *layout_; }
   SharedLock* lock() noexcept { return lock_; }
