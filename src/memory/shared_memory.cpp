@@ -120,6 +120,7 @@ os::Fd open_backing(const std::string& path, bool create) {
                              "give this domain its own --file-prefix"
                        : "page file " + path + " is being recreated by a new primary; start again",
                 path);
+  os::flock_shared(fd.get(), path);
   return fd;
 }
 }  // namespace

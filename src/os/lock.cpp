@@ -1,5 +1,6 @@
 // Open-file-description locks. See os.hpp for why OFD locks and not flock/POSIX locks.
 #include <fcntl.h>
+#include <sys/file.h>
 
 #include <cerrno>
 #include <cstring>
@@ -73,6 +74,21 @@ bool is_locked_by_other(int fd, LockKind kind, const std::string& path, off_t st
   struct flock fl = make_flock(type_of(kind), start, len);
   if (::fcntl(fd, F_OFD_GETLK, &fl) != 0) throw_lock_error(path, errno);
   return fl.l_type != F_UNLCK;
+}
+
+void flock_shared(int fd, const std::string& path) {
+  int rc;
+  do rc = ::flock(fd, LOCK_SH | LOCK_NB);
+  while (rc != 0 && errno == EINTR);
+  if (rc == 0) {
+    MPOD_LOG(os, debug, "flocked %s (shared)", path.c_str());
+    return;
+  }
+  int err = errno;
+  MPOD_LOG(os, debug, "flock %s failed: %s", path.c_str(), std::strerror(err));
+  if (err == EWOULDBLOCK)
+    throw Error(Errc::busy, "page file " + path + " is locked by another program (flock); is a DPDK process using this file name?", path, err);
+  throw_lock_error(path, err);
 }
 
 }  // namespace mpod::os

@@ -89,6 +89,11 @@ void unlock(int fd, const std::string& path_for_errors, off_t start = 0, off_t l
 bool is_locked_by_other(int fd, LockKind kind, const std::string& path_for_errors,
                         off_t start = 0, off_t len = 0);
 
+// A BSD flock(LOCK_SH) beside the OFD locks, for files that other software
+// judges by flock: DPDK deletes unflocked "*map_*" files in a hugetlbfs
+// directory it starts on, so mpod's page files carry one while mapped.
+void flock_shared(int fd, const std::string& path_for_errors);
+
 // ---- memory mappings ----
 // Reserves [addr, addr+len) with no access. With `exact`, fails with
 // address_conflict (naming the overlapping mapping) if anything is there;
