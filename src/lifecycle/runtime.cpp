@@ -29,6 +29,12 @@ constexpr uint64_t kInitGraceNs = 30'000'000'000ull;
 // How long a would-be primary retries a lock that no live primary holds.
 constexpr uint64_t kLockRetryNs = 2'000'000'000ull;
 
+std::string seconds_text(double s) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%g", s);
+  return b;
+}
+
 std::string hex_addr(uint64_t a) {
   char b[32];
   std::snprintf(b, sizeof b, "0x%llx", static_cast<unsigned long long>(a));
@@ -271,7 +277,7 @@ void RuntimeImpl::wait_for_primary() {
                               " holds the lock but did not finish starting within " +
                               std::to_string(kInitGraceNs / 1'000'000'000) + " s"
                         : "no primary is running for prefix '" + options_.file_prefix + "' in " +
-                              domain_ + (wait_ns ? " (waited " + std::to_string(options_.wait_primary_s) + " s)" : "") +
+                              domain_ + (wait_ns ? " (waited " + seconds_text(options_.wait_primary_s) + " s)" : "") +
                               "; start the primary first, pass --wait-primary=SECONDS to wait for "
                               "it, or check --file-prefix and --runtime-dir",
                   domain_);

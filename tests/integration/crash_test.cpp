@@ -1,0 +1,189 @@
+// Crashes and start-up order: processes killed with SIGKILL leave nothing that
+// blocks anyone, their files are reaped, a crashed primary's memory is never
+// wiped while its secondaries live, secondaries may start before their
+// primary, and `auto` never makes two primaries.
+#include <sys/file.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
+#include "domain_fixture.hpp"
+#include "src/os/os.hpp"
+
+namespace mpod::test {
+namespace {
+
+using Crash = DomainTest;
+using namespace std::chrono;
+namespace fs = std::filesystem;
+
+std::vector<std::string> files_in(const std::string& dir) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (auto& e : fs::directory_iterator(dir, ec)) out.push_back(e.path().filename());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::string id_of(const Child& c) {
+  auto out = c.output();
+  auto at = out.find("id=");
+  return at == std::string::npos ? "" : out.substr(at + 3, 32);
+}
+
+size_t page_files(const std::string& prefix) {
+  size_t n = 0;
+  for (auto& m : os::hugetlbfs_mounts())
+    for (auto& f : files_in(m.path)) n += f.starts_with(prefix + "map_");
+  return n;
+}
+
+TEST_F(Crash, SecondaryKilledInItsPodIsReapedByTheServingPrimary) {
+  MPOD_SKIP_UNLESS(cannot_make_pods());
+  Child serve = Child::spawn(mpod("serve", {"--no-huge"}));
+  ASSERT_TRUE(serve.wait_for_output("ready")) << serve.output();
+  auto argv = proc("attach", {"--proc-type=secondary", "--no-huge"}, {"--hold"});
+  Child pod = Child::spawn(argv, PodOptions{true, "victim"});
+  ASSERT_TRUE(pod.wait_for_output("ATTACHED")) << pod.output();
+  const std::string id = id_of(pod);
+  ASSERT_EQ(id.size(), 32u);
+  EXPECT_TRUE(fs::exists(domain_dir() + "/procs/" + id));
+  EXPECT_TRUE(fs::exists(domain_dir() + "/fbarray_memseg-4k-0-0_" + id));
+
+  pod.signal(SIGKILL);  // unshare --kill-child takes the pod's PID 1 with it
+  pod.wait();
+  // mpod serve reaps once a second; give it three.
+  auto deadline = steady_clock::now() + seconds(3);
+  while (fs::exists(domain_dir() + "/procs/" + id) && steady_clock::now() < deadline)
+    std::this_thread::sleep_for(milliseconds(20));
+  EXPECT_FALSE(fs::exists(domain_dir() + "/procs/" + id)) << "registration of the dead pod not reaped";
+  EXPECT_FALSE(fs::exists(domain_dir() + "/fbarray_memseg-4k-0-0_" + id)) << "its local page table not removed";
+  EXPECT_TRUE(contains(serve.output(), "removed registration of dead secondary process " + id)) << serve.output();
+  // And the domain is fine.
+  EXPECT_EQ(attach_once().code, 0);
+  serve.signal(SIGTERM);
+  EXPECT_EQ(serve.wait(), 0);
+}
+
+TEST_F(Crash, DeadProcessShowsAsDeadUntilReaped) {
+  // Two holders; kill one; a watcher that attached before the kill sees alive=false.
+  Child primary = start_primary();
+  Child victim = Child::spawn(proc("attach", {"--proc-type=secondary", "--no-huge"}, {"--hold"}));
+  ASSERT_TRUE(victim.wait_for_output("ATTACHED"));
+  const std::string id = id_of(victim);
+  Child watch = Child::spawn(mpod("info", {"--json", "--watch=0.05"}));
+  ASSERT_TRUE(watch.wait_for_output("\"id\":\"" + id + "\""));
+  victim.signal(SIGKILL);
+  victim.wait();
+  EXPECT_TRUE(watch.wait_for_output("\"id\":\"" + id + "\",\"role\":\"secondary\"", seconds(5)));
+  auto deadline = steady_clock::now() + seconds(5);
+  bool seen_dead = false;
+  while (!seen_dead && steady_clock::now() < deadline) {
+    auto out = watch.output();
+    auto at = out.rfind("\"id\":\"" + id + "\"");
+    seen_dead = at != std::string::npos && out.find("\"alive\":false", at) < out.find('}', at);
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  EXPECT_TRUE(seen_dead) << watch.output().substr(0, 2000);
+  watch.signal(SIGINT);
+  EXPECT_EQ(watch.wait(), 0);
+}
+
+TEST_F(Crash, KilledPrimaryMemoryOutlivesItForItsSecondariesThenIsCleaned) {
+  MPOD_SKIP_UNLESS(cannot_use_hugepages(16));
+  Child primary = start_primary({"-m", "16"});
+  Child secondary = Child::spawn(proc("attach", {"--proc-type=secondary"}, {"--hold"}));
+  ASSERT_TRUE(secondary.wait_for_output("ATTACHED"));
+  primary.signal(SIGKILL);
+  primary.wait();
+  EXPECT_EQ(page_files(prefix_), 1u);
+
+  // A new primary must not wipe memory a live secondary uses.
+  auto second = run(proc("primary", {"-m", "16"}));
+  EXPECT_EQ(second.code, 1);
+  EXPECT_TRUE(contains(second.output, "ERROR busy")) << second.output;
+  EXPECT_TRUE(contains(second.output, "secondary process " + id_of(secondary).substr(0, 8))) << second.output;
+  EXPECT_TRUE(contains(second.output, "stop them")) << second.output;
+  EXPECT_TRUE(secondary.running());
+  EXPECT_EQ(page_files(prefix_), 1u);
+
+  // The last process out removes the memory, including the dead primary's files.
+  secondary.signal(SIGTERM);
+  EXPECT_EQ(secondary.wait(), 0) << secondary.output();
+  EXPECT_EQ(page_files(prefix_), 0u);
+  EXPECT_EQ(files_in(domain_dir()), (std::vector<std::string>{"lock", "procs"}));
+  EXPECT_TRUE(files_in(domain_dir() + "/procs").empty());
+  Child again = start_primary({"-m", "16"});
+  EXPECT_TRUE(again.running());
+}
+
+TEST_F(Crash, CleanShutdownLeavesOnlyTheLockFile) {
+  MPOD_SKIP_UNLESS(cannot_use_hugepages(16));
+  Child primary = start_primary({"-m", "16"});
+  ASSERT_EQ(attach_once({}).code, 0);
+  EXPECT_EQ(page_files(prefix_), 1u);
+  primary.signal(SIGTERM);
+  EXPECT_EQ(primary.wait(), 0);
+  EXPECT_EQ(page_files(prefix_), 0u);
+  EXPECT_EQ(files_in(domain_dir()), (std::vector<std::string>{"lock", "procs"}));
+}
+
+TEST_F(Crash, PageFilesAreFlockedWhileMappedSoDpdkLeavesThemAlone) {
+  // A DPDK primary starting on the same hugetlbfs deletes every "*map_*" file
+  // it can flock exclusively. mpod's must refuse that while in use.
+  MPOD_SKIP_UNLESS(cannot_use_hugepages(16));
+  Child primary = start_primary({"-m", "16"});
+  std::string path;
+  for (auto& m : os::hugetlbfs_mounts())
+    if (fs::exists(m.path + "/" + prefix_ + "map_0")) path = m.path + "/" + prefix_ + "map_0";
+  ASSERT_FALSE(path.empty());
+  int fd = ::open(path.c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0);
+  EXPECT_NE(::flock(fd, LOCK_EX | LOCK_NB), 0);
+  EXPECT_EQ(errno, EWOULDBLOCK);
+  ::close(fd);
+}
+
+TEST_F(Crash, SecondaryStartedBeforeItsPrimaryWaits) {
+  PodOptions pod;
+  if (!cannot_make_pods()) pod = PodOptions{true, "early"};
+  auto argv = proc("attach", {"--proc-type=secondary", "--no-huge", "--wait-primary=20"});
+  Child early = Child::spawn(argv, pod);
+  std::this_thread::sleep_for(milliseconds(300));
+  EXPECT_TRUE(early.running()) << early.output();
+  Child primary = start_primary();
+  EXPECT_EQ(early.wait(seconds(20)), 0) << early.output();
+  EXPECT_TRUE(contains(early.output(), "ATTACHED role=secondary")) << early.output();
+  EXPECT_TRUE(contains(early.output(), "waiting for the primary")) << early.output();
+}
+
+TEST_F(Crash, AutoNeverMakesTwoPrimaries) {
+  std::vector<Child> procs;
+  for (int i = 0; i < 6; ++i) procs.push_back(Child::spawn(proc("attach", {"--proc-type=auto", "--no-huge"}, {"--hold"})));
+  int primaries = 0, secondaries = 0;
+  for (auto& c : procs) {
+    ASSERT_TRUE(c.wait_for_output("ATTACHED", seconds(20))) << c.output();
+    primaries += contains(c.output(), "role=primary");
+    secondaries += contains(c.output(), "role=secondary");
+  }
+  EXPECT_EQ(primaries, 1);
+  EXPECT_EQ(secondaries, 5);
+}
+
+TEST_F(Crash, InfoJsonHasTheDocumentedShape) {
+  Child primary = start_primary();
+  auto r = run(mpod("info", {"--json"}));
+  ASSERT_EQ(r.code, 0) << r.output;
+  for (const char* key : {"\"processes\":[", "\"memory\":[", "\"memzones\":[", "\"id\":", "\"role\":\"primary\"",
+                          "\"pid\":", "\"pid_ns\":", "\"hostname\":", "\"alive\":true", "\"started\":\"",
+                          "\"page_size\":4096", "\"total_bytes\":67108864", "\"used_bytes\":", "\"name\":\"greeting\"",
+                          "\"size\":4096"})
+    EXPECT_TRUE(contains(r.output, key)) << key << " missing in " << r.output;
+}
+
+}  // namespace
+}  // namespace mpod::test
