@@ -3,7 +3,6 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <optional>
@@ -50,6 +49,28 @@ ProcessId id_from(const uint8_t* bytes) {
   ProcessId id;
   std::memcpy(id.bytes.data(), bytes, 16);
   return id;
+}
+
+// What <domain>/config says right now, without mapping it.
+struct ConfigPeek {
+  bool present = false;   // the file exists (it is only ever renamed into place complete)
+  bool ours = false;      // magic and version match this program
+  bool ready = false;
+  ProcessId primary;
+};
+
+ConfigPeek peek_config(const std::string& domain) {
+  ConfigPeek peek;
+  const std::string path = config_path(domain);
+  os::Fd fd = os::try_open_file(path, O_RDONLY);
+  ConfigHeader h;
+  if (!fd) return peek;
+  peek.present = true;
+  if (!os::read_exact_at(fd.get(), &h, sizeof h, 0, path)) return peek;
+  peek.ours = h.magic == SharedConfig::kMagic && h.version == SharedConfig::kVersion;
+  peek.ready = h.ready.load() == 1;
+  peek.primary = id_from(h.primary_id);
+  return peek;
 }
 
 class RuntimeImpl final : public Runtime {
@@ -131,12 +152,9 @@ std::vector<ProcessInfo> RuntimeImpl::live_others() const {
 }
 
 std::optional<ProcessInfo> RuntimeImpl::live_primary() const {
-  os::Fd cfg = os::try_open_file(config_path(domain_), O_RDONLY);
-  ConfigHeader h;
-  if (!cfg || ::pread(cfg.get(), &h, sizeof h, 0) != static_cast<ssize_t>(sizeof h) ||
-      h.magic != SharedConfig::kMagic)
-    return std::nullopt;
-  auto p = registry::find(domain_, id_from(h.primary_id));
+  ConfigPeek peek = peek_config(domain_);
+  if (!peek.ours) return std::nullopt;
+  auto p = registry::find(domain_, peek.primary);
   if (p && p->alive) return p;
   return std::nullopt;
 }
@@ -166,7 +184,7 @@ void RuntimeImpl::map_config(os::Fd fd, const std::string& path, bool creating) 
                    path);
     };
     ConfigHeader h;
-    if (size < sizeof h || ::pread(fd.get(), &h, sizeof h, 0) != static_cast<ssize_t>(sizeof h))
+    if (size < sizeof h || !os::read_exact_at(fd.get(), &h, sizeof h, 0, path))
       throw corrupt("truncated to " + std::to_string(size) + " bytes");
     if (h.magic != SharedConfig::kMagic) throw corrupt("bad magic number");
     if (h.version != SharedConfig::kVersion || h.layout_size != sizeof(SharedConfig))
@@ -237,8 +255,7 @@ void RuntimeImpl::start_primary() {
     h.checksum = config_checksum(*config_);
     h.ready.store(1, std::memory_order_release);
     make_locks();
-    if (::rename(tmp.c_str(), config_path(domain_).c_str()) != 0)
-      throw Error(Errc::system, "cannot rename " + tmp + " to " + config_path(domain_), tmp, errno);
+    os::rename_file(tmp, config_path(domain_));
     config_path_ = config_path(domain_);
   } catch (...) {
     memory_.reset();
@@ -259,16 +276,11 @@ void RuntimeImpl::wait_for_primary() {
     if (os::Fd fd = os::try_open_file(lock_path(domain_), O_RDONLY))
       alive = os::is_locked_by_other(fd.get(), os::LockKind::shared, lock_path(domain_));
     if (alive) {
-      if (os::Fd cfg = os::try_open_file(config_path(domain_), O_RDONLY)) {
-        ConfigHeader h;
-        if (::pread(cfg.get(), &h, sizeof h, 0) == static_cast<ssize_t>(sizeof h) &&
-            h.magic == SharedConfig::kMagic && h.ready.load() == 1) {
-          // Only the config of the primary that is alive now will do.
-          if (registry::is_alive(domain_, id_from(h.primary_id))) return;
-        }
-        // Magic wrong or version mismatch: let map_config report it precisely.
-        if (h.magic != SharedConfig::kMagic || h.version != SharedConfig::kVersion) return;
-      }
+      ConfigPeek peek = peek_config(domain_);
+      // Only the config of the primary that is alive now will do.
+      if (peek.ours && peek.ready && registry::is_alive(domain_, peek.primary)) return;
+      // A config of another layout or a corrupt one: let map_config say precisely what is wrong.
+      if (peek.present && !peek.ours) return;
     }
     const uint64_t waited = os::monotonic_ns() - start;
     if (waited >= wait_ns && !(alive && waited < kInitGraceNs)) {

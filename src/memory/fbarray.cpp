@@ -1,7 +1,6 @@
 #include "mpod/fbarray.hpp"
 
 #include <fcntl.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <bit>
@@ -58,8 +57,7 @@ std::string dir_of(const std::string& path) { return path.substr(0, path.rfind('
 std::string describe_holder(const std::string& path) {
   os::Fd fd = os::try_open_file(path, O_RDONLY);
   FbArray::Header h;
-  if (fd && ::pread(fd.get(), &h, sizeof h, 0) == static_cast<ssize_t>(sizeof h) &&
-      h.magic == kMagic) {
+  if (fd && os::read_exact_at(fd.get(), &h, sizeof h, 0, path) && h.magic == kMagic) {
     ProcessId id;
     std::memcpy(id.bytes.data(), h.creator, 16);
     return "its creator " + registry::describe(dir_of(path), id) + " or another attached process";
@@ -141,7 +139,7 @@ FbArray FbArray::attach(const std::string& dir, const std::string& name) {
                      "); stop every process of this prefix and restart the primary, which recreates it",
                  path);
   };
-  if (size < sizeof(Header) || ::pread(fd.get(), &h, sizeof h, 0) != static_cast<ssize_t>(sizeof h))
+  if (size < sizeof(Header) || !os::read_exact_at(fd.get(), &h, sizeof h, 0, path))
     throw corrupt("truncated to " + std::to_string(size) + " bytes");
   if (h.magic != kMagic) throw corrupt("bad magic number");
   if (h.version != kVersion || h.header_size != sizeof(Header))

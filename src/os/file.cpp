@@ -228,12 +228,11 @@ void write_all(int fd, const void* data, size_t len, const std::string& path) {
   }
 }
 
-std::string read_small_file(const std::string& path) {
-  Fd fd = open_file(path, O_RDONLY);
+std::string read_all(int fd, const std::string& path) {
   std::string out;
   char buf[4096];
   for (;;) {
-    ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    ssize_t n = ::read(fd, buf, sizeof buf);
     if (n < 0) {
       if (errno == EINTR) continue;
       throw Error(errc_for(errno), "cannot read " + path, path, errno);
@@ -242,6 +241,36 @@ std::string read_small_file(const std::string& path) {
     out.append(buf, static_cast<size_t>(n));
   }
   return out;
+}
+
+std::string read_small_file(const std::string& path) {
+  Fd fd = open_file(path, O_RDONLY);
+  return read_all(fd.get(), path);
+}
+
+bool read_exact_at(int fd, void* buf, size_t len, uint64_t offset, const std::string& path) {
+  auto p = static_cast<char*>(buf);
+  size_t done = 0;
+  while (done < len) {
+    ssize_t n = ::pread(fd, p + done, len - done, static_cast<off_t>(offset + done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw Error(errc_for(errno), "cannot read " + path, path, errno);
+    }
+    if (n == 0) return false;
+    done += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+void rename_file(const std::string& from, const std::string& to) {
+  if (::rename(from.c_str(), to.c_str()) == 0) {
+    MPOD_LOG(os, debug, "renamed %s -> %s", from.c_str(), to.c_str());
+    return;
+  }
+  int err = errno;
+  MPOD_LOG(os, debug, "rename %s -> %s failed: %s", from.c_str(), to.c_str(), std::strerror(err));
+  throw Error(errc_for(err), "cannot rename " + from + " to " + to, from, err);
 }
 
 void check_writable_dir(const std::string& dir, const char* what_option) {

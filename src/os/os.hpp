@@ -69,6 +69,10 @@ void truncate_file(int fd, uint64_t size, const std::string& path_for_errors);
 void allocate_file(int fd, uint64_t offset, uint64_t len, const std::string& path_for_errors);
 void write_all(int fd, const void* data, size_t len, const std::string& path_for_errors);
 std::string read_small_file(const std::string& path);  // whole file; throws not_found
+std::string read_all(int fd, const std::string& path_for_errors);  // from the current offset to EOF
+// Reads exactly `len` bytes at `offset`; false if the file is shorter.
+bool read_exact_at(int fd, void* buf, size_t len, uint64_t offset, const std::string& path_for_errors);
+void rename_file(const std::string& from, const std::string& to);
 // Checks that `dir` is a writable directory; throws with advice otherwise.
 void check_writable_dir(const std::string& dir, const char* what_option);
 
@@ -112,7 +116,7 @@ std::string describe_mapping(const void* addr, size_t len);
 
 // ---- identity and environment ----
 void random_bytes(void* out, size_t len);
-// getpid(): the only call of it in mpod; used once, where identity is recorded.
+// The PID as this process sees it: read in one place only, where identity is recorded.
 int32_t current_pid();
 uint64_t pid_namespace_inode();  // 0 if /proc/self/ns/pid cannot be read
 std::string host_name();

@@ -2,8 +2,6 @@
 
 #include <fcntl.h>
 
-#include <unistd.h>
-
 #include <cerrno>
 #include <sstream>
 
@@ -63,11 +61,7 @@ std::optional<ProcessInfo> parse(const std::string& text) {
 std::optional<ProcessInfo> read_entry(const std::string& path) {
   os::Fd fd = os::try_open_file(path, O_RDONLY);
   if (!fd) return std::nullopt;
-  std::string text;
-  char buf[512];
-  ssize_t n;
-  while ((n = ::read(fd.get(), buf, sizeof buf)) > 0) text.append(buf, static_cast<size_t>(n));
-  auto info = parse(text);
+  auto info = parse(os::read_all(fd.get(), path));
   if (!info) {
     MPOD_LOG(runtime, warning, "ignoring unreadable registration %s", path.c_str());
     return std::nullopt;

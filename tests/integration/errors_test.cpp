@@ -159,6 +159,14 @@ TEST_F(Errors, ConfigVersionMismatchMagicAndTruncation) {
   EXPECT_EQ(r.code, 1);
   EXPECT_TRUE(contains(r.output, "ERROR corrupt")) << r.output;
   EXPECT_TRUE(contains(r.output, "expected")) << r.output;
+  // Shorter than its header: refused at once, not waited on as if the primary were starting.
+  ASSERT_EQ(truncate(config.c_str(), 10), 0);
+  auto t0 = steady_clock::now();
+  r = attach_once();
+  EXPECT_EQ(r.code, 1);
+  EXPECT_TRUE(contains(r.output, "ERROR corrupt")) << r.output;
+  EXPECT_TRUE(contains(r.output, "truncated")) << r.output;
+  EXPECT_LT(steady_clock::now() - t0, seconds(2));
   ASSERT_EQ(truncate(config.c_str(), static_cast<off_t>(whole.size())), 0);
   patch(config, 0, whole);
 
