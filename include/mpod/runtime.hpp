@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "mpod/channel.hpp"
 #include "mpod/error.hpp"
 #include "mpod/log.hpp"
 #include "mpod/memzone.hpp"
@@ -54,6 +55,8 @@ class Runtime {
   virtual std::vector<ProcessInfo> processes() const = 0;
   virtual std::vector<MemoryUsage> memory() const = 0;
   virtual Memzones& memzones() noexcept = 0;
+  // The multi-process channel; bound at start-up, closed at shutdown.
+  virtual Channel& channel() noexcept = 0;
 
   // Base and length of the shared virtual range.
   virtual void* base_addr() const noexcept = 0;

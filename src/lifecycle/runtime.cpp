@@ -9,6 +9,7 @@
 #include <cstring>
 #include <cstdio>
 
+#include "../ipc/channel_impl.hpp"
 #include "../memory/shared_memory.hpp"
 #include "../objects/memzones_impl.hpp"
 #include "../os/os.hpp"
@@ -87,6 +88,7 @@ class RuntimeImpl final : public Runtime {
   std::vector<ProcessInfo> processes() const override { return registry::list(domain_); }
   std::vector<MemoryUsage> memory() const override;
   Memzones& memzones() noexcept override { return *memzones_; }
+  Channel& channel() noexcept override { return *channel_; }
   void* base_addr() const noexcept override { return reinterpret_cast<void*>(config_->header.base_va); }
   uint64_t va_len() const noexcept override { return config_->header.va_len; }
   size_t reap_dead() override;
@@ -116,6 +118,7 @@ class RuntimeImpl final : public Runtime {
   std::unique_ptr<SharedLock> memory_lock_, memzone_lock_;
   std::unique_ptr<SharedMemory> memory_;
   std::unique_ptr<MemzonesImpl> memzones_;
+  std::unique_ptr<ChannelImpl> channel_;
 };
 
 void RuntimeImpl::prepare_dirs() {
@@ -343,6 +346,7 @@ void RuntimeImpl::start() {
       else start_secondary();
       break;
   }
+  channel_ = std::make_unique<ChannelImpl>(domain_, registration_.info(), 0600);
   role_ = registration_.info().role;
   attached_ = true;
   log::set_process_tag(registration_.info().id.short_hex());
@@ -357,12 +361,14 @@ std::vector<MemoryUsage> RuntimeImpl::memory() const {
 size_t RuntimeImpl::reap_dead() {
   return registry::reap(domain_, [this](const ProcessInfo& p) {
            SharedMemory::remove_process_files(domain_, p.id);
+           ChannelImpl::remove_socket(domain_, p.id);
          }).size();
 }
 
 RuntimeImpl::~RuntimeImpl() {
-  // Release what this process owns: its mappings, local fbarrays, locks on
-  // page files, and its registration.
+  // Release what this process owns: its channel, mappings, local fbarrays,
+  // locks on page files, and its registration.
+  channel_.reset();
   memzones_.reset();
   memory_.reset();
   memory_lock_.reset();

@@ -114,6 +114,39 @@ void unmap(void* addr, size_t len);
 // "start-end perms path" of the first mapping in this process overlapping the range, or "".
 std::string describe_mapping(const void* addr, size_t len);
 
+// ---- Unix datagram sockets (the multi-process channel) ----
+// Binds a datagram socket at `path` with permissions `mode`. SO_PASSCRED is
+// set, so every datagram received carries the sender's uid and gid as the
+// kernel saw them. Paths longer than sun_path are bound through /proc/self/fd.
+Fd bind_datagram_socket(const std::string& path, mode_t mode);
+enum class SendStatus { ok, peer_gone, full };
+// Sends one datagram made of `parts` with `nfds` descriptors, without waiting.
+// peer_gone: nobody is bound at `dest` (ENOENT, ECONNREFUSED); full: the
+// receiver's queue is full (EAGAIN). Throws on other errors.
+struct Part {
+  const void* data;
+  size_t len;
+};
+SendStatus send_datagram(int fd, const std::string& dest, const Part* parts, size_t nparts,
+                         const int* fds, size_t nfds);
+struct Received {
+  size_t len = 0;
+  bool truncated = false;  // datagram or descriptors did not fit
+  bool has_creds = false;
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::vector<int> fds;    // received descriptors, now owned by the caller
+};
+// Receives one datagram without waiting; false if none is queued.
+bool recv_datagram(int fd, void* buf, size_t cap, Received* out);
+// An eventfd to wake a thread blocked in wait_readable.
+Fd make_event();
+void signal_event(int fd);
+void drain_event(int fd);
+// Waits until `a` or `b` is readable or `timeout_ms` passes (-1: forever).
+// Returns a bitmask: 1 if `a` is readable, 2 if `b` is.
+int wait_readable(int a, int b, int timeout_ms);
+
 // ---- identity and environment ----
 void random_bytes(void* out, size_t len);
 // The PID as this process sees it: read in one place only, where identity is recorded.

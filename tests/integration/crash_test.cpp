@@ -115,13 +115,14 @@ TEST_F(Crash, KilledPrimaryMemoryOutlivesItForItsSecondariesThenIsCleaned) {
   secondary.signal(SIGTERM);
   EXPECT_EQ(secondary.wait(), 0) << secondary.output();
   EXPECT_EQ(page_files(prefix_), 0u);
-  EXPECT_EQ(files_in(domain_dir()), (std::vector<std::string>{"lock", "procs"}));
+  EXPECT_EQ(files_in(domain_dir()), (std::vector<std::string>{"lock", "mp", "procs"}));
   EXPECT_TRUE(files_in(domain_dir() + "/procs").empty());
+  EXPECT_TRUE(files_in(domain_dir() + "/mp").empty()) << "a channel socket was left behind";
   Child again = start_primary({"-m", "16"});
   EXPECT_TRUE(again.running());
 }
 
-TEST_F(Crash, CleanShutdownLeavesOnlyTheLockFile) {
+TEST_F(Crash, CleanShutdownLeavesOnlyTheLockFileAndEmptyDirs) {
   MPOD_SKIP_UNLESS(cannot_use_hugepages(16));
   Child primary = start_primary({"-m", "16"});
   ASSERT_EQ(attach_once({}).code, 0);
@@ -129,7 +130,9 @@ TEST_F(Crash, CleanShutdownLeavesOnlyTheLockFile) {
   primary.signal(SIGTERM);
   EXPECT_EQ(primary.wait(), 0);
   EXPECT_EQ(page_files(prefix_), 0u);
-  EXPECT_EQ(files_in(domain_dir()), (std::vector<std::string>{"lock", "procs"}));
+  EXPECT_EQ(files_in(domain_dir()), (std::vector<std::string>{"lock", "mp", "procs"}));
+  EXPECT_TRUE(files_in(domain_dir() + "/procs").empty());
+  EXPECT_TRUE(files_in(domain_dir() + "/mp").empty()) << "a channel socket was left behind";
 }
 
 TEST_F(Crash, PageFilesAreFlockedWhileMappedSoDpdkLeavesThemAlone) {

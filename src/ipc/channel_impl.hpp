@@ -1,0 +1,97 @@
+// The Channel implementation: one datagram socket, a receive thread that runs
+// handlers and completes requests, and a monitor thread that watches the
+// registry for processes that attach, exit or die.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "../os/os.hpp"
+#include "mpod/channel.hpp"
+#include "wire.hpp"
+
+namespace mpod {
+
+class ChannelImpl final : public Channel {
+ public:
+  // Binds this process's socket and starts the threads. `mode`: socket permissions.
+  ChannelImpl(std::string domain_dir, ProcessInfo self, mode_t mode);
+  ~ChannelImpl();
+
+  static std::string socket_dir(const std::string& domain_dir) { return domain_dir + "/mp"; }
+  static std::string socket_path(const std::string& domain_dir, const ProcessId& id);
+  // Removes the socket a dead process left behind.
+  static void remove_socket(const std::string& domain_dir, const ProcessId& id) noexcept;
+
+  void register_action(std::string_view name, Handler handler) override;
+  void unregister_action(std::string_view name) override;
+  void send(const ProcessId& to, std::string_view name, std::span<const uint8_t> data,
+            std::span<const int> fds, Timeout timeout) override;
+  std::vector<PeerFailure> send_all(std::string_view name, std::span<const uint8_t> data,
+                                    std::span<const int> fds, Timeout timeout) override;
+  Replies request(const ProcessId& to, std::string_view name, std::span<const uint8_t> data,
+                  Timeout timeout, std::span<const int> fds) override;
+  Replies request_all(std::string_view name, std::span<const uint8_t> data, Timeout timeout,
+                      std::span<const int> fds) override;
+  void request_async(const ProcessId& to, std::string_view name, std::span<const uint8_t> data,
+                     Timeout timeout, std::function<void(Replies)> done) override;
+  void request_all_async(std::string_view name, std::span<const uint8_t> data, Timeout timeout,
+                         std::function<void(Replies)> done) override;
+  uint64_t subscribe(PeerEventHandler handler) override;
+  void unsubscribe(uint64_t token) override;
+  Stats stats() const override;
+
+ private:
+  struct Pending;
+  enum class Delivery { ok, dead, full };
+
+  Delivery deliver(const ProcessId& to, wire::Type type, uint64_t request_id, std::string_view name,
+                   std::span<const uint8_t> data, std::span<const int> fds, uint64_t deadline_ns);
+  std::vector<ProcessId> live_peers() const;
+  std::shared_ptr<Pending> start_request(const std::vector<ProcessId>& to, std::string_view name,
+                                         std::span<const uint8_t> data, std::span<const int> fds,
+                                         Timeout timeout, std::function<void(Replies)> done);
+  Replies wait_request(const std::shared_ptr<Pending>& p);
+  // Records that `peer` answered or failed; completes the request when nobody is left. Caller holds mu_.
+  void settle_locked(Pending& p, const ProcessId& peer, Message* reply, const PeerFailure* failure);
+  void complete_locked(Pending& p);
+  void fail_peer_everywhere(const ProcessId& peer, const std::string& why);
+
+  void receive_loop();
+  void handle_datagram(const uint8_t* buf, os::Received& rx);
+  void dispatch(wire::Decoded& d, Message msg);
+  void expire_requests();
+  void run_ready_callbacks();
+  void monitor_loop();
+
+  const std::string domain_;
+  const ProcessInfo self_;
+  const std::string socket_path_;
+  os::Fd socket_;
+  os::Fd stop_event_;
+  std::atomic<bool> stopping_{false};
+
+  mutable std::mutex mu_;  // pending_, ready_, next_id_
+  std::condition_variable cv_;
+  std::map<uint64_t, std::shared_ptr<Pending>> pending_;
+  std::vector<std::pair<std::function<void(Replies)>, Replies>> ready_;
+  uint64_t next_id_ = 1;
+
+  mutable std::mutex handlers_mu_;
+  std::map<std::string, Handler, std::less<>> handlers_;
+
+  mutable std::mutex peers_mu_;  // peers_, subscribers_
+  std::map<std::string, ProcessInfo> peers_;  // by id hex: the monitor's view of live peers
+  std::map<uint64_t, PeerEventHandler> subscribers_;
+  uint64_t next_token_ = 1;
+
+  std::atomic<uint64_t> sent_{0}, received_{0}, dropped_{0}, requests_{0}, replies_{0}, failures_{0};
+  std::thread receiver_, monitor_;
+};
+
+}  // namespace mpod

@@ -1,0 +1,156 @@
+// Unix datagram sockets with descriptor passing and sender credentials.
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "mpod/log.hpp"
+#include "os.hpp"
+
+namespace mpod::os {
+
+namespace {
+// A sockaddr_un for `path`. When the path is too long for sun_path, the
+// directory is opened and the name reached as /proc/self/fd/<dirfd>/<name>;
+// `dir_keepalive` holds that directory open until the call is made.
+socklen_t make_address(const std::string& path, sockaddr_un* sa, Fd* dir_keepalive) {
+  std::memset(sa, 0, sizeof *sa);
+  sa->sun_family = AF_UNIX;
+  std::string use = path;
+  if (path.size() >= sizeof sa->sun_path) {
+    auto slash = path.rfind('/');
+    *dir_keepalive = open_file(path.substr(0, slash), O_PATH | O_DIRECTORY);
+    use = "/proc/self/fd/" + std::to_string(dir_keepalive->get()) + path.substr(slash);
+    if (use.size() >= sizeof sa->sun_path)
+      throw Error(Errc::invalid_argument, "socket name in " + path + " is too long; use a shorter --runtime-dir or --file-prefix", path);
+  }
+  std::memcpy(sa->sun_path, use.data(), use.size());
+  return static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + use.size() + 1);
+}
+}  // namespace
+
+Fd bind_datagram_socket(const std::string& path, mode_t mode) {
+  Fd s(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (!s) throw Error(Errc::system, "cannot create a socket for " + path, path, errno);
+  int one = 1;
+  if (::setsockopt(s.get(), SOL_SOCKET, SO_PASSCRED, &one, sizeof one) != 0)
+    throw Error(Errc::system, "cannot enable credentials on " + path, path, errno);
+  int buf = 4 << 20;  // room for bursts of requests; the kernel caps it at rmem_max
+  ::setsockopt(s.get(), SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
+  ::setsockopt(s.get(), SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
+  sockaddr_un sa;
+  Fd dir;
+  socklen_t len = make_address(path, &sa, &dir);
+  ::unlink(path.c_str());  // a stale socket of ours cannot exist: the name is our unique id
+  if (::bind(s.get(), reinterpret_cast<sockaddr*>(&sa), len) != 0) {
+    int err = errno;
+    MPOD_LOG(os, debug, "bind %s failed: %s", path.c_str(), std::strerror(err));
+    throw Error(err == EACCES ? Errc::permission_denied : Errc::system, "cannot bind the channel socket " + path, path, err);
+  }
+  if (::chmod(path.c_str(), mode) != 0)
+    throw Error(Errc::system, "cannot set permissions of " + path, path, errno);
+  MPOD_LOG(os, debug, "bound socket %s", path.c_str());
+  return s;
+}
+
+SendStatus send_datagram(int fd, const std::string& dest, const Part* parts, size_t nparts, const int* fds,
+                         size_t nfds) {
+  sockaddr_un sa;
+  Fd dir;
+  socklen_t len = make_address(dest, &sa, &dir);
+  iovec iov[4];
+  for (size_t i = 0; i < nparts && i < 4; ++i) iov[i] = {const_cast<void*>(parts[i].data), parts[i].len};
+  msghdr mh{};
+  mh.msg_name = &sa;
+  mh.msg_namelen = len;
+  mh.msg_iov = iov;
+  mh.msg_iovlen = nparts;
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 8)];
+  if (nfds > 0) {
+    mh.msg_control = control;
+    mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+    cmsghdr* c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+    std::memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
+  }
+  for (;;) {
+    if (::sendmsg(fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL) >= 0) return SendStatus::ok;
+    int err = errno;
+    if (err == EINTR) continue;
+    if (err == ENOENT || err == ECONNREFUSED || err == ENOTSOCK) return SendStatus::peer_gone;
+    if (err == EAGAIN || err == ENOBUFS) return SendStatus::full;
+    MPOD_LOG(os, debug, "send to %s failed: %s", dest.c_str(), std::strerror(err));
+    throw Error(err == EACCES ? Errc::permission_denied : Errc::system, "cannot send to " + dest, dest, err);
+  }
+}
+
+bool recv_datagram(int fd, void* buf, size_t cap, Received* out) {
+  iovec iov{buf, cap};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 8) + CMSG_SPACE(sizeof(ucred)) + 64];
+  msghdr mh{};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = control;
+  mh.msg_controllen = sizeof control;
+  ssize_t n;
+  do n = ::recvmsg(fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    if (errno == EAGAIN) return false;
+    throw Error(Errc::system, "cannot receive on the channel socket", "", errno);
+  }
+  *out = Received{};
+  out->len = static_cast<size_t>(n);
+  out->truncated = (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+    if (c->cmsg_level != SOL_SOCKET) continue;
+    if (c->cmsg_type == SCM_RIGHTS) {
+      size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (size_t i = 0; i < count; ++i) {
+        int f;
+        std::memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof f);
+        out->fds.push_back(f);
+      }
+    } else if (c->cmsg_type == SCM_CREDENTIALS) {
+      ucred cr;
+      std::memcpy(&cr, CMSG_DATA(c), sizeof cr);
+      out->has_creds = true;
+      out->uid = cr.uid;
+      out->gid = cr.gid;
+    }
+  }
+  return true;
+}
+
+Fd make_event() {
+  Fd e(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!e) throw Error(Errc::system, "cannot create an eventfd", "", errno);
+  return e;
+}
+
+void signal_event(int fd) {
+  uint64_t one = 1;
+  (void)!::write(fd, &one, sizeof one);
+}
+
+void drain_event(int fd) {
+  uint64_t v;
+  (void)!::read(fd, &v, sizeof v);
+}
+
+int wait_readable(int a, int b, int timeout_ms) {
+  pollfd p[2] = {{a, POLLIN, 0}, {b, POLLIN, 0}};
+  int n = ::poll(p, 2, timeout_ms);
+  if (n <= 0) return 0;
+  return ((p[0].revents & POLLIN) ? 1 : 0) | ((p[1].revents & POLLIN) ? 2 : 0);
+}
+
+}  // namespace mpod::os
