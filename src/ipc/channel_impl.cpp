@@ -1,5 +1,6 @@
 #include "channel_impl.hpp"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -162,7 +163,8 @@ ChannelImpl::Delivery ChannelImpl::deliver(const ProcessId& to, wire::Type type,
         return Delivery::ok;
       case os::SendStatus::peer_gone:
         // Nobody bound there: dead, unless it registered a moment ago and binds next.
-        if (!registry::is_alive(domain_, to) || os::monotonic_ns() >= deadline_ns) return Delivery::dead;
+        if (deadline_ns == 0 || !registry::is_alive(domain_, to) || os::monotonic_ns() >= deadline_ns)
+          return Delivery::dead;
         os::sleep_ns(200'000);
         break;
       case os::SendStatus::full:
@@ -352,6 +354,7 @@ void ChannelImpl::receive_loop() {
       for (auto& [id, p] : pending_)
         if (p->done) timeout_ms = std::min<int>(timeout_ms, p->deadline_ns > now ? int((p->deadline_ns - now) / 1'000'000) + 1 : 0);
     }
+    if (!outbox_.empty()) timeout_ms = std::min(timeout_ms, 1);
     int ready = os::wait_readable(socket_.get(), stop_event_.get(), timeout_ms);
     if (ready & 2) os::drain_event(stop_event_.get());
     if (stopping_.load()) break;
@@ -361,6 +364,7 @@ void ChannelImpl::receive_loop() {
     } catch (const Error& e) {
       MPOD_LOG(ipc, error, "%s", e.what());
     }
+    flush_outbox();
     expire_requests();
     run_ready_callbacks();
   }
@@ -408,8 +412,7 @@ void ChannelImpl::dispatch(wire::Decoded& d, Message msg) {
   const uint64_t rid = d.request_id;
   const std::string name = msg.name;
   auto answer = [this, from, rid, name](wire::Type t, std::span<const uint8_t> data, std::span<const int> fds) {
-    if (deliver(from, t, rid, name, data, fds, deadline_after(Timeout(1000))) != Delivery::ok)
-      MPOD_LOG(ipc, warning, "could not answer '%s' from %s", name.c_str(), from.short_hex().c_str());
+    reply_or_queue(from, t, rid, name, data, fds);
   };
   Handler h;
   {
@@ -432,6 +435,37 @@ void ChannelImpl::dispatch(wire::Decoded& d, Message msg) {
     if (is_request && !in.replied()) answer(wire::Type::error_reply, error_payload(PeerError::handler_failed, e.what()), {});
   } catch (...) {
     if (is_request && !in.replied()) answer(wire::Type::error_reply, error_payload(PeerError::handler_failed, "unknown exception"), {});
+  }
+}
+
+void ChannelImpl::reply_or_queue(const ProcessId& to, wire::Type type, uint64_t request_id,
+                                 const std::string& name, std::span<const uint8_t> data,
+                                 std::span<const int> fds) {
+  if (outbox_.empty()) {  // keep replies to one peer in order: only jump the queue when there is none
+    switch (deliver(to, type, request_id, name, data, fds, 0)) {
+      case Delivery::ok: return;
+      case Delivery::dead:
+        MPOD_LOG(ipc, info, "requester %s of '%s' died before its reply", to.short_hex().c_str(), name.c_str());
+        return;
+      case Delivery::full: break;
+    }
+  }
+  Outgoing o{to, type, request_id, name, std::vector<uint8_t>(data.begin(), data.end()), {}, deadline_after(Timeout(5000))};
+  for (int fd : fds) o.fds.emplace_back(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
+  outbox_.push_back(std::move(o));
+}
+
+void ChannelImpl::flush_outbox() {
+  while (!outbox_.empty()) {
+    Outgoing& o = outbox_.front();
+    std::vector<int> fds;
+    for (auto& f : o.fds) fds.push_back(f.get());
+    Delivery d = deliver(o.to, o.type, o.request_id, o.name, o.data, fds, 0);
+    if (d == Delivery::full && os::monotonic_ns() < o.deadline_ns) return;  // still full: try again soon
+    if (d == Delivery::full)
+      MPOD_LOG(ipc, warning, "dropped the reply to '%s' for %s: its socket queue stayed full for 5 s", o.name.c_str(),
+               o.to.short_hex().c_str());
+    outbox_.pop_front();
   }
 }
 

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -68,6 +69,22 @@ class ChannelImpl final : public Channel {
   void expire_requests();
   void run_ready_callbacks();
   void monitor_loop();
+  // Replies from the receive thread never wait on a full peer: what cannot
+  // go out at once waits here and is retried between receives (two receive
+  // threads blocked sending to each other would otherwise stall both).
+  void reply_or_queue(const ProcessId& to, wire::Type type, uint64_t request_id, const std::string& name,
+                      std::span<const uint8_t> data, std::span<const int> fds);
+  void flush_outbox();
+  struct Outgoing {
+    ProcessId to;
+    wire::Type type;
+    uint64_t request_id;
+    std::string name;
+    std::vector<uint8_t> data;
+    std::vector<os::Fd> fds;  // duplicates, owned until sent
+    uint64_t deadline_ns;
+  };
+  std::deque<Outgoing> outbox_;  // receive thread only
 
   const std::string domain_;
   const ProcessInfo self_;

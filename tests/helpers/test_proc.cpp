@@ -9,9 +9,18 @@
 //             secondary: checks the greeting, reserves and fills memzone pod_K, waits until all N
 //             pods are attached at once, then checks every pod_J; prints POD-OK
 //   attach    [--hold] [--reserve=NAME:BYTES]   starts with the given options; prints ATTACHED
+//   responder serves the channel actions below until SIGTERM; prints RESPONDER id=...
+//   requester --to=all|ID --action=NAME [--data=TEXT] [--timeout=MS] [--threads=T --count=N] [--fd-text=TEXT]
+//             makes requests and prints each REPLY / FAIL; with --threads, checks every reply
+//             matches its request and prints MATCHED n
+// Channel actions of primary and responder: echo (replies "echo:<data>|<host>|<pid>"),
+// boom (throws), slow (never replies), fd-read (replies with the text read from the fd it got).
+// The primary also prints every peer event as "EVENT <event> <id> t=<CLOCK_MONOTONIC ns>".
 //
 // Exit codes: 0 success, 1 mpod::Error (printed as "ERROR <code>: <message>"), 2 check failed.
 #include <signal.h>
+#include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -19,6 +28,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -34,7 +45,30 @@ struct Args {
   int pods = 0, index = -1;
   bool expect_pid1 = false, hold = false;
   std::string reserve;
+  std::string to, action = "echo", data, fd_text;
+  int timeout_ms = 2000, threads = 0, count = 1;
 };
+
+uint64_t monotonic_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
+}
+
+void install_actions(Runtime& rt) {
+  auto& ch = rt.channel();
+  const std::string tail = "|" + rt.self().hostname + "|" + std::to_string(rt.self().pid);
+  ch.register_action("echo", [tail](Incoming& in) { in.reply("echo:" + std::string(in.message().text()) + tail); });
+  ch.register_action("boom", [](Incoming&) -> void { throw std::runtime_error("boom handler exploded"); });
+  ch.register_action("slow", [](Incoming&) {});
+  ch.register_action("fd-read", [](Incoming& in) {
+    auto& m = in.message();
+    if (m.fds.size() != 1) throw std::runtime_error("expected one descriptor, got " + std::to_string(m.fds.size()));
+    char buf[256] = {};
+    ssize_t n = pread(m.fds[0], buf, sizeof buf - 1, 0);
+    in.reply(std::string(buf, n > 0 ? size_t(n) : 0));
+  });
+}
 
 [[noreturn]] void fail(const std::string& what) {
   std::printf("CHECK-FAILED %s\n", what.c_str());
@@ -64,6 +98,12 @@ int run_primary(Runtime& rt, const Args& a) {
   auto g = rt.memzones().reserve("greeting", 4096);
   write_text(g.addr, g.len, a.greeting);
   rt.memzones().reserve("barrier", sizeof(Barrier));
+  install_actions(rt);
+  rt.channel().subscribe([](const ProcessInfo& p, PeerEvent e) {
+    std::printf("EVENT %s %s t=%llu\n", peer_event_name(e), p.id.hex().c_str(),
+                static_cast<unsigned long long>(monotonic_ns()));
+    std::fflush(stdout);
+  });
   std::printf("READY id=%s pid=%d\n", rt.self().id.hex().c_str(), rt.self().pid);
   std::fflush(stdout);
   wait_for_stop();
@@ -130,6 +170,63 @@ int run_attach(Runtime& rt, const Args& a) {
   return 0;
 }
 
+int run_responder(Runtime& rt) {
+  install_actions(rt);
+  std::printf("RESPONDER id=%s pid=%d\n", rt.self().id.hex().c_str(), rt.self().pid);
+  std::fflush(stdout);
+  wait_for_stop();
+  return 0;
+}
+
+void print_replies(const Replies& r) {
+  for (auto& m : r.replies)
+    std::printf("REPLY from=%s data=%.*s\n", m.from.hex().c_str(), static_cast<int>(m.data.size()),
+                reinterpret_cast<const char*>(m.data.data()));
+  for (auto& f : r.failures)
+    std::printf("FAIL peer=%s error=%s detail=%s\n", f.peer.hex().c_str(), peer_error_name(f.error), f.detail.c_str());
+}
+
+int run_requester(Runtime& rt, const Args& a) {
+  auto& ch = rt.channel();
+  const auto timeout = std::chrono::milliseconds(a.timeout_ms);
+  std::optional<ProcessId> to;
+  if (a.to != "all") {
+    to = ProcessId::parse(a.to);
+    if (!to) fail("--to needs 'all' or a process id");
+  }
+  if (a.threads == 0) {
+    int fd = -1;
+    if (!a.fd_text.empty()) {
+      fd = memfd_create("mpod-test", MFD_CLOEXEC);
+      if (fd < 0 || write(fd, a.fd_text.data(), a.fd_text.size()) != static_cast<ssize_t>(a.fd_text.size()))
+        fail("memfd");
+    }
+    std::vector<int> fds;
+    if (fd >= 0) fds.push_back(fd);
+    const uint64_t t0 = monotonic_ns();
+    Replies r = to ? ch.request(*to, a.action, bytes(a.data), timeout, fds) : ch.request_all(a.action, bytes(a.data), timeout, fds);
+    print_replies(r);
+    std::printf("DONE replies=%zu failures=%zu ms=%.1f\n", r.replies.size(), r.failures.size(), (monotonic_ns() - t0) / 1e6);
+    return 0;
+  }
+  // Many concurrent requests: each payload is unique, each reply must echo it.
+  std::atomic<int> matched{0}, wrong{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < a.threads; ++t)
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < a.count; ++i) {
+        std::string payload = rt.self().id.short_hex() + "-" + std::to_string(t) + "-" + std::to_string(i);
+        Replies r = to ? ch.request(*to, "echo", bytes(payload), timeout) : ch.request_all("echo", bytes(payload), timeout);
+        bool ok = !r.replies.empty() && r.failures.empty();
+        for (auto& m : r.replies) ok = ok && m.text().starts_with("echo:" + payload + "|");
+        (ok ? matched : wrong).fetch_add(1);
+      }
+    });
+  for (auto& th : threads) th.join();
+  std::printf("MATCHED %d WRONG %d\n", matched.load(), wrong.load());
+  return wrong.load() == 0 ? 0 : 2;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -164,17 +261,26 @@ int main(int argc, char** argv) {
       else if (s == "--expect-pid1") a.expect_pid1 = true;
       else if (s == "--hold") a.hold = true;
       else if (s.starts_with("--reserve=")) a.reserve = s.substr(10);
+      else if (s.starts_with("--to=")) a.to = s.substr(5);
+      else if (s.starts_with("--action=")) a.action = s.substr(9);
+      else if (s.starts_with("--data=")) a.data = s.substr(7);
+      else if (s.starts_with("--fd-text=")) a.fd_text = s.substr(10);
+      else if (s.starts_with("--timeout=")) a.timeout_ms = std::stoi(s.substr(10));
+      else if (s.starts_with("--threads=")) a.threads = std::stoi(s.substr(10));
+      else if (s.starts_with("--count=")) a.count = std::stoi(s.substr(8));
       else {
         std::fprintf(stderr, "mpod-test-proc: unknown argument %s\n", s.c_str());
         return 2;
       }
     }
     if (mode == "primary" && o.proc_type == ProcType::secondary) o.proc_type = ProcType::primary;
-    if (mode == "pod") o.proc_type = ProcType::secondary;
+    if (mode == "pod" || mode == "responder" || mode == "requester") o.proc_type = ProcType::secondary;
     auto rt = Runtime::start(o);
     if (mode == "primary") return run_primary(*rt, a);
     if (mode == "pod") return run_pod(*rt, a);
     if (mode == "attach") return run_attach(*rt, a);
+    if (mode == "responder") return run_responder(*rt);
+    if (mode == "requester") return run_requester(*rt, a);
     std::fprintf(stderr, "mpod-test-proc: unknown mode %s\n", mode.c_str());
     return 2;
   } catch (const Error& e) {
