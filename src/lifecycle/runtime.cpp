@@ -347,6 +347,8 @@ void RuntimeImpl::start() {
       break;
   }
   channel_ = std::make_unique<ChannelImpl>(domain_, registration_.info(), 0600);
+  // Every process answers mpod.ping (used by `mpod ping` and liveness checks) with nothing.
+  channel_->register_action("mpod.ping", [](Incoming& in) { in.reply(std::span<const uint8_t>{}); });
   role_ = registration_.info().role;
   attached_ = true;
   log::set_process_tag(registration_.info().id.short_hex());

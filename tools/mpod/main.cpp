@@ -4,7 +4,11 @@
 #include <signal.h>
 #include <time.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <filesystem>
+#include <optional>
 #include <ctime>
 #include <cstdio>
 #include <cstring>
@@ -21,9 +25,11 @@ using namespace mpod;
 void usage(FILE* f) {
   std::fprintf(f,
                "usage: mpod serve [runtime options]\n"
-               "       mpod info  [runtime options] [--json] [--watch[=SECONDS]]\n\n"
+               "       mpod info  [runtime options] [--json] [--watch[=SECONDS]]\n"
+               "       mpod ping  [runtime options] [--count N] [--interval SECONDS] [--to ID]\n\n"
                "serve  runs a standalone primary (the node-wide memory owner) until SIGTERM/SIGINT\n"
-               "info   attaches as a secondary and prints processes, memory and memzones\n\n%s",
+               "info   attaches as a secondary and prints processes, memory and memzones\n"
+               "ping   sends channel requests to the primary (or --to ID) and prints each round trip\n\n%s",
                options_usage());
 }
 
@@ -62,9 +68,25 @@ std::string json_report(Runtime& rt) {
     j.field("alive", p.alive);
     j.field("started", iso_time(p.started_ns));
     j.field("started_ns", p.started_ns);
+    j.begin_object("channel");
+    j.field("socket", rt.domain_dir() + "/mp/" + p.id.hex() + ".sock");
+    j.field("bound", std::filesystem::exists(rt.domain_dir() + "/mp/" + p.id.hex() + ".sock"));
+    j.end_object();
     j.end_object();
   }
   j.end_array();
+  auto cs = rt.channel().stats();
+  j.begin_object("channel");
+  j.field("socket", cs.socket_path);
+  j.field("peers", static_cast<uint64_t>(cs.peers));
+  j.field("sent", cs.sent);
+  j.field("received", cs.received);
+  j.field("dropped", cs.dropped);
+  j.field("requests", cs.requests);
+  j.field("replies", cs.replies);
+  j.field("failures", cs.failures);
+  j.field("pending_requests", static_cast<uint64_t>(cs.pending_requests));
+  j.end_object();
   j.begin_array("memory");
   for (auto& m : rt.memory()) {
     j.begin_object();
@@ -98,17 +120,27 @@ std::string text_report(Runtime& rt) {
                 human_bytes(rt.va_len()).c_str());
   out += line;
   auto procs = rt.processes();
-  std::snprintf(line, sizeof line, "PROCESSES (%zu)\n%-32s  %-9s  %7s  %-11s  %-20s  %-20s  %s\n",
-                procs.size(), "ID", "ROLE", "PID", "PID-NS", "HOST", "STARTED", "ALIVE");
+  std::snprintf(line, sizeof line, "PROCESSES (%zu)\n%-32s  %-9s  %7s  %-11s  %-20s  %-20s  %-7s  %s\n",
+                procs.size(), "ID", "ROLE", "PID", "PID-NS", "HOST", "STARTED", "CHANNEL", "ALIVE");
   out += line;
   for (auto& p : procs) {
-    std::snprintf(line, sizeof line, "%-32s  %-9s  %7d  %-11llu  %-20s  %-20s  %s%s\n",
+    const bool bound = std::filesystem::exists(rt.domain_dir() + "/mp/" + p.id.hex() + ".sock");
+    std::snprintf(line, sizeof line, "%-32s  %-9s  %7d  %-11llu  %-20s  %-20s  %-7s  %s%s\n",
                   p.id.hex().c_str(), role_name(p.role), p.pid,
                   static_cast<unsigned long long>(p.pid_ns), p.hostname.c_str(),
-                  iso_time(p.started_ns).c_str(), p.alive ? "yes" : "NO (dead)",
+                  iso_time(p.started_ns).c_str(), bound ? "bound" : "none", p.alive ? "yes" : "NO (dead)",
                   p.id == rt.self().id ? " (this mpod info)" : "");
     out += line;
   }
+  auto cs = rt.channel().stats();
+  std::snprintf(line, sizeof line,
+                "\nCHANNEL (this process)\nsocket %s; %zu live peers; sent %llu, received %llu, dropped %llu; "
+                "requests %llu, replies %llu, failures %llu, pending %zu\n",
+                cs.socket_path.c_str(), cs.peers, static_cast<unsigned long long>(cs.sent),
+                static_cast<unsigned long long>(cs.received), static_cast<unsigned long long>(cs.dropped),
+                static_cast<unsigned long long>(cs.requests), static_cast<unsigned long long>(cs.replies),
+                static_cast<unsigned long long>(cs.failures), cs.pending_requests);
+  out += line;
   std::snprintf(line, sizeof line, "\nMEMORY\n%-10s  %-5s  %10s  %10s  %s\n", "PAGE-SIZE", "HUGE",
                 "TOTAL", "USED", "BACKING");
   out += line;
@@ -218,6 +250,74 @@ int cmd_info(int argc, char** argv) {
   return 0;
 }
 
+int cmd_ping(int argc, char** argv) {
+  long count = 0;  // 0: until interrupted
+  double interval = 1.0;
+  std::string to_hex;
+  std::vector<char*> args{argv[0]};
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&](const char* name) -> std::string {
+      std::string n = name;
+      if (a.starts_with(n + "=")) return a.substr(n.size() + 1);
+      if (i + 1 >= argc) throw Error(Errc::invalid_argument, "mpod ping: " + n + " needs a value");
+      return argv[++i];
+    };
+    if (a == "--count" || a.starts_with("--count=") || a == "-c") count = std::stol(value(a == "-c" ? "-c" : "--count"));
+    else if (a == "--interval" || a.starts_with("--interval=") || a == "-i") interval = std::stod(value(a == "-i" ? "-i" : "--interval"));
+    else if (a == "--to" || a.starts_with("--to=")) to_hex = value("--to");
+    else args.push_back(argv[i]);
+  }
+  if (count < 0 || !(interval >= 0)) throw Error(Errc::invalid_argument, "mpod ping: --count and --interval must be >= 0");
+  Options o;
+  int n = static_cast<int>(args.size());
+  if (int first = parse_options(n, args.data(), o); first < n) {
+    std::fprintf(stderr, "mpod ping: unexpected argument '%s'\n", args[first]);
+    return 2;
+  }
+  o.proc_type = ProcType::secondary;
+  block_stop_signals();
+  auto rt = Runtime::start(o);
+  std::optional<ProcessInfo> target;
+  for (auto& p : rt->processes())
+    if (p.alive && (to_hex.empty() ? p.role == Role::primary : p.id.hex().starts_with(to_hex))) target = p;
+  if (!target) {
+    std::fprintf(stderr, "mpod ping: error: no live %s in %s\n",
+                 to_hex.empty() ? "primary" : ("process with id " + to_hex).c_str(), rt->domain_dir().c_str());
+    return 1;
+  }
+  std::printf("PING %s process %s (host %s, pid %d) over the channel of %s\n", role_name(target->role),
+              target->id.short_hex().c_str(), target->hostname.c_str(), target->pid, rt->domain_dir().c_str());
+  std::vector<double> rtts;
+  long sent = 0, failed = 0;
+  for (long seq = 1; count == 0 || seq <= count; ++seq) {
+    auto t0 = std::chrono::steady_clock::now();
+    auto r = rt->channel().request(target->id, "mpod.ping", {}, std::chrono::milliseconds(1000));
+    double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    ++sent;
+    if (!r.replies.empty()) {
+      rtts.push_back(ms);
+      std::printf("reply from %s: seq=%ld time=%.3f ms\n", target->id.short_hex().c_str(), seq, ms);
+    } else {
+      ++failed;
+      const auto& f = r.failures.front();
+      std::printf("no reply from %s: seq=%ld %s (%s)\n", target->id.short_hex().c_str(), seq, peer_error_name(f.error),
+                  f.detail.c_str());
+    }
+    std::fflush(stdout);
+    if ((count == 0 || seq < count) && wait_signal(interval)) break;
+  }
+  std::printf("--- %s ping statistics ---\n%ld requests, %zu replies, %ld failed", target->id.short_hex().c_str(), sent,
+              rtts.size(), failed);
+  if (!rtts.empty()) {
+    std::sort(rtts.begin(), rtts.end());
+    auto q = [&](double f) { return rtts[std::min(rtts.size() - 1, static_cast<size_t>(f * (rtts.size() - 1) + 0.5))]; };
+    std::printf("; rtt min/p50/p99/max = %.3f/%.3f/%.3f/%.3f ms", rtts.front(), q(0.5), q(0.99), rtts.back());
+  }
+  std::printf("\n");
+  return failed == 0 ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -229,6 +329,7 @@ int main(int argc, char** argv) {
   try {
     if (cmd == "serve") return cmd_serve(argc - 1, argv + 1);
     if (cmd == "info") return cmd_info(argc - 1, argv + 1);
+    if (cmd == "ping") return cmd_ping(argc - 1, argv + 1);
   } catch (const mpod::Error& e) {
     std::fprintf(stderr, "mpod %s: error: %s\n", cmd.c_str(), e.what());
     return 1;
