@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds mpod and runs every test: a normal build, then AddressSanitizer +
-# UndefinedBehaviorSanitizer. Tests that need root, PID namespaces or
+# UndefinedBehaviorSanitizer, then ThreadSanitizer (the lock-free mailbox,
+# rings and pools, and every other test with it). Tests that need root, PID namespaces or
 # hugepages print why they skip where the machine cannot run them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,4 +21,6 @@ run_suite() {  # name, build dir, extra cmake args...
 run_suite "release" build -DCMAKE_BUILD_TYPE=RelWithDebInfo
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   run_suite "asan+ubsan" build-asan -DCMAKE_BUILD_TYPE=Debug -DMPOD_SANITIZE=address,undefined -DMPOD_BUILD_BENCH=OFF
+TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+  run_suite "tsan" build-tsan -DCMAKE_BUILD_TYPE=Debug -DMPOD_SANITIZE=thread -DMPOD_BUILD_BENCH=OFF
 echo "=== all test suites passed"

@@ -1,8 +1,12 @@
 // mpod::Channel — the multi-process channel (DPDK's rte_mp).
 //
-// Every process binds <runtime-dir>/<prefix>/mp/<id>.sock, named by its
-// unique id, never its PID, so it works across PID, mount, UTS, IPC and
-// network namespaces whenever the runtime directory is shared. Messages are
+// Every process binds <runtime-dir>/<prefix>/mp/<id>.sock and creates the
+// mailbox <id>.mbox beside it, both named by its unique id, never its PID, so
+// it works across PID, mount, UTS, IPC and network namespaces whenever the
+// runtime directory is shared. Small messages go through the mailbox (shared
+// memory, no system call when the receiver is awake); descriptors and large
+// payloads through the socket; one sender's messages to one receiver arrive
+// in the order sent either way. Messages are
 // named actions with a byte payload (up to kMaxPayload) and up to kMaxFds
 // file descriptors. Peers are the live processes of the registry: a dead peer
 // is reported at once, never waited on. Only processes of the same uid are
@@ -133,9 +137,11 @@ class Channel {
 
   struct Stats {
     uint64_t sent = 0, received = 0, dropped = 0, requests = 0, replies = 0, failures = 0;
+    uint64_t sent_by_mailbox = 0;  // of `sent`: written into the peer's mailbox (the fast path)
     size_t peers = 0;           // live peers known to the monitor
     size_t pending_requests = 0;
     std::string socket_path;
+    std::string mailbox_path;
   };
   virtual Stats stats() const = 0;
 

@@ -1,6 +1,7 @@
-// The Channel implementation: one datagram socket, a receive thread that runs
-// handlers and completes requests, and a monitor thread that watches the
-// registry for processes that attach, exit or die.
+// The Channel implementation: a mailbox (the shared-memory fast path) and a
+// datagram socket per process, a receive thread that runs handlers and
+// completes requests, and a monitor thread that watches the registry for
+// processes that attach, exit or die. docs/channel.md explains the paths.
 #pragma once
 
 #include <atomic>
@@ -14,6 +15,7 @@
 
 #include "../os/os.hpp"
 #include "mpod/channel.hpp"
+#include "mailbox.hpp"
 #include "wire.hpp"
 
 namespace mpod {
@@ -26,8 +28,9 @@ class ChannelImpl final : public Channel {
 
   static std::string socket_dir(const std::string& domain_dir) { return domain_dir + "/mp"; }
   static std::string socket_path(const std::string& domain_dir, const ProcessId& id);
-  // Removes the socket a dead process left behind.
-  static void remove_socket(const std::string& domain_dir, const ProcessId& id) noexcept;
+  static std::string mailbox_path(const std::string& domain_dir, const ProcessId& id);
+  // Removes the socket and mailbox a dead process left behind.
+  static void remove_endpoint(const std::string& domain_dir, const ProcessId& id) noexcept;
 
   void register_action(std::string_view name, Handler handler) override;
   void unregister_action(std::string_view name) override;
@@ -47,25 +50,53 @@ class ChannelImpl final : public Channel {
   void unsubscribe(uint64_t token) override;
   Stats stats() const override;
 
+  // How long the receive thread keeps polling after its last message, and a
+  // synchronous requester polls its reply box, before each sleeps.
+  static constexpr uint64_t kReceiverSpinNs = 50'000;
+  static constexpr uint64_t kRequesterSpinNs = 50'000;
+
  private:
   struct Pending;
+  struct PeerLink;
   enum class Delivery { ok, dead, full };
 
+  // Sends one message to `to`: through our lane in its mailbox when we have
+  // one (by marker and socket when it does not fit a slot), else by socket.
+  // deadline_ns 0: never wait (the receive thread's replies).
   Delivery deliver(const ProcessId& to, wire::Type type, uint64_t request_id, std::string_view name,
-                   std::span<const uint8_t> data, std::span<const int> fds, uint64_t deadline_ns);
+                   std::span<const uint8_t> data, std::span<const int> fds, uint64_t deadline_ns,
+                   wire::Routing routing = {});
+  Delivery socket_send(const ProcessId& to, const std::string& dest, const os::Part* parts, size_t nparts,
+                       std::span<const int> fds, uint64_t deadline_ns);
+  Delivery wait_for_room(PeerLink& link, uint64_t deadline_ns);
+  void ring_doorbell(PeerLink& link);
+  // The link to `to`, made on first use. A link made before the peer bound its
+  // socket is not kept (its mailbox may not exist yet).
+  std::shared_ptr<PeerLink> link_to(const ProcessId& to);
+  bool owner_is_dead(uint64_t tag) const;
   std::vector<ProcessId> live_peers() const;
   std::shared_ptr<Pending> start_request(const std::vector<ProcessId>& to, std::string_view name,
                                          std::span<const uint8_t> data, std::span<const int> fds,
-                                         Timeout timeout, std::function<void(Replies)> done);
+                                         Timeout timeout, std::function<void(Replies)> done, int box = -1);
   Replies wait_request(const std::shared_ptr<Pending>& p);
+  Replies wait_box(const std::shared_ptr<Pending>& p);
+  int acquire_box();
+  void release_box(int box);
+  // Settles `p` from a decoded reply or error reply of `from`. Caller holds mu_.
+  void settle_reply_locked(Pending& p, wire::Type type, Message& msg);
   // Records that `peer` answered or failed; completes the request when nobody is left. Caller holds mu_.
   void settle_locked(Pending& p, const ProcessId& peer, Message* reply, const PeerFailure* failure);
   void complete_locked(Pending& p);
   void fail_peer_everywhere(const ProcessId& peer, const std::string& why);
 
   void receive_loop();
+  size_t drain_socket(uint8_t* buf);
+  size_t drain_lanes(uint8_t* buf);
   void handle_datagram(const uint8_t* buf, os::Received& rx);
+  // Decodes and dispatches one message; `lane` >= 0 when it came from a lane.
+  void handle_message(std::span<const uint8_t> bytes, std::vector<int> fds, int lane);
   void dispatch(wire::Decoded& d, Message msg);
+  void housekeeping();
   void expire_requests();
   void run_ready_callbacks();
   void monitor_loop();
@@ -73,7 +104,7 @@ class ChannelImpl final : public Channel {
   // go out at once waits here and is retried between receives (two receive
   // threads blocked sending to each other would otherwise stall both).
   void reply_or_queue(const ProcessId& to, wire::Type type, uint64_t request_id, const std::string& name,
-                      std::span<const uint8_t> data, std::span<const int> fds);
+                      std::span<const uint8_t> data, std::span<const int> fds, wire::Routing box);
   void flush_outbox();
   struct Outgoing {
     ProcessId to;
@@ -89,6 +120,7 @@ class ChannelImpl final : public Channel {
   const std::string domain_;
   const ProcessInfo self_;
   const std::string socket_path_;
+  mailbox::MailboxPtr inbox_;
   os::Fd socket_;
   os::Fd stop_event_;
   std::atomic<bool> stopping_{false};
@@ -99,6 +131,23 @@ class ChannelImpl final : public Channel {
   std::vector<std::pair<std::function<void(Replies)>, Replies>> ready_;
   uint64_t next_id_ = 1;
 
+  // Bodies of lane markers that arrived by socket, until their marker is reached.
+  struct Body {
+    std::vector<uint8_t> bytes;
+    std::vector<int> fds;  // owned
+    uint64_t arrived_ns;
+  };
+  std::map<std::pair<uint64_t, uint64_t>, Body> bodies_;  // (sender tag, token); receive thread only
+  uint32_t lane_cursor_ = 0;                              // receive thread only
+  uint64_t last_housekeeping_ns_ = 0;
+
+  std::mutex boxes_mu_;
+  std::vector<int> free_boxes_;
+  uint32_t box_gen_[mailbox::kBoxes] = {};
+
+  mutable std::mutex links_mu_;
+  std::map<std::string, std::shared_ptr<PeerLink>> links_;  // by id hex
+
   mutable std::mutex handlers_mu_;
   std::map<std::string, Handler, std::less<>> handlers_;
 
@@ -107,6 +156,7 @@ class ChannelImpl final : public Channel {
   std::map<uint64_t, PeerEventHandler> subscribers_;
   uint64_t next_token_ = 1;
 
+  std::atomic<uint64_t> lane_sent_{0};  // of sent_: by mailbox lane or reply box
   std::atomic<uint64_t> sent_{0}, received_{0}, dropped_{0}, requests_{0}, replies_{0}, failures_{0};
   std::thread receiver_, monitor_;
 };

@@ -23,9 +23,9 @@ void validate_action_name(std::string_view name) {
                                               "' may contain only letters, digits and _ . : -");
 }
 
-std::vector<uint8_t> encode_head(Type type, uint64_t request_id, const ProcessId& sender,
-                                 std::string_view name, size_t payload_len, size_t nfds) {
-  validate_action_name(name);
+Head encode_head(Type type, uint64_t request_id, const ProcessId& sender, std::string_view name,
+                 size_t payload_len, size_t nfds, const Routing& routing) {
+  if (type != Type::doorbell && type != Type::marker) validate_action_name(name);
   if (payload_len > kMaxPayload)
     throw Error(Errc::invalid_argument, "message '" + std::string(name) + "' payload of " +
                                             std::to_string(payload_len) + " bytes exceeds the limit of " +
@@ -42,9 +42,13 @@ std::vector<uint8_t> encode_head(Type type, uint64_t request_id, const ProcessId
   std::memcpy(h.sender, sender.bytes.data(), 16);
   h.payload_len = static_cast<uint32_t>(payload_len);
   h.nfds = static_cast<uint32_t>(nfds);
-  std::vector<uint8_t> out(sizeof h + name.size());
-  std::memcpy(out.data(), &h, sizeof h);
-  std::memcpy(out.data() + sizeof h, name.data(), name.size());
+  h.reply_box = routing.reply_box;
+  h.box_gen = routing.box_gen;
+  h.lane_token = routing.lane_token;
+  Head out;
+  std::memcpy(out.bytes, &h, sizeof h);
+  std::memcpy(out.bytes + sizeof h, name.data(), name.size());
+  out.len = sizeof h + name.size();
   return out;
 }
 
@@ -58,8 +62,15 @@ std::optional<Decoded> decode(std::span<const uint8_t> d, size_t fds_received, D
   std::memcpy(&h, d.data(), sizeof h);
   if (h.magic != kMagic) return refuse("bad magic");
   if (h.version != kVersion) return refuse("wire version " + std::to_string(h.version) + ", expected " + std::to_string(kVersion));
-  if (h.type < 1 || h.type > 4) return refuse("unknown message type " + std::to_string(h.type));
-  if (h.name_len == 0 || h.name_len > kMaxName) return refuse("bad action name length " + std::to_string(h.name_len));
+  if (h.type < 1 || h.type > 6) return refuse("unknown message type " + std::to_string(h.type));
+  const bool bare = h.type == uint8_t(Type::doorbell) || h.type == uint8_t(Type::marker);
+  if (bare) {
+    if (h.name_len != 0 || h.payload_len != 0 || h.nfds != 0 || fds_received != 0 || d.size() != sizeof h)
+      return refuse("a doorbell or marker with a name, payload or descriptors");
+    if (h.type == uint8_t(Type::marker) && h.lane_token == 0) return refuse("a marker without a lane token");
+  } else if (h.name_len == 0 || h.name_len > kMaxName) {
+    return refuse("bad action name length " + std::to_string(h.name_len));
+  }
   if (h.payload_len > kMaxPayload) return refuse("payload length " + std::to_string(h.payload_len) + " over the limit");
   if (h.nfds > kMaxFds) return refuse("claims " + std::to_string(h.nfds) + " descriptors");
   if (h.nfds != fds_received)
@@ -68,9 +79,11 @@ std::optional<Decoded> decode(std::span<const uint8_t> d, size_t fds_received, D
   if (d.size() != expected)
     return refuse("size " + std::to_string(d.size()) + " does not match the header's " + std::to_string(expected));
   if ((h.type == 2 || h.type == 3 || h.type == 4) && h.request_id == 0) return refuse("request or reply without a request id");
+  if (h.reply_box > 0 && h.type != uint8_t(Type::request)) return refuse("a reply box on a message that is not a request");
   Decoded m;
   m.type = static_cast<Type>(h.type);
   m.request_id = h.request_id;
+  m.routing = {h.reply_box, h.box_gen, h.lane_token};
   std::memcpy(m.sender.bytes.data(), h.sender, 16);
   if (m.sender.empty()) return refuse("no sender id");
   m.name.assign(reinterpret_cast<const char*>(d.data() + sizeof h), h.name_len);

@@ -363,7 +363,7 @@ std::vector<MemoryUsage> RuntimeImpl::memory() const {
 size_t RuntimeImpl::reap_dead() {
   return registry::reap(domain_, [this](const ProcessInfo& p) {
            SharedMemory::remove_process_files(domain_, p.id);
-           ChannelImpl::remove_socket(domain_, p.id);
+           ChannelImpl::remove_endpoint(domain_, p.id);
          }).size();
 }
 

@@ -8,6 +8,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -146,6 +147,15 @@ void drain_event(int fd);
 // Waits until `a` or `b` is readable or `timeout_ms` passes (-1: forever).
 // Returns a bitmask: 1 if `a` is readable, 2 if `b` is.
 int wait_readable(int a, int b, int timeout_ms);
+
+// ---- futexes on shared mappings: wake-ups between processes ----
+// Sleeps while *word == expected, at most timeout_ns (0: no limit). Returns on
+// a wake-up, a timeout, a signal or a changed value; callers re-check.
+void futex_wait(std::atomic<uint32_t>* word, uint32_t expected, uint64_t timeout_ns) noexcept;
+void futex_wake(std::atomic<uint32_t>* word) noexcept;  // wakes every waiter
+// One step of a spin loop: a CPU pause, and every 64th step a yield, so
+// spinning threads give way when there are more threads than cores.
+void spin_pause(uint32_t step) noexcept;
 
 // ---- identity and environment ----
 void random_bytes(void* out, size_t len);

@@ -28,6 +28,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -47,6 +48,9 @@ struct Args {
   std::string reserve;
   std::string to, action = "echo", data, fd_text;
   int timeout_ms = 2000, threads = 0, count = 1;
+  int sequence = 0;        // requester: send this many "seq" messages of mixed sizes, then check them
+  int stall_ms = 0;        // requester: stall the peer this long, then send to it until it is full
+  bool drop_mailbox = false;  // requester: remove the peer's mailbox first, so only its socket serves
 };
 
 uint64_t monotonic_ns() {
@@ -61,6 +65,31 @@ void install_actions(Runtime& rt) {
   ch.register_action("echo", [tail](Incoming& in) { in.reply("echo:" + std::string(in.message().text()) + tail); });
   ch.register_action("boom", [](Incoming&) -> void { throw std::runtime_error("boom handler exploded"); });
   ch.register_action("slow", [](Incoming&) {});
+  // Holds the receive thread for the payload's milliseconds: a peer that stopped reading.
+  ch.register_action("stall", [](Incoming& in) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::stoi(std::string(in.message().text()))));
+  });
+  // One-way messages "<sender>:<n>" must arrive with n = 0, 1, 2... per sender,
+  // whatever path each took; every 7th carries a memfd holding the same text.
+  static std::map<std::string, int> next_seq;
+  static int out_of_order = 0, bad_fd = 0;
+  ch.register_action("seq", [](Incoming& in) {
+    std::string t(in.message().text().substr(0, in.message().text().find('|')));
+    auto colon = t.find(':');
+    int n = std::stoi(t.substr(colon + 1));
+    int& expect = next_seq[t.substr(0, colon)];
+    if (n != expect) ++out_of_order;
+    expect = n + 1;
+    if (n % 7 == 0) {
+      char buf[64] = {};
+      if (in.message().fds.size() != 1 || pread(in.message().fds[0], buf, sizeof buf - 1, 0) <= 0 || t != buf) ++bad_fd;
+    }
+  });
+  ch.register_action("seq-check", [](Incoming& in) {
+    std::string who(in.message().text());
+    in.reply("received=" + std::to_string(next_seq[who]) + " out_of_order=" + std::to_string(out_of_order) +
+             " bad_fd=" + std::to_string(bad_fd));
+  });
   ch.register_action("fd-read", [](Incoming& in) {
     auto& m = in.message();
     if (m.fds.size() != 1) throw std::runtime_error("expected one descriptor, got " + std::to_string(m.fds.size()));
@@ -186,6 +215,58 @@ void print_replies(const Replies& r) {
     std::printf("FAIL peer=%s error=%s detail=%s\n", f.peer.hex().c_str(), peer_error_name(f.error), f.detail.c_str());
 }
 
+void print_stats(Runtime& rt) {
+  auto s = rt.channel().stats();
+  std::printf("STATS sent=%llu by_mailbox=%llu\n", static_cast<unsigned long long>(s.sent),
+              static_cast<unsigned long long>(s.sent_by_mailbox));
+}
+
+// Small (a mailbox slot), large (by socket behind a marker) and fd-carrying
+// one-way messages interleaved, then a check that all came in order.
+int run_sequence(Runtime& rt, const ProcessId& to, const Args& a) {
+  auto& ch = rt.channel();
+  const std::string me = rt.self().id.short_hex();
+  for (int n = 0; n < a.sequence; ++n) {
+    std::string text = me + ":" + std::to_string(n);
+    std::string payload = text + "|" + std::string(n % 3 == 1 ? 20000 : 10, 'x');
+    std::vector<int> fds;
+    int fd = -1;
+    if (n % 7 == 0) {
+      fd = memfd_create("mpod-seq", MFD_CLOEXEC);
+      if (fd < 0 || write(fd, text.data(), text.size()) != ssize_t(text.size())) fail("memfd");
+      fds.push_back(fd);
+    }
+    ch.send(to, "seq", bytes(payload), fds, std::chrono::milliseconds(a.timeout_ms));
+    if (fd >= 0) close(fd);
+  }
+  Replies r = ch.request(to, "seq-check", bytes(me), std::chrono::milliseconds(a.timeout_ms));
+  print_replies(r);
+  print_stats(rt);
+  return r.replies.size() == 1 ? 0 : 2;
+}
+
+// Stalls the peer's receive thread, then sends to it until its queue is full:
+// the send must fail with a clear error within its timeout, and the primary
+// must still answer meanwhile.
+int run_stall(Runtime& rt, const ProcessId& to, const Args& a) {
+  auto& ch = rt.channel();
+  ch.send(to, "stall", bytes(std::to_string(a.stall_ms)));
+  int sent = 0;
+  const uint64_t t0 = monotonic_ns();
+  try {
+    for (; sent < 100000; ++sent) ch.send(to, "slow", bytes("x"), {}, std::chrono::milliseconds(200));
+    std::printf("NEVER-FULL after %d sends\n", sent);
+  } catch (const Error& e) {
+    std::printf("FULL after %d sends in %.0f ms: %s\n", sent, (monotonic_ns() - t0) / 1e6, e.what());
+  }
+  ProcessId primary;
+  for (auto& p : rt.processes())
+    if (p.role == Role::primary && p.alive) primary = p.id;
+  Replies r = ch.request(primary, "echo", bytes("still-there"), std::chrono::milliseconds(a.timeout_ms));
+  print_replies(r);
+  return 0;
+}
+
 int run_requester(Runtime& rt, const Args& a) {
   auto& ch = rt.channel();
   const auto timeout = std::chrono::milliseconds(a.timeout_ms);
@@ -194,6 +275,9 @@ int run_requester(Runtime& rt, const Args& a) {
     to = ProcessId::parse(a.to);
     if (!to) fail("--to needs 'all' or a process id");
   }
+  if (a.drop_mailbox) std::remove((rt.domain_dir() + "/mp/" + a.to + ".mbox").c_str());
+  if (a.sequence > 0) return run_sequence(rt, *to, a);
+  if (a.stall_ms > 0) return run_stall(rt, *to, a);
   if (a.threads == 0) {
     int fd = -1;
     if (!a.fd_text.empty()) {
@@ -207,6 +291,7 @@ int run_requester(Runtime& rt, const Args& a) {
     Replies r = to ? ch.request(*to, a.action, bytes(a.data), timeout, fds) : ch.request_all(a.action, bytes(a.data), timeout, fds);
     print_replies(r);
     std::printf("DONE replies=%zu failures=%zu ms=%.1f\n", r.replies.size(), r.failures.size(), (monotonic_ns() - t0) / 1e6);
+    print_stats(rt);
     return 0;
   }
   // Many concurrent requests: each payload is unique, each reply must echo it.
@@ -268,6 +353,9 @@ int main(int argc, char** argv) {
       else if (s.starts_with("--timeout=")) a.timeout_ms = std::stoi(s.substr(10));
       else if (s.starts_with("--threads=")) a.threads = std::stoi(s.substr(10));
       else if (s.starts_with("--count=")) a.count = std::stoi(s.substr(8));
+      else if (s.starts_with("--sequence=")) a.sequence = std::stoi(s.substr(11));
+      else if (s.starts_with("--stall=")) a.stall_ms = std::stoi(s.substr(8));
+      else if (s == "--drop-mailbox") a.drop_mailbox = true;
       else {
         std::fprintf(stderr, "mpod-test-proc: unknown argument %s\n", s.c_str());
         return 2;

@@ -160,3 +160,52 @@ TEST_F(ChannelTest, PrimaryLearnsOfAttachAndOfSigkillWithin100ms) {
 
 }  // namespace
 }  // namespace mpod::test
+
+namespace mpod::test {
+namespace {
+
+TEST_F(ChannelTest, OneSendersMessagesArriveInOrderWhateverPathEachTakes) {
+  MPOD_SKIP_UNLESS(cannot_make_pods());
+  Child a = responder(0, true);
+  // 300 messages: small ones through the mailbox, 20 KB ones by socket behind
+  // a marker, every 7th with a memfd (by socket too). Two senders at once.
+  auto r1 = Child::spawn(proc("requester", {"--no-huge"}, {"--to=" + id_of(a), "--sequence=300", "--timeout=10000"}),
+                         PodOptions{true, "sender-1"});
+  auto r2 = request({"--to=" + id_of(a), "--sequence=300", "--timeout=10000"}, PodOptions{true, "sender-2"});
+  ASSERT_EQ(r2.code, 0) << r2.output;
+  ASSERT_EQ(r1.wait(seconds(60)), 0) << r1.output();
+  for (const std::string& out : {r1.output(), r2.output}) {
+    EXPECT_TRUE(contains(out, "data=received=300 out_of_order=0 bad_fd=0")) << out;
+    EXPECT_TRUE(std::regex_search(out, std::regex("by_mailbox=[1-9]"))) << "the fast path was not used:\n" << out;
+  }
+}
+
+TEST_F(ChannelTest, WithoutItsMailboxAPeerIsStillReachedBySocket) {
+  Child a = responder(0, false);
+  auto r = request({"--to=" + id_of(a), "--data=via-socket", "--drop-mailbox"});
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "data=echo:via-socket|")) << r.output;
+  EXPECT_TRUE(contains(r.output, "by_mailbox=0")) << r.output;
+  auto fast = request({"--to=" + primary_id_, "--data=fast"});
+  EXPECT_TRUE(contains(fast.output, "data=echo:fast|")) << fast.output;
+  EXPECT_TRUE(std::regex_search(fast.output, std::regex("by_mailbox=[1-9]"))) << fast.output;
+}
+
+TEST_F(ChannelTest, APeerThatStopsReadingFillsUpAndTheSenderIsToldWhileOthersAreServed) {
+  MPOD_SKIP_UNLESS(cannot_make_pods());
+  Child stuck = responder(0, true);
+  auto r = request({"--to=" + id_of(stuck), "--stall=4000"}, PodOptions{true, "flooder"});
+  ASSERT_EQ(r.code, 0) << r.output;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(r.output, m, std::regex("FULL after ([0-9]+) sends in ([0-9]+) ms: (.*)"))) << r.output;
+  EXPECT_LT(std::stoi(m[1]), 100) << "a stalled peer should fill up after a bounded number of messages";
+  EXPECT_LT(std::stoi(m[2]), 2000) << "each send waits at most its 200 ms timeout";
+  EXPECT_TRUE(contains(m[3], id_of(stuck).substr(0, 8)) && contains(m[3], "not reading its channel")) << m[3];
+  EXPECT_TRUE(contains(r.output, "REPLY from=" + primary_id_ + " data=echo:still-there|")) << r.output;
+  // Once it reads again, it serves requests as before.
+  auto again = request({"--to=" + id_of(stuck), "--data=back", "--timeout=10000"});
+  EXPECT_TRUE(contains(again.output, "data=echo:back|pod-0|1")) << again.output;
+}
+
+}  // namespace
+}  // namespace mpod::test
