@@ -18,6 +18,7 @@ struct Options {
   uint64_t memory_mb = 0;                   // -m/--memory; 0: 64 MB
   uint64_t base_virtaddr = 0;               // --base-virtaddr; 0: built-in default
   double wait_primary_s = 0;                // --wait-primary=SECONDS (secondary/auto)
+  std::string group;                        // --group=NAME|GID: files and channel open to one group
   std::vector<std::string> log_levels;      // --log-level=[component:]level, in order
 };
 

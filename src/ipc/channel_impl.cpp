@@ -690,8 +690,10 @@ void ChannelImpl::handle_datagram(const uint8_t* buf, os::Received& rx) {
     MPOD_LOG(ipc, warning, "dropped a datagram on %s: %s", socket_path_.c_str(), why.c_str());
   };
   if (rx.truncated) return drop("larger than the largest valid message, or too many descriptors");
-  if (!rx.has_creds || rx.uid != os::effective_uid())
-    return drop("sent by uid " + std::to_string(rx.uid) + ", not this process's uid " + std::to_string(os::effective_uid()));
+  if (!rx.has_creds || !os::uid_is_trusted(rx.uid, rx.gid))
+    return drop("sent by uid " + std::to_string(rx.uid) + " (gid " + std::to_string(rx.gid) + "), which is not this process's uid " +
+                std::to_string(os::effective_uid()) +
+                (os::has_shared_group() ? " nor a member of group " + std::to_string(os::shared_group()) : std::string(" (see --group)")));
   {
     // A marker's body waits for its marker; everything else is handled now.
     if (rx.len >= sizeof(wire::WireHeader)) {

@@ -122,6 +122,8 @@ class RuntimeImpl final : public Runtime {
 };
 
 void RuntimeImpl::prepare_dirs() {
+  // Before anything is created: every file and socket from here on is the group's too.
+  if (!options_.group.empty()) os::set_shared_group(os::resolve_group(options_.group));
   std::string dir = options_.runtime_dir;
   if (dir.empty()) {
     dir = default_runtime_dir();

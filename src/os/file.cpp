@@ -39,11 +39,21 @@ int open_raw(const std::string& path, int flags, mode_t mode) {
     return -1;
   }
   int fd;
-  do fd = ::open(path.c_str(), flags | O_CLOEXEC, mode);
+  do fd = ::open(path.c_str(), flags | O_CLOEXEC, group_mode(mode));
   while (fd < 0 && errno == EINTR);
+  if (fd >= 0 && (flags & (O_CREAT | O_TMPFILE))) share_with_group(fd, path, mode);
   return fd;
 }
 }  // namespace
+
+void share_with_group(int fd, const std::string& path, mode_t mode) noexcept {
+  if (!has_shared_group()) return;
+  // Files another member of the group created stay theirs: only the creator can change them.
+  struct stat st;
+  if (::fstat(fd, &st) != 0 || st.st_uid != ::geteuid()) return;
+  if (::fchown(fd, static_cast<uid_t>(-1), shared_group()) != 0 || ::fchmod(fd, group_mode(mode)) != 0)
+    MPOD_LOG(os, warning, "cannot give %s to group %u: %s", path.c_str(), unsigned(shared_group()), std::strerror(errno));
+}
 
 Fd open_file(const std::string& path, int flags, mode_t mode) {
   int fd = open_raw(path, flags, mode);
@@ -142,7 +152,9 @@ void make_dirs(const std::string& path, mode_t mode) {
     if (::mkdir(partial.c_str(), mode) == 0) {
       MPOD_LOG(os, debug, "created directory %s", partial.c_str());
       // mkdir applies the umask; the mode we ask for is the mode we mean.
-      ::chmod(partial.c_str(), mode);
+      ::chmod(partial.c_str(), group_mode(mode));
+      if (has_shared_group() && ::chown(partial.c_str(), static_cast<uid_t>(-1), shared_group()) != 0)
+          MPOD_LOG(os, warning, "cannot give %s to group %u: %s", partial.c_str(), unsigned(shared_group()), std::strerror(errno));
       continue;
     }
     int err = errno;

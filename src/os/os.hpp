@@ -41,6 +41,20 @@ class Fd {
   int fd_ = -1;
 };
 
+// ---- sharing with a group (--group) ----
+// From set_shared_group() on, every file, directory and socket this process
+// creates is given to `gid` and its owner permissions are granted to the
+// group too (0600 -> 0660, 0700 -> 0770). Process-wide, set once at start-up.
+void set_shared_group(gid_t gid) noexcept;
+bool has_shared_group() noexcept;
+gid_t shared_group() noexcept;
+mode_t group_mode(mode_t mode) noexcept;
+void share_with_group(int fd, const std::string& path, mode_t mode) noexcept;
+// The gid of a group given by name or number; throws invalid_argument naming it.
+gid_t resolve_group(const std::string& name_or_gid);
+// Whether `uid` may speak to us: it is ours, or the shared group's member.
+bool uid_is_trusted(uid_t uid, gid_t gid);
+
 // ---- fault injection (tests only) ----
 enum class Op { open, lock, map, allocate, truncate, count_ };
 // The next `times` calls of `op` fail with `err` before reaching the kernel.

@@ -53,8 +53,10 @@ Fd bind_datagram_socket(const std::string& path, mode_t mode) {
     MPOD_LOG(os, debug, "bind %s failed: %s", path.c_str(), std::strerror(err));
     throw Error(err == EACCES ? Errc::permission_denied : Errc::system, "cannot bind the channel socket " + path, path, err);
   }
-  if (::chmod(path.c_str(), mode) != 0)
+  if (::chmod(path.c_str(), group_mode(mode)) != 0)
     throw Error(Errc::system, "cannot set permissions of " + path, path, errno);
+  if (has_shared_group() && ::chown(path.c_str(), static_cast<uid_t>(-1), shared_group()) != 0)
+    throw Error(Errc::system, "cannot give " + path + " to group " + std::to_string(shared_group()), path, errno);
   MPOD_LOG(os, debug, "bound socket %s", path.c_str());
   return s;
 }

@@ -118,6 +118,9 @@ int parse_options(int argc, char** argv, Options& out) {
             "fbarray, memzone, ipc, app and level one of error, warning, notice, info, debug; got '" +
             v + "'");
       out.log_levels.push_back(v);
+    } else if (name == "--group") {
+      out.group = take_value();
+      if (out.group.empty()) bad("--group needs a group name or number");
     } else if (name == "--wait-primary") {
       out.wait_primary_s = parse_seconds(name, take_value());
     } else {
@@ -145,6 +148,8 @@ const char* options_usage() {
          "  -m, --memory=MB                      memory the primary allocates (default 64)\n"
          "  --base-virtaddr=ADDR                 start of the shared virtual range (primary)\n"
          "  --wait-primary=SECONDS               secondary: wait this long for a primary\n"
+         "  --group=NAME|GID                     share files, sockets and the channel with one\n"
+         "                                       group (default: owner only)\n"
          "  --log-level=[component:]level        error|warning|notice|info|debug; components:\n"
          "                                       os runtime memory fbarray memzone ipc app\n";
 }

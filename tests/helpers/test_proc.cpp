@@ -20,6 +20,7 @@
 // Exit codes: 0 success, 1 mpod::Error (printed as "ERROR <code>: <message>"), 2 check failed.
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -36,6 +37,8 @@
 #include <vector>
 
 #include "mpod/runtime.hpp"
+#include "src/ipc/wire.hpp"
+#include "src/os/os.hpp"
 
 namespace {
 
@@ -312,6 +315,21 @@ int run_requester(Runtime& rt, const Args& a) {
   return wrong.load() == 0 ? 0 : 2;
 }
 
+// A well-formed "echo" request sent straight to a socket, by whoever runs
+// this (the tests run it as a foreign uid): the receiver must drop it.
+int raw_send(const std::string& socket_path) {
+  os::Fd s(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  auto head = wire::encode_head(wire::Type::request, 1, ProcessId::random(), "echo", 15, 0);
+  const os::Part parts[2] = {{head.bytes, head.len}, {"from-a-stranger", 15}};
+  try {
+    auto st = os::send_datagram(s.get(), socket_path, parts, 2, nullptr, 0);
+    std::printf(st == os::SendStatus::ok ? "SENT\n" : "SEND-FAILED status=%d\n", int(st));
+  } catch (const Error& e) {
+    std::printf("SEND-FAILED %s\n", e.what());
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -326,6 +344,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   std::string mode = argv[i];
+  if (mode == "raw-send" && i + 1 < argc) return raw_send(argv[i + 1]);
   // Runtime options follow the mode; hand parse_options an argv whose [0] is the mode.
   char** rargv = argv + i;
   int rargc = argc - i;
