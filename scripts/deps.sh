@@ -11,6 +11,8 @@ command -v pkg-config >/dev/null || need+=(pkg-config)
 command -v unshare >/dev/null || need+=(util-linux)
 [ -e /usr/include/gtest/gtest.h ] || need+=(libgtest-dev)
 [ -e /usr/include/benchmark/benchmark.h ] || need+=(libbenchmark-dev)
+command -v clang++ >/dev/null || need+=(clang)
+compgen -G "/usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a" >/dev/null || need+=(libclang-rt-dev)
 
 # DPDK 22.11 is only the reference the benchmarks compare against: wanted, not required.
 want=()
