@@ -72,7 +72,7 @@ struct Proc {
   }
 };
 
-Result mpod_run(mpod::Runtime& rt, const mpod::ProcessId& primary, int threads, int count) {
+Result mpod_run(mpod::Runtime& rt, const mpod::ProcessId& primary, int threads, int count, int gap_us = 0) {
   std::vector<double> all(size_t(threads) * count);
   auto t0 = std::chrono::steady_clock::now();
   std::vector<std::thread> ts;
@@ -86,6 +86,7 @@ Result mpod_run(mpod::Runtime& rt, const mpod::ProcessId& primary, int threads, 
           std::exit(1);
         }
         all[size_t(t) * count + i] = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - a).count();
+        if (gap_us > 0) std::this_thread::sleep_for(std::chrono::microseconds(gap_us));
       }
     });
   for (auto& t : ts) t.join();
@@ -144,12 +145,22 @@ int main(int argc, char** argv) {
   std::printf("Synchronous request round trip, secondary -> primary, empty payload, %d requests per requester\n\n", count);
   std::printf("| requesters | mpod p50 us | mpod p99 us | mpod req/s | DPDK p50 us | DPDK p99 us | DPDK req/s | p50 mpod/DPDK | req/s mpod/DPDK |\n");
   std::printf("|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-  for (int threads : {1, 8}) {
-    int per = threads == 1 ? count : count / threads;
-    mpod_run(*rt, primary, threads, std::min(per, 200));  // warm-up
-    Result m = mpod_run(*rt, primary, threads, per);
+  // Rows: back-to-back requests from 1 and 8 threads (the receivers stay
+  // awake), then 1 request every millisecond (both sides fall asleep between
+  // requests, so every round trip pays for two wake-ups).
+  struct Row {
+    int threads, gap_us;
+    const char* label;
+  };
+  for (Row row : {Row{1, 0, "1"}, Row{8, 0, "8"}, Row{1, 1000, "1, 1 ms apart"}}) {
+    const int threads = row.threads;
+    int per = row.gap_us ? std::min(count, 2000) : threads == 1 ? count : count / threads;
+    mpod_run(*rt, primary, threads, std::min(per, 200), row.gap_us);  // warm-up
+    Result m = mpod_run(*rt, primary, threads, per, row.gap_us);
     Result d;
     if (have_dpdk) {
+      if (row.gap_us) setenv("DPDK_MP_BENCH_GAP_US", std::to_string(row.gap_us).c_str(), 1);
+      else unsetenv("DPDK_MP_BENCH_GAP_US");
       Proc sec;
       std::vector<std::string> a = {bin + "/dpdk-mp-bench", "secondary", std::to_string(threads), std::to_string(per),
                                     "--proc-type=secondary"};
@@ -158,10 +169,10 @@ int main(int argc, char** argv) {
       d = parse_dpdk(sec.out);
     }
     if (d.p50_us > 0)
-      std::printf("| %d | %.1f | %.1f | %.0f | %.1f | %.1f | %.0f | %.2f | %.2f |\n", threads, m.p50_us, m.p99_us, m.rps,
+      std::printf("| %s | %.1f | %.1f | %.0f | %.1f | %.1f | %.0f | %.2f | %.2f |\n", row.label, m.p50_us, m.p99_us, m.rps,
                   d.p50_us, d.p99_us, d.rps, m.p50_us / d.p50_us, m.rps / d.rps);
     else
-      std::printf("| %d | %.1f | %.1f | %.0f | - | - | - | - | - |\n", threads, m.p50_us, m.p99_us, m.rps);
+      std::printf("| %s | %.1f | %.1f | %.0f | - | - | - | - | - |\n", row.label, m.p50_us, m.p99_us, m.rps);
   }
   rt.reset();
   std::filesystem::remove_all(rt_dir);

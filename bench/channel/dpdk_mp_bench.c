@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <rte_eal.h>
 
@@ -36,6 +37,7 @@ static double now_us(void) {
 
 static int count_per_thread;
 static double* samples;
+static long gap_us; /* DPDK_MP_BENCH_GAP_US: pause between requests, so the receivers go to sleep */
 
 static void* requester(void* arg) {
   double* out = samples + (long)arg * count_per_thread;
@@ -52,6 +54,7 @@ static void* requester(void* arg) {
     }
     out[i] = now_us() - t0;
     free(reply.msgs);
+    if (gap_us > 0) usleep((useconds_t)gap_us);
   }
   return NULL;
 }
@@ -92,6 +95,8 @@ int main(int argc, char** argv) {
     rte_eal_cleanup();
     return 0;
   }
+  const char* gap = getenv("DPDK_MP_BENCH_GAP_US");
+  gap_us = gap ? atol(gap) : 0;
   long n = (long)threads * count_per_thread;
   samples = calloc(n, sizeof(double));
   if (threads < 1 || threads > MAX_THREADS) return 2;

@@ -4,8 +4,10 @@
 // processes that attach, exit or die. docs/channel.md explains the paths.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <cstring>
 #include <deque>
 #include <map>
 #include <memory>
@@ -160,5 +162,47 @@ class ChannelImpl final : public Channel {
   std::atomic<uint64_t> sent_{0}, received_{0}, dropped_{0}, requests_{0}, replies_{0}, failures_{0};
   std::thread receiver_, monitor_;
 };
+
+// A request in flight.
+struct ChannelImpl::Pending {
+  uint64_t id = 0;
+  std::string name;
+  std::vector<ProcessId> waiting;  // peers that have neither answered nor failed
+  Replies result;
+  uint64_t deadline_ns = 0;
+  std::function<void(Replies)> done;  // async only
+  bool complete = false;
+  int box = -1;      // our reply box the single peer answers into, or -1
+  uint32_t gen = 0;  // the box generation of this request
+};
+
+// Our end of the way to one peer.
+struct ChannelImpl::PeerLink {
+  ProcessId id;
+  std::string socket_path;
+  mailbox::MailboxPtr mailbox;  // null: it has none we may open
+  int lane = -1;                // ours in its mailbox; -1: socket only
+  std::mutex send_mu;           // our threads take turns on the lane, so it has one producer
+  uint64_t next_token = 1;      // for markers; under send_mu
+};
+
+namespace channel_detail {
+constexpr uint64_t kMonitorPeriodNs = 20'000'000;   // 20 ms: peers' deaths are seen well within 100 ms
+constexpr uint64_t kBodyExpiryNs = 30'000'000'000;  // a marker body whose marker never came (sender died)
+
+inline uint64_t deadline_after(Channel::Timeout t) {
+  return os::monotonic_ns() + static_cast<uint64_t>(std::max<int64_t>(t.count(), 0)) * 1'000'000ull;
+}
+
+// Error replies carry the PeerError code in their first byte, then a text.
+inline std::vector<uint8_t> error_payload(PeerError e, const std::string& text) {
+  std::vector<uint8_t> out(1 + text.size());
+  out[0] = static_cast<uint8_t>(e);
+  std::memcpy(out.data() + 1, text.data(), text.size());
+  return out;
+}
+
+inline uint32_t box_word(uint32_t gen, mailbox::BoxPhase phase) { return (gen << 2) | phase; }
+}  // namespace channel_detail
 
 }  // namespace mpod

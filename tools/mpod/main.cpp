@@ -71,6 +71,8 @@ std::string json_report(Runtime& rt) {
     j.begin_object("channel");
     j.field("socket", rt.domain_dir() + "/mp/" + p.id.hex() + ".sock");
     j.field("bound", std::filesystem::exists(rt.domain_dir() + "/mp/" + p.id.hex() + ".sock"));
+    j.field("mailbox", rt.domain_dir() + "/mp/" + p.id.hex() + ".mbox");
+    j.field("has_mailbox", std::filesystem::exists(rt.domain_dir() + "/mp/" + p.id.hex() + ".mbox"));
     j.end_object();
     j.end_object();
   }
@@ -79,7 +81,9 @@ std::string json_report(Runtime& rt) {
   j.begin_object("channel");
   j.field("socket", cs.socket_path);
   j.field("peers", static_cast<uint64_t>(cs.peers));
+  j.field("mailbox", cs.mailbox_path);
   j.field("sent", cs.sent);
+  j.field("sent_by_mailbox", cs.sent_by_mailbox);
   j.field("received", cs.received);
   j.field("dropped", cs.dropped);
   j.field("requests", cs.requests);
@@ -120,23 +124,25 @@ std::string text_report(Runtime& rt) {
                 human_bytes(rt.va_len()).c_str());
   out += line;
   auto procs = rt.processes();
-  std::snprintf(line, sizeof line, "PROCESSES (%zu)\n%-32s  %-9s  %7s  %-11s  %-20s  %-20s  %-7s  %s\n",
+  std::snprintf(line, sizeof line, "PROCESSES (%zu)\n%-32s  %-9s  %7s  %-11s  %-20s  %-20s  %-9s  %s\n",
                 procs.size(), "ID", "ROLE", "PID", "PID-NS", "HOST", "STARTED", "CHANNEL", "ALIVE");
   out += line;
   for (auto& p : procs) {
     const bool bound = std::filesystem::exists(rt.domain_dir() + "/mp/" + p.id.hex() + ".sock");
-    std::snprintf(line, sizeof line, "%-32s  %-9s  %7d  %-11llu  %-20s  %-20s  %-7s  %s%s\n",
+    const bool mbox = std::filesystem::exists(rt.domain_dir() + "/mp/" + p.id.hex() + ".mbox");
+    std::snprintf(line, sizeof line, "%-32s  %-9s  %7d  %-11llu  %-20s  %-20s  %-9s  %s%s\n",
                   p.id.hex().c_str(), role_name(p.role), p.pid,
                   static_cast<unsigned long long>(p.pid_ns), p.hostname.c_str(),
-                  iso_time(p.started_ns).c_str(), bound ? "bound" : "none", p.alive ? "yes" : "NO (dead)",
+                  iso_time(p.started_ns).c_str(), bound ? (mbox ? "sock+mbox" : "sock") : "none", p.alive ? "yes" : "NO (dead)",
                   p.id == rt.self().id ? " (this mpod info)" : "");
     out += line;
   }
   auto cs = rt.channel().stats();
   std::snprintf(line, sizeof line,
-                "\nCHANNEL (this process)\nsocket %s; %zu live peers; sent %llu, received %llu, dropped %llu; "
-                "requests %llu, replies %llu, failures %llu, pending %zu\n",
-                cs.socket_path.c_str(), cs.peers, static_cast<unsigned long long>(cs.sent),
+                "\nCHANNEL (this process)\nsocket %s, mailbox %s; %zu live peers; sent %llu (%llu by mailbox), "
+                "received %llu, dropped %llu; requests %llu, replies %llu, failures %llu, pending %zu\n",
+                cs.socket_path.c_str(), cs.mailbox_path.c_str(), cs.peers, static_cast<unsigned long long>(cs.sent),
+                static_cast<unsigned long long>(cs.sent_by_mailbox),
                 static_cast<unsigned long long>(cs.received), static_cast<unsigned long long>(cs.dropped),
                 static_cast<unsigned long long>(cs.requests), static_cast<unsigned long long>(cs.replies),
                 static_cast<unsigned long long>(cs.failures), cs.pending_requests);

@@ -1,0 +1,176 @@
+// Channel: links to peers (mailbox lane or socket), delivery, one-way messages.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "../runtime/registry.hpp"
+#include "channel_impl.hpp"
+#include "mpod/error.hpp"
+#include "mpod/log.hpp"
+
+namespace mpod {
+
+using namespace channel_detail;
+
+// ---- sending ----
+
+bool ChannelImpl::owner_is_dead(uint64_t tag) const {
+  for (auto& p : registry::list(domain_))
+    if (p.alive && mailbox::owner_tag(p.id) == tag) return false;
+  return true;
+}
+
+std::shared_ptr<ChannelImpl::PeerLink> ChannelImpl::link_to(const ProcessId& to) {
+  const std::string hex = to.hex();
+  {
+    std::lock_guard g(links_mu_);
+    if (auto it = links_.find(hex); it != links_.end()) return it->second;
+  }
+  auto l = std::make_shared<PeerLink>();
+  l->id = to;
+  l->socket_path = socket_path(domain_, to);
+  try {
+    l->mailbox = mailbox::Mailbox::open(mailbox_path(domain_, to));
+  } catch (const Error& e) {
+    MPOD_LOG(ipc, warning, "%s; messages to it go by socket", e.what());
+  }
+  if (!l->mailbox && !os::path_exists(l->socket_path)) return l;  // not bound yet: decide again next time
+  if (l->mailbox) {
+    l->lane = l->mailbox->claim_lane(self_.id, [this](uint64_t tag) { return owner_is_dead(tag); });
+    if (l->lane < 0)
+      MPOD_LOG(ipc, info, "every lane of %s is taken by a live sender; messages to it go by socket",
+               l->mailbox->path().c_str());
+  }
+  std::lock_guard g(links_mu_);
+  auto [it, fresh] = links_.emplace(hex, l);
+  if (!fresh && l->lane >= 0 && it->second->lane != l->lane) l->mailbox->release_lane(l->lane, self_.id);
+  return it->second;
+}
+
+ChannelImpl::Delivery ChannelImpl::socket_send(const ProcessId& to, const std::string& dest, const os::Part* parts,
+                                               size_t nparts, std::span<const int> fds, uint64_t deadline_ns) {
+  for (;;) {
+    switch (os::send_datagram(socket_.get(), dest, parts, nparts, fds.data(), fds.size())) {
+      case os::SendStatus::ok:
+        return Delivery::ok;
+      case os::SendStatus::peer_gone:
+        // Nobody bound there: dead, unless it registered a moment ago and binds next.
+        if (deadline_ns == 0 || !registry::is_alive(domain_, to) || os::monotonic_ns() >= deadline_ns)
+          return Delivery::dead;
+        os::sleep_ns(200'000);
+        break;
+      case os::SendStatus::full:
+        if (os::monotonic_ns() >= deadline_ns) return Delivery::full;
+        if (!registry::is_alive(domain_, to)) return Delivery::dead;
+        os::sleep_ns(50'000);
+        break;
+    }
+  }
+}
+
+ChannelImpl::Delivery ChannelImpl::wait_for_room(PeerLink& l, uint64_t deadline_ns) {
+  uint64_t next_alive_check = 0;
+  for (uint32_t step = 0;; ++step) {
+    if (l.mailbox->has_room(l.lane)) return Delivery::ok;
+    // Full: the receiver is behind. Spin a little, then sleep in short steps.
+    const uint64_t now = os::monotonic_ns();
+    if (now >= deadline_ns) return Delivery::full;
+    if (now >= next_alive_check) {
+      if (!registry::is_alive(domain_, l.id)) return Delivery::dead;
+      next_alive_check = now + 1'000'000;
+    }
+    if (step < 256) os::spin_pause(step);
+    else os::sleep_ns(20'000);
+  }
+}
+
+void ChannelImpl::ring_doorbell(PeerLink& l) {
+  if (!l.mailbox->take_doorbell()) return;
+  auto head = wire::encode_head(wire::Type::doorbell, 0, self_.id, "", 0, 0);
+  const os::Part part{head.bytes, head.len};
+  // A full queue needs no doorbell: the receiver wakes for what is queued.
+  os::send_datagram(socket_.get(), l.socket_path, &part, 1, nullptr, 0);
+}
+
+ChannelImpl::Delivery ChannelImpl::deliver(const ProcessId& to, wire::Type type, uint64_t request_id,
+                                           std::string_view name, std::span<const uint8_t> data,
+                                           std::span<const int> fds, uint64_t deadline_ns, wire::Routing routing) {
+  auto l = link_to(to);
+  if (l->lane < 0) {
+    auto head = wire::encode_head(type, request_id, self_.id, name, data.size(), fds.size(), routing);
+    const os::Part parts[2] = {{head.bytes, head.len}, {data.data(), data.size()}};
+    Delivery d = socket_send(to, l->socket_path, parts, 2, fds, deadline_ns);
+    if (d == Delivery::ok) {
+      sent_.fetch_add(1, std::memory_order_relaxed);
+    }
+    return d;
+  }
+  std::unique_lock lk(l->send_mu, std::defer_lock);
+  if (deadline_ns == 0) {
+    if (!lk.try_lock()) return Delivery::full;  // the receive thread never waits on our other threads
+  } else {
+    lk.lock();
+  }
+  auto head = wire::encode_head(type, request_id, self_.id, name, data.size(), fds.size(), routing);
+  // We are the lane's only producer (send_mu): room found now stays until we push.
+  Delivery d = wait_for_room(*l, deadline_ns);
+  if (d == Delivery::ok && fds.empty() && head.len + data.size() <= mailbox::kSlotData) {
+    const os::Part parts[2] = {{head.bytes, head.len}, {data.data(), data.size()}};
+    l->mailbox->push(l->lane, parts);
+  } else if (d == Delivery::ok) {
+    // Too large for a slot, or carrying descriptors: the body goes by socket
+    // first, then a marker in the lane says where it stands in the order.
+    routing.lane_token = l->next_token++;
+    head = wire::encode_head(type, request_id, self_.id, name, data.size(), fds.size(), routing);
+    const os::Part parts[2] = {{head.bytes, head.len}, {data.data(), data.size()}};
+    d = socket_send(to, l->socket_path, parts, 2, fds, deadline_ns);
+    if (d == Delivery::ok) {
+      auto marker = wire::encode_head(wire::Type::marker, 0, self_.id, "", 0, 0, {0, 0, routing.lane_token});
+      const os::Part mp{marker.bytes, marker.len};
+      l->mailbox->push(l->lane, {&mp, 1});
+    }
+  }
+  lk.unlock();
+  if (d != Delivery::ok) return d;
+  sent_.fetch_add(1, std::memory_order_relaxed);
+  lane_sent_.fetch_add(1, std::memory_order_relaxed);
+  ring_doorbell(*l);
+  return Delivery::ok;
+}
+
+std::vector<ProcessId> ChannelImpl::live_peers() const {
+  std::vector<ProcessId> out;
+  for (auto& p : registry::list(domain_))
+    if (p.alive && !(p.id == self_.id)) out.push_back(p.id);
+  return out;
+}
+
+void ChannelImpl::send(const ProcessId& to, std::string_view name, std::span<const uint8_t> data,
+                       std::span<const int> fds, Timeout timeout) {
+  switch (deliver(to, wire::Type::message, 0, name, data, fds, deadline_after(timeout))) {
+    case Delivery::ok: return;
+    case Delivery::dead:
+      throw Error(Errc::not_found, "cannot send '" + std::string(name) + "' to " + registry::describe(domain_, to) +
+                                       ": it is not alive");
+    case Delivery::full:
+      throw Error(Errc::no_memory, "cannot send '" + std::string(name) + "' to " + registry::describe(domain_, to) +
+                                       ": its socket queue stayed full for " + std::to_string(timeout.count()) +
+                                       " ms; it is not reading its channel");
+  }
+}
+
+std::vector<PeerFailure> ChannelImpl::send_all(std::string_view name, std::span<const uint8_t> data,
+                                               std::span<const int> fds, Timeout timeout) {
+  std::vector<PeerFailure> failed;
+  const uint64_t deadline = deadline_after(timeout);
+  for (auto& peer : live_peers()) {
+    auto r = deliver(peer, wire::Type::message, 0, name, data, fds, deadline);
+    if (r == Delivery::dead) failed.push_back({peer, PeerError::dead, "not alive"});
+    if (r == Delivery::full) failed.push_back({peer, PeerError::send_failed, "socket queue full"});
+  }
+  return failed;
+}
+
+}  // namespace mpod
