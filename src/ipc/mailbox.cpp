@@ -132,6 +132,7 @@ bool Mailbox::push(int i, std::span<const os::Part> parts) noexcept {
   uint8_t* slot = l->slots[tail % kSlots];
   uint32_t len = 0;
   for (auto& p : parts) {
+    if (p.len == 0) continue;  // an empty payload may come with a null pointer
     std::memcpy(slot + 8 + len, p.data, p.len);
     len += static_cast<uint32_t>(p.len);
   }
@@ -197,6 +198,7 @@ bool Mailbox::fill_box(uint32_t b, uint32_t gen, std::span<const os::Part> parts
   if (!x->state.compare_exchange_strong(expected, (gen << 2) | box_writing, std::memory_order_acquire)) return false;
   size_t off = 0;
   for (auto& p : parts) {
+    if (p.len == 0) continue;
     std::memcpy(x->data + off, p.data, p.len);
     off += p.len;
   }
