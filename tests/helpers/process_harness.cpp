@@ -34,10 +34,10 @@ Child Child::spawn(const std::vector<std::string>& argv_in, const PodOptions& po
   std::vector<std::string> argv;
   if (pod.own_pid_ns) {
     // --kill-child: if the test kills unshare, the pod's PID 1 dies with it.
-    argv = {"unshare", "--pid", "--fork", "--mount-proc", "--uts", "--kill-child", "--"};
+    argv = {"unshare", "--pid", "--fork", "--mount-proc", "--uts", "--ipc", "--net", "--kill-child", "--"};
   }
   argv.insert(argv.end(), argv_in.begin(), argv_in.end());
-  if (!pod.hostname.empty()) argv.insert(argv.begin() + (pod.own_pid_ns ? 8 : 1), "--hostname=" + pod.hostname);
+  if (!pod.hostname.empty()) argv.insert(argv.begin() + (pod.own_pid_ns ? 10 : 1), "--hostname=" + pod.hostname);
 
   Child c;
   char tmpl[] = "/tmp/mpod-child-out-XXXXXX";
@@ -157,8 +157,8 @@ RunResult run(const std::vector<std::string>& argv, const PodOptions& pod,
 std::optional<std::string> cannot_make_pods() {
   static std::optional<std::string> verdict = []() -> std::optional<std::string> {
     if (::geteuid() != 0) return "simulated pods need root (unshare --pid --mount-proc); run the tests as root, as CI does";
-    auto r = run({"unshare", "--pid", "--fork", "--mount-proc", "--uts", "--kill-child", "--", "true"});
-    if (r.code != 0) return "unshare --pid --fork --mount-proc --uts failed here (exit " + std::to_string(r.code) + "): " + r.output;
+    auto r = run({"unshare", "--pid", "--fork", "--mount-proc", "--uts", "--ipc", "--net", "--kill-child", "--", "true"});
+    if (r.code != 0) return "unshare --pid --fork --mount-proc --uts --ipc --net failed here (exit " + std::to_string(r.code) + "): " + r.output;
     return std::nullopt;
   }();
   return verdict;

@@ -30,7 +30,9 @@ class TempDir {
 };
 
 struct PodOptions {
-  bool own_pid_ns = false;  // unshare --pid --fork --mount-proc --uts: the program runs as PID 1
+  // unshare --pid --fork --mount-proc --uts --ipc --net: a pod of its own (PID, mount,
+  // UTS, IPC and network namespaces), where the program runs as PID 1
+  bool own_pid_ns = false;
   std::string hostname;     // passed to mpod-test-proc as --hostname (only meaningful in a pod)
 };
 
