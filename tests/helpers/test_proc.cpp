@@ -231,7 +231,9 @@ int run_sequence(Runtime& rt, const ProcessId& to, const Args& a) {
   const std::string me = rt.self().id.short_hex();
   for (int n = 0; n < a.sequence; ++n) {
     std::string text = me + ":" + std::to_string(n);
-    std::string payload = text + "|" + std::string(n % 3 == 1 ? 20000 : 10, 'x');
+    // Every 50th is as large as a message may be (kMaxPayload).
+    const size_t fill = n % 50 == 49 ? Channel::kMaxPayload - text.size() - 1 : n % 3 == 1 ? 20000 : 10;
+    std::string payload = text + "|" + std::string(fill, 'x');
     std::vector<int> fds;
     int fd = -1;
     if (n % 7 == 0) {

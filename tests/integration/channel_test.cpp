@@ -167,8 +167,9 @@ namespace {
 TEST_F(ChannelTest, OneSendersMessagesArriveInOrderWhateverPathEachTakes) {
   MPOD_SKIP_UNLESS(cannot_make_pods());
   Child a = responder(0, true);
-  // 300 messages: small ones through the mailbox, 20 KB ones by socket behind
-  // a marker, every 7th with a memfd (by socket too). Two senders at once.
+  // 300 messages: small ones through the mailbox, 20 KB and 64 KiB ones by
+  // socket behind a marker, every 7th with a memfd (by socket too). Two
+  // senders at once.
   auto r1 = Child::spawn(proc("requester", {"--no-huge"}, {"--to=" + id_of(a), "--sequence=300", "--timeout=10000"}),
                          PodOptions{true, "sender-1"});
   auto r2 = request({"--to=" + id_of(a), "--sequence=300", "--timeout=10000"}, PodOptions{true, "sender-2"});

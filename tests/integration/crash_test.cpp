@@ -53,6 +53,8 @@ TEST_F(Crash, SecondaryKilledInItsPodIsReapedByTheServingPrimary) {
   ASSERT_EQ(id.size(), 32u);
   EXPECT_TRUE(fs::exists(domain_dir() + "/procs/" + id));
   EXPECT_TRUE(fs::exists(domain_dir() + "/fbarray_memseg-4k-0-0_" + id));
+  EXPECT_TRUE(fs::exists(domain_dir() + "/mp/" + id + ".sock"));
+  EXPECT_TRUE(fs::exists(domain_dir() + "/mp/" + id + ".mbox"));
 
   pod.signal(SIGKILL);  // unshare --kill-child takes the pod's PID 1 with it
   pod.wait();
@@ -62,6 +64,8 @@ TEST_F(Crash, SecondaryKilledInItsPodIsReapedByTheServingPrimary) {
     std::this_thread::sleep_for(milliseconds(20));
   EXPECT_FALSE(fs::exists(domain_dir() + "/procs/" + id)) << "registration of the dead pod not reaped";
   EXPECT_FALSE(fs::exists(domain_dir() + "/fbarray_memseg-4k-0-0_" + id)) << "its local page table not removed";
+  EXPECT_FALSE(fs::exists(domain_dir() + "/mp/" + id + ".sock")) << "its stale channel socket not removed";
+  EXPECT_FALSE(fs::exists(domain_dir() + "/mp/" + id + ".mbox")) << "its stale mailbox not removed";
   EXPECT_TRUE(contains(serve.output(), "removed registration of dead secondary process " + id)) << serve.output();
   // And the domain is fine.
   EXPECT_EQ(attach_once().code, 0);
