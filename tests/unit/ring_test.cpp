@@ -1,0 +1,201 @@
+// Ring within one process: contracts, bulk versus burst, wrap-around with a
+// capacity that is not a power of two, record rings, and a threaded stress of
+// every producer/consumer mode where each item must arrive exactly once and
+// each producer's items in order (this test also runs under TSan in CI).
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <numeric>
+#include <thread>
+#include <vector>
+
+#include "mpod/error.hpp"
+#include "mpod/ring.hpp"
+#include "mpod/runtime.hpp"
+#include "tests/helpers/process_harness.hpp"
+
+namespace mpod {
+namespace {
+
+class RingTest : public testing::Test {
+ protected:
+  void SetUp() override {
+    Options o;
+    o.runtime_dir = dir_.path();
+    o.file_prefix = "ring";
+    o.no_huge = true;
+    o.memory_mb = 32;
+    rt_ = Runtime::start(o);
+  }
+  test::TempDir dir_;
+  std::unique_ptr<Runtime> rt_;
+};
+
+Errc code_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.code();
+  }
+  return Errc::system;  // "nothing thrown" shows as a mismatch
+}
+
+void* item(uintptr_t v) { return reinterpret_cast<void*>(v); }
+
+TEST_F(RingTest, BadCapacitiesNamesAndDuplicatesAreClearErrors) {
+  auto& rt = *rt_;
+  EXPECT_EQ(code_of([&] { Ring::create(rt, "zero", 0); }), Errc::invalid_argument);
+  EXPECT_EQ(code_of([&] { Ring::create(rt, "huge", Ring::kMaxCapacity + 1); }), Errc::invalid_argument);
+  EXPECT_EQ(code_of([&] { Ring::create(rt, "odd", 8, {6}); }), Errc::invalid_argument);
+  EXPECT_EQ(code_of([&] { Ring::create(rt, "", 8); }), Errc::invalid_argument);
+  EXPECT_EQ(code_of([&] { Ring::create(rt, std::string(Ring::kMaxNameLen + 1, 'n'), 8); }), Errc::invalid_argument);
+  EXPECT_EQ(code_of([&] { Ring::create(rt, "by_ring", 8, {8, Sync::by_ring, Sync::multi}); }), Errc::invalid_argument);
+  Ring::create(rt, "taken", 8);
+  try {
+    Ring::create(rt, "taken", 16);
+    ADD_FAILURE() << "duplicate accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::already_exists);
+    EXPECT_NE(std::string(e.what()).find("'taken'"), std::string::npos) << e.what();
+  }
+  try {
+    Ring::lookup(rt, "missing");
+    ADD_FAILURE() << "lookup of a missing ring succeeded";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::not_found);
+    EXPECT_NE(std::string(e.what()).find("'missing'"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(code_of([&] { Ring::create(rt, "toobig", Ring::kMaxCapacity); }), Errc::no_memory);
+  // Nothing was corrupted by the refusals.
+  Ring r = Ring::lookup(rt, "taken");
+  EXPECT_EQ(r.capacity(), 8u);
+  EXPECT_TRUE(r.enqueue(item(1)));
+  Ring::destroy(rt, "taken");
+  EXPECT_EQ(code_of([&] { Ring::lookup(rt, "taken"); }), Errc::not_found);
+}
+
+TEST_F(RingTest, BulkIsAllOrNothingBurstTakesWhatFitsAcrossManyWraps) {
+  Ring r = Ring::create(*rt_, "wrap", 100);  // not a power of two: exactly 100 fit
+  EXPECT_EQ(r.capacity(), 100u);
+  Ring same = Ring::lookup(*rt_, "wrap");
+  EXPECT_EQ(same.name(), "wrap");
+  uintptr_t next_in = 1, next_out = 1;
+  std::vector<void*> buf(64);
+  for (int round = 0; round < 1000; ++round) {
+    // Fill to 90, check bulk refuses 11 and burst takes 10.
+    while (r.count() < 90) {
+      unsigned n = std::min(90u - r.count(), 37u);
+      for (unsigned i = 0; i < n; ++i) buf[i] = item(next_in + i);
+      unsigned free_left = 0;
+      ASSERT_EQ(r.enqueue_bulk(buf.data(), n, Sync::by_ring, &free_left), n);
+      next_in += n;
+      EXPECT_EQ(free_left, r.free_count());
+    }
+    for (unsigned i = 0; i < 11; ++i) buf[i] = item(next_in + i);
+    unsigned free_left = 99;
+    EXPECT_EQ(r.enqueue_bulk(buf.data(), 11, Sync::by_ring, &free_left), 0u);
+    EXPECT_EQ(free_left, 10u);
+    EXPECT_EQ(r.enqueue_burst(buf.data(), 11), 10u);
+    next_in += 10;
+    EXPECT_EQ(r.count(), 100u);
+    EXPECT_EQ(r.free_count(), 0u);
+    EXPECT_FALSE(r.enqueue(item(999999)));
+    // Drain with a mix of bulk and burst, checking order.
+    unsigned avail = 0;
+    EXPECT_EQ(same.dequeue_bulk(buf.data(), 64, Sync::by_ring, &avail), 64u);
+    EXPECT_EQ(avail, 36u);
+    for (unsigned i = 0; i < 64; ++i) ASSERT_EQ(buf[i], item(next_out++));
+    EXPECT_EQ(same.dequeue_bulk(buf.data(), 37), 0u) << "bulk must not take a partial 37 of 36";
+    EXPECT_EQ(same.dequeue_burst(buf.data(), 64, Sync::by_ring, &avail), 36u);
+    EXPECT_EQ(avail, 0u);
+    for (unsigned i = 0; i < 36; ++i) ASSERT_EQ(buf[i], item(next_out++));
+    void* none;
+    EXPECT_FALSE(same.dequeue(&none));
+  }
+}
+
+TEST_F(RingTest, RecordRingsCopyWholeRecordsAcrossTheWrap) {
+  struct Rec {
+    uint32_t a, b, c;
+  };
+  Ring r = Ring::create(*rt_, "records", 5, {sizeof(Rec), Sync::single, Sync::single});
+  EXPECT_EQ(r.elem_size(), 12u);
+  uint32_t k = 0, seen = 0;
+  for (int round = 0; round < 200; ++round) {
+    Rec in[3];
+    for (auto& x : in) x = {k, ~k, k * 7}, ++k;
+    ASSERT_EQ(r.enqueue_bulk_elem(in, 3), 3u);
+    Rec out[4];
+    ASSERT_EQ(r.dequeue_burst_elem(out, 4), 3u);
+    for (unsigned i = 0; i < 3; ++i, ++seen) {
+      EXPECT_EQ(out[i].a, seen);
+      EXPECT_EQ(out[i].b, ~seen);
+      EXPECT_EQ(out[i].c, seen * 7);
+    }
+  }
+}
+
+// Items are producer << 40 | sequence. Each consumer checks that every
+// producer's items reach it in increasing order; together, every item must
+// arrive exactly once.
+void stress(Runtime& rt, const char* name, Sync prod, Sync cons, int producers, int consumers, bool burst) {
+  constexpr uint64_t kPerProducer = 200000;
+  Ring r = Ring::create(rt, name, 1000, {8, prod, cons});
+  std::vector<std::atomic<uint64_t>> got(size_t(producers) * kPerProducer);
+  std::atomic<uint64_t> consumed{0}, disorder{0};
+  const uint64_t total = uint64_t(producers) * kPerProducer;
+  std::vector<std::thread> ts;
+  for (int p = 0; p < producers; ++p)
+    ts.emplace_back([&, p] {
+      uint64_t seq = 0;
+      void* buf[32];
+      while (seq < kPerProducer) {
+        unsigned n = unsigned(std::min<uint64_t>(1 + seq % 32, kPerProducer - seq));
+        for (unsigned i = 0; i < n; ++i) buf[i] = item((uint64_t(p) << 40) | (seq + i));
+        unsigned done = burst ? r.enqueue_burst(buf, n) : r.enqueue_bulk(buf, n);
+        seq += done;
+        if (done == 0) std::this_thread::yield();
+      }
+    });
+  for (int c = 0; c < consumers; ++c)
+    ts.emplace_back([&] {
+      std::vector<int64_t> last(size_t(producers), -1);
+      void* buf[32];
+      unsigned want = 1;
+      while (consumed.load(std::memory_order_relaxed) < total) {
+        unsigned n = burst ? r.dequeue_burst(buf, want) : r.dequeue_bulk(buf, want);
+        want = want % 32 + 1;
+        if (n == 0) {
+          std::this_thread::yield();
+          continue;
+        }
+        for (unsigned i = 0; i < n; ++i) {
+          const uint64_t v = reinterpret_cast<uintptr_t>(buf[i]);
+          const uint64_t p = v >> 40, seq = v & ((1ull << 40) - 1);
+          if (int64_t(seq) <= last[p]) disorder.fetch_add(1);
+          last[p] = int64_t(seq);
+          got[p * kPerProducer + seq].fetch_add(1, std::memory_order_relaxed);
+        }
+        consumed.fetch_add(n);
+      }
+    });
+  for (auto& t : ts) t.join();
+  EXPECT_EQ(consumed.load(), total) << name;
+  EXPECT_EQ(disorder.load(), 0u) << name;
+  uint64_t wrong = 0;
+  for (auto& g : got) wrong += g.load() != 1;
+  EXPECT_EQ(wrong, 0u) << name << ": items delivered other than exactly once";
+  EXPECT_EQ(r.count(), 0u);
+}
+
+TEST_F(RingTest, EveryModeDeliversEachItemExactlyOnceInProducerOrder) {
+  stress(*rt_, "spsc", Sync::single, Sync::single, 1, 1, false);
+  stress(*rt_, "spsc_burst", Sync::single, Sync::single, 1, 1, true);
+  stress(*rt_, "mpsc", Sync::multi, Sync::single, 3, 1, false);
+  stress(*rt_, "spmc", Sync::single, Sync::multi, 1, 3, true);
+  stress(*rt_, "mpmc", Sync::multi, Sync::multi, 4, 4, false);
+  stress(*rt_, "mpmc_burst", Sync::multi, Sync::multi, 4, 4, true);
+}
+
+}  // namespace
+}  // namespace mpod
