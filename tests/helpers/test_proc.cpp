@@ -36,6 +36,7 @@
 #include <thread>
 #include <vector>
 
+#include "mpod/ring.hpp"
 #include "mpod/runtime.hpp"
 #include "src/ipc/wire.hpp"
 #include "src/os/os.hpp"
@@ -54,6 +55,23 @@ struct Args {
   int sequence = 0;        // requester: send this many "seq" messages of mixed sizes, then check them
   int stall_ms = 0;        // requester: stall the peer this long, then send to it until it is full
   bool drop_mailbox = false;  // requester: remove the peer's mailbox first, so only its socket serves
+  // Rings across processes: the primary creates ring `ring` (capacity, modes)
+  // for `total` items; producers `index` send `count` each; consumers take
+  // until `total` have been taken by all of them together.
+  std::string make_ring, ring;
+  uint64_t total = 0;
+  bool burst = false;
+};
+
+// What ring stress processes pass: a record that checks itself.
+struct RingItem {
+  uint32_t producer, seq;
+  uint64_t check;
+};
+uint64_t ring_check(uint32_t p, uint32_t s) { return (uint64_t(p) * 0x9E3779B97F4A7C15ull) ^ (uint64_t(s) * 0xC2B2AE3D27D4EB4Full) ^ 0x5bd1e995; }
+// Shared by all consumers: how many were taken; a counter per item follows it.
+struct RingTally {
+  std::atomic<uint64_t> taken;
 };
 
 uint64_t monotonic_ns() {
@@ -127,6 +145,18 @@ void write_text(void* dst, uint64_t cap, const std::string& s) {
 }
 
 int run_primary(Runtime& rt, const Args& a) {
+  if (!a.make_ring.empty()) {  // name,capacity,sp|mp,sc|mc
+    std::vector<std::string> f;
+    for (size_t at = 0, c; at <= a.make_ring.size(); at = c + 1) {
+      c = a.make_ring.find(',', at);
+      if (c == std::string::npos) c = a.make_ring.size();
+      f.push_back(a.make_ring.substr(at, c - at));
+    }
+    if (f.size() != 4) fail("--make-ring=name,capacity,sp|mp,sc|mc");
+    RingOptions o{sizeof(RingItem), f[2] == "sp" ? Sync::single : Sync::multi, f[3] == "sc" ? Sync::single : Sync::multi};
+    Ring::create(rt, f[0], uint32_t(std::stoul(f[1])), o);
+    rt.memzones().reserve("tally_" + f[0], sizeof(RingTally) + a.total);
+  }
   auto g = rt.memzones().reserve("greeting", 4096);
   write_text(g.addr, g.len, a.greeting);
   rt.memzones().reserve("barrier", sizeof(Barrier));
@@ -199,6 +229,66 @@ int run_attach(Runtime& rt, const Args& a) {
   }
   std::fflush(stdout);
   if (a.hold) wait_for_stop();
+  return 0;
+}
+
+int run_ring_producer(Runtime& rt, const Args& a) {
+  Ring r = Ring::lookup(rt, a.ring);
+  RingItem buf[32];
+  uint32_t seq = 0;
+  uint64_t full = 0;
+  while (seq < uint32_t(a.count)) {
+    unsigned n = std::min<unsigned>(1 + seq % 32, uint32_t(a.count) - seq);
+    for (unsigned i = 0; i < n; ++i) buf[i] = {uint32_t(a.index), seq + i, ring_check(uint32_t(a.index), seq + i)};
+    unsigned done = a.burst ? r.enqueue_burst_elem(buf, n) : r.enqueue_bulk_elem(buf, n);
+    seq += done;
+    if (done < n) {
+      ++full;
+      std::this_thread::yield();
+    }
+  }
+  std::printf("PRODUCER index=%d sent=%u full=%llu\n", a.index, seq, static_cast<unsigned long long>(full));
+  return 0;
+}
+
+int run_ring_consumer(Runtime& rt, const Args& a) {
+  Ring r = Ring::lookup(rt, a.ring);
+  auto z = rt.memzones().lookup("tally_" + a.ring);
+  if (!z) fail("tally memzone missing");
+  auto* tally = static_cast<RingTally*>(z->addr);
+  auto* seen = reinterpret_cast<std::atomic<uint8_t>*>(static_cast<char*>(z->addr) + sizeof(RingTally));
+  std::map<uint32_t, int64_t> last;
+  uint64_t got = 0, dup = 0, bad = 0, disorder = 0;
+  RingItem buf[32];
+  unsigned want = 1;
+  const uint64_t per_producer = uint64_t(a.count);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (tally->taken.load() < a.total) {
+    if (std::chrono::steady_clock::now() > deadline) fail("consumers took only " + std::to_string(tally->taken.load()));
+    unsigned n = a.burst ? r.dequeue_burst_elem(buf, want) : r.dequeue_bulk_elem(buf, want);
+    want = want % 32 + 1;
+    if (n == 0) {
+      std::this_thread::yield();
+      continue;
+    }
+    for (unsigned i = 0; i < n; ++i) {
+      const RingItem& it = buf[i];
+      const uint64_t slot = uint64_t(it.producer) * per_producer + it.seq;
+      if (it.check != ring_check(it.producer, it.seq) || slot >= a.total) {
+        ++bad;
+        continue;
+      }
+      if (seen[slot].fetch_add(1) != 0) ++dup;
+      auto [pos, fresh] = last.emplace(it.producer, -1);
+      if (int64_t(it.seq) <= pos->second) ++disorder;
+      pos->second = it.seq;
+    }
+    got += n;
+    tally->taken.fetch_add(n);
+  }
+  std::printf("CONSUMER got=%llu dup=%llu bad=%llu disorder=%llu pid=%d\n", static_cast<unsigned long long>(got),
+              static_cast<unsigned long long>(dup), static_cast<unsigned long long>(bad),
+              static_cast<unsigned long long>(disorder), rt.self().pid);
   return 0;
 }
 
@@ -377,18 +467,25 @@ int main(int argc, char** argv) {
       else if (s.starts_with("--sequence=")) a.sequence = std::stoi(s.substr(11));
       else if (s.starts_with("--stall=")) a.stall_ms = std::stoi(s.substr(8));
       else if (s == "--drop-mailbox") a.drop_mailbox = true;
+      else if (s.starts_with("--make-ring=")) a.make_ring = s.substr(12);
+      else if (s.starts_with("--ring=")) a.ring = s.substr(7);
+      else if (s.starts_with("--total=")) a.total = std::stoull(s.substr(8));
+      else if (s == "--burst") a.burst = true;
       else {
         std::fprintf(stderr, "mpod-test-proc: unknown argument %s\n", s.c_str());
         return 2;
       }
     }
     if (mode == "primary" && o.proc_type == ProcType::secondary) o.proc_type = ProcType::primary;
-    if (mode == "pod" || mode == "responder" || mode == "requester") o.proc_type = ProcType::secondary;
+    if (mode == "pod" || mode == "responder" || mode == "requester" || mode.starts_with("ring-"))
+      o.proc_type = ProcType::secondary;
     auto rt = Runtime::start(o);
     if (mode == "primary") return run_primary(*rt, a);
     if (mode == "pod") return run_pod(*rt, a);
     if (mode == "attach") return run_attach(*rt, a);
     if (mode == "responder") return run_responder(*rt);
+    if (mode == "ring-producer") return run_ring_producer(*rt, a);
+    if (mode == "ring-consumer") return run_ring_consumer(*rt, a);
     if (mode == "requester") return run_requester(*rt, a);
     std::fprintf(stderr, "mpod-test-proc: unknown mode %s\n", mode.c_str());
     return 2;
