@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace mpod {
 
@@ -53,6 +54,9 @@ class Ring {
   static Ring lookup(Runtime& rt, std::string_view name);
   // Frees its memory. Every process must stop using it first.
   static void destroy(Runtime& rt, std::string_view name);
+
+  // Every ring of the domain, in address order (for mpod info).
+  static std::vector<Ring> list(Runtime& rt);
 
   Ring() = default;
   bool valid() const noexcept { return h_ != nullptr; }

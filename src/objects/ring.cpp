@@ -211,6 +211,16 @@ Ring Ring::lookup(Runtime& rt, std::string_view name) {
   return Ring(h);
 }
 
+std::vector<Ring> Ring::list(Runtime& rt) {
+  std::vector<Ring> out;
+  for (auto& z : rt.memzones().list()) {
+    if (!z.name.starts_with(kPrefix) || z.len < kSlotsOffset) continue;
+    auto* h = static_cast<Header*>(z.addr);
+    if (std::atomic_ref<uint32_t>(h->magic).load(std::memory_order_acquire) == kRingMagic) out.push_back(Ring(h));
+  }
+  return out;
+}
+
 void Ring::destroy(Runtime& rt, std::string_view name) {
   validate_ring_name(name);
   try {

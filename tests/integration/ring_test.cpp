@@ -43,6 +43,13 @@ class RingAcrossPods : public DomainTest {
       }
     }
     EXPECT_EQ(got, uint64_t(per) * producers) << "items taken by all consumers together";
+    // mpod info lists it, empty again, in text and JSON.
+    auto json = run(mpod("info", {"--no-huge", "--json"}));
+    EXPECT_TRUE(std::regex_search(json.output, std::regex("\"rings\": ?\\[\\{\"name\": ?\"" + ring +
+                                                          "\", ?\"capacity\": ?1024, ?\"count\": ?0, ?\"elem_size\": ?16\\}")))
+        << json.output;
+    auto text = run(mpod("info", {"--no-huge"}));
+    EXPECT_TRUE(std::regex_search(text.output, std::regex(ring + " +1024 +0 +16"))) << text.output;
   }
 };
 

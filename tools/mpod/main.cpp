@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "json_writer.hpp"
+#include "mpod/ring.hpp"
 #include "mpod/runtime.hpp"
 
 namespace {
@@ -102,6 +103,16 @@ std::string json_report(Runtime& rt) {
     j.end_object();
   }
   j.end_array();
+  j.begin_array("rings");
+  for (auto& r : Ring::list(rt)) {
+    j.begin_object();
+    j.field("name", r.name());
+    j.field("capacity", static_cast<uint64_t>(r.capacity()));
+    j.field("count", static_cast<uint64_t>(r.count()));
+    j.field("elem_size", static_cast<uint64_t>(r.elem_size()));
+    j.end_object();
+  }
+  j.end_array();
   j.begin_array("memzones");
   for (auto& z : rt.memzones().list()) {
     j.begin_object();
@@ -154,6 +165,14 @@ std::string text_report(Runtime& rt) {
     std::snprintf(line, sizeof line, "%-10s  %-5s  %10s  %10s  %s\n", human_bytes(m.page_size).c_str(),
                   m.hugepages ? "yes" : "no", human_bytes(m.total_bytes).c_str(),
                   human_bytes(m.used_bytes).c_str(), m.backing.c_str());
+    out += line;
+  }
+  auto rings = Ring::list(rt);
+  std::snprintf(line, sizeof line, "\nRINGS (%zu)\n%-28s  %10s  %10s  %9s\n", rings.size(), "NAME", "CAPACITY", "COUNT",
+                "ELEM-SIZE");
+  out += line;
+  for (auto& r : rings) {
+    std::snprintf(line, sizeof line, "%-28s  %10u  %10u  %9u\n", r.name().c_str(), r.capacity(), r.count(), r.elem_size());
     out += line;
   }
   auto zones = rt.memzones().list();
