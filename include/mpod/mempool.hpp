@@ -1,0 +1,100 @@
+// mpod::Mempool — named pools of fixed-size objects in shared memory (DPDK's rte_mempool).
+//
+// A pool is created by name with all of its objects at once, in one memzone
+// ("MP_<name>"); any process of the domain, in any pod, looks it up and gets
+// and puts objects. Object addresses are the same in every process, so they
+// travel through rings as plain pointers.
+//
+// Free objects live in a multi-producer/multi-consumer mpod::Ring (its name is
+// "MP_<name>", so `mpod info` shows it among the rings too) and in per-thread
+// caches. The caches are slots in the pool's shared memory, not thread-local
+// heap memory, so every process can count what they hold; a thread claims a
+// slot on its first get or put, flushes and releases it when it exits, and
+// the caches of a process that died are given back to the pool by the next
+// process that looks the pool up (or calls reclaim_dead_caches()).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace mpod {
+
+class Runtime;
+
+struct MempoolOptions {
+  // Objects each thread may keep for itself (0: no caches), at most
+  // Mempool::kMaxCacheSize. Like DPDK, a cache holds up to 1.5x this before
+  // it gives the excess back to the common pool.
+  uint32_t cache_size = 0;
+  // Called once for every object, at creation, in the creating process:
+  // (object, its index 0..n-1). Objects are zeroed before.
+  std::function<void(void* obj, uint32_t index)> constructor;
+};
+
+class Mempool {
+ public:
+  static constexpr size_t kMaxNameLen = 25;  // "MP_" + name names its ring
+  static constexpr uint32_t kMaxCacheSize = 512;
+  static constexpr uint32_t kMaxCaches = 64;  // threads with a cache, over all processes
+  static constexpr uint32_t kMaxBulk = 512;   // objects per get_bulk/put_bulk call
+
+  // Creates pool `name` of `n` objects (1..2^30) of `elt_size` bytes (1..1 MiB),
+  // each aligned to 64 bytes. Throws invalid_argument (name, sizes, cache
+  // size), already_exists, no_memory (naming the size asked for).
+  static Mempool create(Runtime& rt, std::string_view name, uint32_t n, uint32_t elt_size,
+                        MempoolOptions options = {});
+  // The pool `name`, created by any process; gives back the caches of dead
+  // processes. Throws not_found naming it.
+  static Mempool lookup(Runtime& rt, std::string_view name);
+  // Frees the pool and its ring. Every process must stop using it first.
+  static void destroy(Runtime& rt, std::string_view name);
+  // Every pool of the domain (for mpod info).
+  static std::vector<Mempool> list(Runtime& rt);
+
+  Mempool() = default;
+  bool valid() const noexcept { return h_ != nullptr; }
+
+  // Takes `n` objects (1..kMaxBulk), all or none: returns false, taking
+  // nothing, when fewer are free. Uses this thread's cache when the pool has
+  // caches. Any thread, any process.
+  bool get_bulk(void** objs, unsigned n) noexcept;
+  bool get(void** obj) noexcept { return get_bulk(obj, 1); }
+  // Gives back `n` objects (1..kMaxBulk) taken from this pool. A pointer that
+  // is not one of its objects is refused, with an error logged, and the
+  // others are still put back; returns how many were put back.
+  unsigned put_bulk(void* const* objs, unsigned n) noexcept;
+  bool put(void* obj) noexcept { return put_bulk(&obj, 1) == 1; }
+
+  // Free objects, in the common pool and in every cache; a snapshot that is
+  // exact when no call is in flight.
+  uint32_t available() const noexcept;
+  uint32_t in_use() const noexcept { return size() - available(); }
+  uint32_t size() const noexcept;
+  uint32_t elt_size() const noexcept;     // as asked at creation
+  uint32_t cache_size() const noexcept;
+  std::string name() const;
+
+  // True if `obj` is the address of one of this pool's objects.
+  bool contains(const void* obj) const noexcept;
+  // Calls fn(object, index) for every object, free or not, in index order.
+  void for_each(const std::function<void(void* obj, uint32_t index)>& fn) const;
+  // Flushes this thread's cache of this pool back to the common pool.
+  void flush_thread_cache() noexcept;
+  // Gives back the cache contents of processes that died; returns how many
+  // objects were recovered. Objects a dead process held outside its cache
+  // are lost to the pool, as in DPDK.
+  uint32_t reclaim_dead_caches();
+
+  struct Header;  // in shared memory; see src/objects/mempool.cpp
+
+ private:
+  Mempool(Header* h, std::string domain_dir) noexcept : h_(h), domain_dir_(std::move(domain_dir)) {}
+  Header* h_ = nullptr;
+  std::string domain_dir_;  // for liveness tests of cache owners
+};
+
+}  // namespace mpod
