@@ -13,7 +13,7 @@ namespace mpod {
 
 enum class LogLevel { error = 0, warning = 1, notice = 2, info = 3, debug = 4 };
 
-enum class Component { os = 0, runtime, memory, fbarray, memzone, ipc, app, count_ };
+enum class Component { os = 0, runtime, memory, fbarray, memzone, ipc, app, heap, mempool, count_ };
 
 const char* component_name(Component c) noexcept;
 

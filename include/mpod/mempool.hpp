@@ -21,6 +21,9 @@
 #include <string_view>
 #include <vector>
 
+#include "mpod/process.hpp"
+#include "mpod/ring.hpp"
+
 namespace mpod {
 
 class Runtime;
@@ -90,11 +93,17 @@ class Mempool {
   uint32_t reclaim_dead_caches();
 
   struct Header;  // in shared memory; see src/objects/mempool.cpp
+  struct Cache;   // one thread's cache, in the pool's shared memory
 
  private:
-  Mempool(Header* h, std::string domain_dir) noexcept : h_(h), domain_dir_(std::move(domain_dir)) {}
+  Mempool(Header* h, Ring ring, std::string domain_dir, ProcessId self) noexcept
+      : h_(h), ring_(ring), domain_dir_(std::move(domain_dir)), self_(self) {}
+  Cache* thread_cache() noexcept;
+  friend void release_process_caches(Runtime& rt) noexcept;  // src/objects/mempool_caches.hpp
   Header* h_ = nullptr;
+  Ring ring_;               // the common pool of free objects
   std::string domain_dir_;  // for liveness tests of cache owners
+  ProcessId self_;          // owner recorded on the caches this process's threads claim
 };
 
 }  // namespace mpod

@@ -11,6 +11,7 @@
 
 #include "../ipc/channel_impl.hpp"
 #include "../memory/shared_memory.hpp"
+#include "../objects/mempool_caches.hpp"
 #include "../objects/memzones_impl.hpp"
 #include "../os/os.hpp"
 #include "../runtime/registry.hpp"
@@ -371,7 +372,9 @@ size_t RuntimeImpl::reap_dead() {
 
 RuntimeImpl::~RuntimeImpl() {
   // Release what this process owns: its channel, mappings, local fbarrays,
-  // locks on page files, and its registration.
+  // locks on page files, and its registration. Mempool caches first: they
+  // hold objects other processes need back.
+  if (memzones_ && attached_) release_process_caches(*this);
   channel_.reset();
   memzones_.reset();
   memory_.reset();

@@ -11,7 +11,7 @@ namespace mpod {
 namespace {
 constexpr size_t kComponents = static_cast<size_t>(Component::count_);
 const char* const kComponentNames[kComponents] = {"os", "runtime", "memory", "fbarray",
-                                                   "memzone", "ipc", "app"};
+                                                   "memzone", "ipc", "app", "heap", "mempool"};
 const char* const kLevelNames[] = {"ERROR", "WARNING", "NOTICE", "INFO", "DEBUG"};
 
 struct Levels {

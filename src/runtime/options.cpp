@@ -115,7 +115,7 @@ int parse_options(int argc, char** argv, Options& out) {
       std::string lvl = colon == std::string::npos ? v : v.substr(colon + 1);
       if (!log::set_level(comp, lvl))
         bad("--log-level must be [component:]level with component one of os, runtime, memory, "
-            "fbarray, memzone, ipc, app and level one of error, warning, notice, info, debug; got '" +
+            "fbarray, memzone, ipc, app, heap, mempool and level one of error, warning, notice, info, debug; got '" +
             v + "'");
       out.log_levels.push_back(v);
     } else if (name == "--group") {

@@ -11,6 +11,7 @@
 #include <functional>
 
 #include "domain_fixture.hpp"
+#include "tests/helpers/error_code.hpp"
 #include "mpod/runtime.hpp"
 #include "src/lifecycle/shared_config.hpp"
 
@@ -30,15 +31,7 @@ class Memzones : public DomainTest {
   }
 };
 
-Errc code_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.code();
-  }
-  ADD_FAILURE() << "no error thrown";
-  return Errc::system;
-}
+using test::code_of;
 
 TEST_F(Memzones, Contracts) {
   auto rt = start_in_process(ProcType::primary);

@@ -12,6 +12,7 @@
 #include "mpod/error.hpp"
 #include "mpod/ring.hpp"
 #include "mpod/runtime.hpp"
+#include "tests/helpers/error_code.hpp"
 #include "tests/helpers/process_harness.hpp"
 
 namespace mpod {
@@ -31,14 +32,7 @@ class RingTest : public testing::Test {
   std::unique_ptr<Runtime> rt_;
 };
 
-Errc code_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.code();
-  }
-  return Errc::system;  // "nothing thrown" shows as a mismatch
-}
+using test::code_of;
 
 void* item(uintptr_t v) { return reinterpret_cast<void*>(v); }
 

@@ -1,0 +1,428 @@
+// Mempool: objects in one memzone, free ones in an MP/MC ring plus per-thread caches.
+//
+// Layout of memzone "MP_<name>": the Header, then kMaxCaches cache slots
+// (when the pool has caches), then the objects, each `stride` bytes (the
+// object size rounded up to 64). The common pool is Ring "MP_<name>".
+//
+// Cache slots are claimed by a thread with a CAS of their `token` from 0 to
+// the thread's token, and from then on only that thread touches the slot's
+// array (its length is an atomic so other processes can count). A slot goes
+// back to 0 when its thread exits or its process shuts down, after its
+// objects are flushed to the ring. A slot whose owner process died is taken
+// over by a reclaimer with a CAS to kReclaiming (one winner), flushed, freed.
+#include "mpod/mempool.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <new>
+
+#include "../os/os.hpp"
+#include "../runtime/registry.hpp"
+#include "mempool_caches.hpp"
+#include "mpod/error.hpp"
+#include "mpod/log.hpp"
+#include "mpod/memzone.hpp"
+#include "mpod/runtime.hpp"
+
+namespace mpod {
+
+namespace {
+constexpr uint32_t kPoolMagic = 0x4c4f4f50;  // "POOL"
+constexpr uint32_t kPoolVersion = 1;
+constexpr const char* kPrefix = "MP_";
+constexpr uint64_t kReclaiming = ~0ull;
+constexpr uint64_t kMaxElt = 1u << 20;
+constexpr uint32_t kMaxObjects = 1u << 30;
+
+constexpr uint64_t align64(uint64_t v) { return (v + 63) & ~uint64_t(63); }
+}  // namespace
+
+struct Mempool::Cache {
+  std::atomic<uint64_t> token;  // 0: free; kReclaiming; else the owning thread's token
+  uint8_t owner[16];            // process id of the owning thread's process
+  std::atomic<uint32_t> len;    // objects in objs[]
+  uint32_t reserved;
+  void* objs[1];                // cache_cap entries
+
+  static uint64_t bytes(uint32_t cap) { return align64(offsetof(Cache, objs) + sizeof(void*) * std::max(cap, 1u)); }
+};
+
+struct Mempool::Header {
+  uint32_t magic;  // written last (release)
+  uint32_t version;
+  uint32_t n;
+  uint32_t elt_size;
+  uint32_t stride;
+  uint32_t cache_size;
+  uint32_t cache_cap;    // slots per cache: 3 x cache_size (flush at 1.5x, plus one bulk)
+  uint32_t flush_at;     // cache length above which a put gives the excess back
+  uint64_t instance;     // random: tells a recreated pool at the same address apart
+  uint64_t caches_off;   // from the header
+  uint64_t cache_bytes;  // per cache
+  uint64_t objs_off;
+  char name[kMaxNameLen + 1];
+
+  unsigned char* base() noexcept { return reinterpret_cast<unsigned char*>(this); }
+  Cache* cache(uint32_t i) noexcept { return reinterpret_cast<Cache*>(base() + caches_off + i * cache_bytes); }
+  unsigned char* objs() noexcept { return base() + objs_off; }
+};
+
+namespace {
+
+using Header = Mempool::Header;
+
+std::atomic<uint64_t> g_epoch{1};  // bumped when the Runtime shuts down
+
+// The caches this thread holds, by pool. Flushed when the thread exits.
+struct ThreadCaches {
+  struct Entry {
+    Header* pool;
+    uint64_t instance;
+    void* cache;  // Mempool::Cache*, or nullptr: every slot was taken, go to the ring
+    Ring ring;
+  };
+  std::vector<Entry> entries;
+  uint64_t epoch = 0;
+  uint64_t token = 0;
+  ~ThreadCaches();
+};
+thread_local ThreadCaches t_caches;
+
+std::string memzone_name(std::string_view name) { return kPrefix + std::string(name); }
+
+void validate_pool_name(std::string_view name) {
+  if (name.empty() || name.size() > Mempool::kMaxNameLen)
+    throw Error(Errc::invalid_argument, "mempool name '" + std::string(name) + "' must be 1 to " +
+                                            std::to_string(Mempool::kMaxNameLen) + " characters");
+  Memzones::validate_name(memzone_name(name));
+}
+
+}  // namespace
+
+// ---- caches ----
+
+namespace {
+
+void flush_cache(Mempool::Cache* c, Ring& ring) noexcept {
+  const uint32_t len = c->len.load(std::memory_order_relaxed);
+  if (len) {
+    // The ring holds every object of the pool, so this always fits.
+    unsigned done = 0;
+    while (done < len) done += ring.enqueue_burst(c->objs + done, len - done, Sync::multi);
+  }
+  c->len.store(0, std::memory_order_relaxed);
+}
+
+void release_cache(Mempool::Cache* c, Ring& ring) noexcept {
+  flush_cache(c, ring);
+  std::memset(c->owner, 0, sizeof c->owner);
+  c->token.store(0, std::memory_order_release);
+}
+
+ThreadCaches::~ThreadCaches() {
+  if (epoch != g_epoch.load(std::memory_order_acquire)) return;  // the runtime is gone, and the memory with it
+  for (auto& e : entries)
+    if (e.cache && e.pool->instance == e.instance) release_cache(static_cast<Mempool::Cache*>(e.cache), e.ring);
+}
+
+}  // namespace
+
+Mempool::Cache* Mempool::thread_cache() noexcept {
+  auto& tc = t_caches;
+  const uint64_t epoch = g_epoch.load(std::memory_order_relaxed);
+  if (tc.epoch != epoch) {  // first use, or a new runtime: what was held is gone
+    tc.entries.clear();
+    tc.epoch = epoch;
+  }
+  for (auto& e : tc.entries)
+    if (e.pool == h_) {
+      if (e.instance == h_->instance) return static_cast<Cache*>(e.cache);
+      e = tc.entries.back();  // a destroyed pool's memory reused: forget it
+      tc.entries.pop_back();
+      break;
+    }
+  if (!tc.token) {
+    while (!tc.token || tc.token == kReclaiming) os::random_bytes(&tc.token, sizeof tc.token);
+  }
+  Cache* mine = nullptr;
+  for (uint32_t i = 0; i < kMaxCaches && !mine; ++i) {
+    Cache* c = h_->cache(i);
+    uint64_t free_token = 0;
+    if (c->token.compare_exchange_strong(free_token, tc.token, std::memory_order_acquire)) {
+      std::memcpy(c->owner, self_.bytes.data(), sizeof c->owner);
+      mine = c;
+    }
+  }
+  if (!mine)
+    MPOD_LOG(mempool, info, "mempool '%s': all %u caches are taken; this thread uses the common pool directly",
+             h_->name, kMaxCaches);
+  try {
+    tc.entries.push_back({h_, h_->instance, mine, ring_});
+  } catch (...) {  // out of process memory: go without a cache
+    if (mine) release_cache(mine, ring_);
+    return nullptr;
+  }
+  return mine;
+}
+
+void Mempool::flush_thread_cache() noexcept {
+  if (h_->cache_size == 0) return;
+  if (Cache* c = thread_cache()) flush_cache(c, ring_);
+}
+
+uint32_t Mempool::reclaim_dead_caches() {
+  if (h_->cache_size == 0) return 0;
+  uint32_t recovered = 0;
+  for (uint32_t i = 0; i < kMaxCaches; ++i) {
+    Cache* c = h_->cache(i);
+    uint64_t token = c->token.load(std::memory_order_acquire);
+    if (token == 0 || token == kReclaiming) continue;
+    ProcessId owner;
+    std::memcpy(owner.bytes.data(), c->owner, sizeof c->owner);
+    if (owner.empty() || owner == self_ || registry::is_alive(domain_dir_, owner)) continue;
+    if (!c->token.compare_exchange_strong(token, kReclaiming, std::memory_order_acquire)) continue;
+    const uint32_t len = c->len.load(std::memory_order_relaxed);
+    MPOD_LOG(mempool, notice, "mempool '%s': giving back %u objects cached by dead process %s", h_->name, len,
+             owner.short_hex().c_str());
+    recovered += len;
+    release_cache(c, ring_);
+  }
+  return recovered;
+}
+
+void release_process_caches(Runtime& rt) noexcept {
+  try {
+    const ProcessId self = rt.self().id;
+    for (auto& pool : Mempool::list(rt)) {
+      if (pool.cache_size() == 0) continue;
+      Ring ring = Ring::lookup(rt, memzone_name(pool.name()));
+      for (uint32_t i = 0; i < Mempool::kMaxCaches; ++i) {
+        auto* c = pool.h_->cache(i);
+        const uint64_t token = c->token.load(std::memory_order_acquire);
+        if (token != 0 && token != kReclaiming && std::memcmp(c->owner, self.bytes.data(), 16) == 0)
+          release_cache(c, ring);
+      }
+    }
+  } catch (const Error& e) {
+    MPOD_LOG(mempool, warning, "shutdown: could not give back this process's mempool caches: %s", e.what());
+  }
+  g_epoch.fetch_add(1, std::memory_order_release);
+}
+
+// ---- get and put ----
+
+bool Mempool::get_bulk(void** objs, unsigned n) noexcept {
+  if (n == 0 || n > kMaxBulk) return false;
+  Cache* c = h_->cache_size ? thread_cache() : nullptr;
+  if (!c || n > h_->cache_size) return ring_.dequeue_bulk(objs, n, Sync::multi) == n;
+  uint32_t len = c->len.load(std::memory_order_relaxed);
+  if (len < n) {
+    // Refill to cache_size beyond what is asked, like DPDK; settle for less if the pool runs low.
+    unsigned want = h_->cache_size + n - len;
+    unsigned got = ring_.dequeue_burst(c->objs + len, want, Sync::multi);
+    len += got;
+    if (len < n) {
+      c->len.store(len, std::memory_order_relaxed);
+      return false;
+    }
+  }
+  // Hand out from the top of the cache: the most recently used objects, warm in cache.
+  for (unsigned i = 0; i < n; ++i) objs[i] = c->objs[len - 1 - i];
+  c->len.store(len - n, std::memory_order_relaxed);
+  return true;
+}
+
+bool Mempool::contains(const void* obj) const noexcept {
+  const auto p = reinterpret_cast<uintptr_t>(obj);
+  const auto base = reinterpret_cast<uintptr_t>(h_->objs());
+  if (p < base || p >= base + uint64_t(h_->n) * h_->stride) return false;
+  return (p - base) % h_->stride == 0;
+}
+
+unsigned Mempool::put_bulk(void* const* objs, unsigned n) noexcept {
+  if (n == 0) return 0;
+  const auto base = reinterpret_cast<uintptr_t>(h_->objs());
+  const uint64_t end = base + uint64_t(h_->n) * h_->stride;
+  // Cheap check on every object (range and 64-byte alignment); the exact
+  // stride check costs a division and runs in debug builds only.
+  bool all_ok = n <= kMaxBulk;
+  for (unsigned i = 0; i < n && all_ok; ++i) {
+    const auto p = reinterpret_cast<uintptr_t>(objs[i]);
+    all_ok = p >= base && p < end && (p & 63) == 0;
+#ifndef NDEBUG
+    all_ok = all_ok && (p - base) % h_->stride == 0;
+#endif
+  }
+  if (!all_ok) {  // cold: put back the good ones one by one, name the bad ones
+    unsigned done = 0;
+    for (unsigned i = 0; i < n; ++i) {
+      if (contains(objs[i])) {
+        done += put_bulk(&objs[i], 1);
+      } else {
+        MPOD_LOG(mempool, error, "mempool '%s': refusing to take back %p: it is not one of its objects "
+                 "(wrong pool, or not an object's start); the caller has a bug", h_->name, objs[i]);
+      }
+    }
+    return done;
+  }
+  Cache* c = h_->cache_size ? thread_cache() : nullptr;
+  if (!c || n > h_->cache_size) {
+    unsigned done = 0;
+    while (done < n) done += ring_.enqueue_burst(objs + done, n - done, Sync::multi);
+    return n;
+  }
+  uint32_t len = c->len.load(std::memory_order_relaxed);
+  for (unsigned i = 0; i < n; ++i) c->objs[len + i] = objs[i];
+  len += n;
+  if (len > h_->flush_at) {  // give back all but cache_size, oldest first
+    const unsigned excess = len - h_->cache_size;
+    unsigned done = 0;
+    while (done < excess) done += ring_.enqueue_burst(c->objs + done, excess - done, Sync::multi);
+    std::memmove(c->objs, c->objs + excess, sizeof(void*) * h_->cache_size);
+    len = h_->cache_size;
+  }
+  c->len.store(len, std::memory_order_relaxed);
+  return n;
+}
+
+// ---- counts and iteration ----
+
+uint32_t Mempool::available() const noexcept {
+  uint64_t sum = ring_.count();
+  if (h_->cache_size)
+    for (uint32_t i = 0; i < kMaxCaches; ++i) sum += h_->cache(i)->len.load(std::memory_order_relaxed);
+  return sum > h_->n ? h_->n : uint32_t(sum);  // counts taken at different moments
+}
+uint32_t Mempool::size() const noexcept { return h_->n; }
+uint32_t Mempool::elt_size() const noexcept { return h_->elt_size; }
+uint32_t Mempool::cache_size() const noexcept { return h_->cache_size; }
+std::string Mempool::name() const { return h_->name; }
+
+void Mempool::for_each(const std::function<void(void* obj, uint32_t index)>& fn) const {
+  for (uint32_t i = 0; i < h_->n; ++i) fn(h_->objs() + uint64_t(i) * h_->stride, i);
+}
+
+// ---- create, lookup, destroy ----
+
+Mempool Mempool::create(Runtime& rt, std::string_view name, uint32_t n, uint32_t elt_size, MempoolOptions o) {
+  validate_pool_name(name);
+  const std::string what = "mempool '" + std::string(name) + "'";
+  if (n == 0 || n > kMaxObjects)
+    throw Error(Errc::invalid_argument, what + ": " + std::to_string(n) + " objects is not allowed; give 1 to " +
+                                            std::to_string(kMaxObjects));
+  if (elt_size == 0 || elt_size > kMaxElt)
+    throw Error(Errc::invalid_argument, what + ": object size " + std::to_string(elt_size) +
+                                            " is not allowed; give 1 to " + std::to_string(kMaxElt) + " bytes");
+  if (o.cache_size > kMaxCacheSize)
+    throw Error(Errc::invalid_argument, what + ": cache size " + std::to_string(o.cache_size) + " exceeds " +
+                                            std::to_string(kMaxCacheSize));
+  const uint32_t stride = uint32_t(align64(elt_size));
+  const uint32_t cap = o.cache_size * 3;
+  const uint64_t cache_bytes = o.cache_size ? Cache::bytes(cap) : 0;
+  const uint64_t caches_off = align64(sizeof(Header));
+  const uint64_t objs_off = caches_off + (o.cache_size ? kMaxCaches * cache_bytes : 0);
+  const uint64_t total = objs_off + uint64_t(n) * stride;
+  Memzone mz;
+  try {
+    mz = rt.memzones().reserve(memzone_name(name), total, 64);
+  } catch (const Error& e) {
+    if (e.code() == Errc::already_exists)
+      throw Error(Errc::already_exists, "a mempool named '" + std::string(name) + "' already exists in " +
+                                            rt.domain_dir() + "; look it up with Mempool::lookup or choose another name");
+    throw Error(e.code(), "cannot create " + what + " of " + std::to_string(n) + " objects of " +
+                              std::to_string(elt_size) + " bytes (" + std::to_string(total >> 20) +
+                              " MiB with caches): " + e.what());
+  }
+  Ring ring;
+  try {
+    ring = Ring::create(rt, memzone_name(name), n, RingOptions{8, Sync::multi, Sync::multi});
+  } catch (...) {
+    rt.memzones().free(memzone_name(name));
+    throw;
+  }
+  auto* h = new (mz.addr) Header{};
+  h->version = kPoolVersion;
+  h->n = n;
+  h->elt_size = elt_size;
+  h->stride = stride;
+  h->cache_size = o.cache_size;
+  h->cache_cap = cap;
+  h->flush_at = o.cache_size + o.cache_size / 2;
+  os::random_bytes(&h->instance, sizeof h->instance);
+  h->caches_off = caches_off;
+  h->cache_bytes = cache_bytes;
+  h->objs_off = objs_off;
+  std::memcpy(h->name, name.data(), name.size());
+  if (o.cache_size)
+    for (uint32_t i = 0; i < kMaxCaches; ++i) new (h->cache(i)) Cache{};
+  Mempool pool(h, ring, rt.domain_dir(), rt.self().id);
+  try {
+    if (o.constructor) pool.for_each(o.constructor);
+  } catch (...) {
+    Ring::destroy(rt, memzone_name(name));
+    rt.memzones().free(memzone_name(name));
+    throw;
+  }
+  std::vector<void*> batch;
+  batch.reserve(256);
+  for (uint32_t i = 0; i < n; ++i) {
+    batch.push_back(h->objs() + uint64_t(i) * stride);
+    if (batch.size() == 256 || i + 1 == n) {
+      ring.enqueue_bulk(batch.data(), unsigned(batch.size()), Sync::multi);
+      batch.clear();
+    }
+  }
+  std::atomic_ref<uint32_t>(h->magic).store(kPoolMagic, std::memory_order_release);
+  return pool;
+}
+
+Mempool Mempool::lookup(Runtime& rt, std::string_view name) {
+  validate_pool_name(name);
+  auto mz = rt.memzones().lookup(memzone_name(name));
+  if (!mz)
+    throw Error(Errc::not_found, "no mempool named '" + std::string(name) + "' in " + rt.domain_dir() +
+                                     "; create it first, or check the name and --file-prefix");
+  auto* h = static_cast<Header*>(mz->addr);
+  for (uint32_t step = 0; std::atomic_ref<uint32_t>(h->magic).load(std::memory_order_acquire) != kPoolMagic; ++step) {
+    if (step > 1000000)
+      throw Error(Errc::corrupt, "memzone " + mz->name + " is not an initialised mempool; its creator died while "
+                                 "creating it, or something else uses the name. Destroy it and create it again");
+    os::spin_pause(step | 63);
+  }
+  if (h->version != kPoolVersion)
+    throw Error(Errc::corrupt, "mempool '" + std::string(name) + "' has layout version " + std::to_string(h->version) +
+                                   "; all processes must run the same mpod version");
+  Mempool pool(h, Ring::lookup(rt, memzone_name(name)), rt.domain_dir(), rt.self().id);
+  pool.reclaim_dead_caches();
+  return pool;
+}
+
+void Mempool::destroy(Runtime& rt, std::string_view name) {
+  validate_pool_name(name);
+  if (!rt.memzones().lookup(memzone_name(name)))
+    throw Error(Errc::not_found, "no mempool named '" + std::string(name) + "' to destroy");
+  try {
+    Ring::destroy(rt, memzone_name(name));
+  } catch (const Error& e) {
+    if (e.code() != Errc::not_found) throw;
+  }
+  rt.memzones().free(memzone_name(name));
+}
+
+std::vector<Mempool> Mempool::list(Runtime& rt) {
+  std::vector<Mempool> out;
+  for (auto& z : rt.memzones().list()) {
+    if (!z.name.starts_with(kPrefix) || z.len < sizeof(Header)) continue;
+    auto* h = static_cast<Header*>(z.addr);
+    if (std::atomic_ref<uint32_t>(h->magic).load(std::memory_order_acquire) != kPoolMagic) continue;
+    try {
+      out.push_back(Mempool(h, Ring::lookup(rt, z.name), rt.domain_dir(), rt.self().id));
+    } catch (const Error& e) {
+      MPOD_LOG(mempool, warning, "mempool '%s' has no usable ring: %s", h->name, e.what());
+    }
+  }
+  return out;
+}
+
+}  // namespace mpod
