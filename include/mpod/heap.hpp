@@ -14,6 +14,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -89,12 +90,17 @@ class Heap {
   void check() const;
   std::string name() const;
 
-  struct Header;  // in shared memory; see src/objects/heap.cpp
+  struct Header;  // in shared memory; see src/objects/heap_blocks.hpp
 
  private:
-  Heap(Header* h, Runtime* rt) noexcept : h_(h), rt_(rt) {}
+  struct Local;  // this process's side: the lock handle, regions mapped so far
+  Heap(Header* h, Runtime* rt);
+  void* allocate(size_t size, size_t align, bool zero);
+  void map_new_regions() const;
+  void grow(uint64_t min_len, uint64_t asked);  // asked: for the error message
   Header* h_ = nullptr;
-  Runtime* rt_ = nullptr;  // to grow, and to test the lock holder's liveness
+  Runtime* rt_ = nullptr;  // to grow, and to map regions other processes added
+  std::shared_ptr<Local> local_;
 };
 
 }  // namespace mpod
