@@ -32,7 +32,12 @@ class DomainTest : public testing::Test {
   // mpod-test-proc MODE <domain args> <runtime> -- <mode args>
   std::vector<std::string> proc(const std::string& mode, std::vector<std::string> runtime = {},
                                 std::vector<std::string> mode_args = {}) const {
-    std::vector<std::string> a = {bin("mpod-test-proc"), mode};
+    return helper("mpod-test-proc", mode, std::move(runtime), std::move(mode_args));
+  }
+  // Any helper program of the same shape: PROGRAM MODE <domain args> <runtime> -- <mode args>
+  std::vector<std::string> helper(const std::string& program, const std::string& mode,
+                                  std::vector<std::string> runtime = {}, std::vector<std::string> mode_args = {}) const {
+    std::vector<std::string> a = {bin(program), mode};
     for (auto& x : domain_args(runtime)) a.push_back(x);
     if (!mode_args.empty()) {
       a.push_back("--");

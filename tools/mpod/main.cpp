@@ -16,6 +16,8 @@
 #include <vector>
 
 #include "json_writer.hpp"
+#include "mpod/heap.hpp"
+#include "mpod/mempool.hpp"
 #include "mpod/ring.hpp"
 #include "mpod/runtime.hpp"
 
@@ -113,6 +115,34 @@ std::string json_report(Runtime& rt) {
     j.end_object();
   }
   j.end_array();
+  j.begin_array("mempools");
+  for (auto& m : Mempool::list(rt)) {
+    j.begin_object();
+    j.field("name", m.name());
+    j.field("elt_size", static_cast<uint64_t>(m.elt_size()));
+    j.field("size", static_cast<uint64_t>(m.size()));
+    const uint32_t available = m.available();
+    j.field("available", static_cast<uint64_t>(available));
+    j.field("in_use", static_cast<uint64_t>(m.size() - available));
+    j.field("cache_size", static_cast<uint64_t>(m.cache_size()));
+    j.end_object();
+  }
+  j.end_array();
+  j.begin_array("heaps");
+  for (auto& h : Heap::list(rt)) {
+    const HeapStats s = h.stats();
+    j.begin_object();
+    j.field("name", h.name());
+    j.field("heap_bytes", s.heap_bytes);
+    j.field("free_bytes", s.free_bytes);
+    j.field("allocated_bytes", s.allocated_bytes);
+    j.field("greatest_free", s.greatest_free);
+    j.field("allocated_blocks", static_cast<uint64_t>(s.allocated_blocks));
+    j.field("free_blocks", static_cast<uint64_t>(s.free_blocks));
+    j.field("regions", static_cast<uint64_t>(s.regions));
+    j.end_object();
+  }
+  j.end_array();
   j.begin_array("memzones");
   for (auto& z : rt.memzones().list()) {
     j.begin_object();
@@ -173,6 +203,27 @@ std::string text_report(Runtime& rt) {
   out += line;
   for (auto& r : rings) {
     std::snprintf(line, sizeof line, "%-28s  %10u  %10u  %9u\n", r.name().c_str(), r.capacity(), r.count(), r.elem_size());
+    out += line;
+  }
+  auto pools = Mempool::list(rt);
+  std::snprintf(line, sizeof line, "\nMEMPOOLS (%zu)\n%-25s  %8s  %10s  %10s  %10s  %6s\n", pools.size(), "NAME",
+                "OBJ-SIZE", "SIZE", "AVAILABLE", "IN-USE", "CACHE");
+  out += line;
+  for (auto& m : pools) {
+    const uint32_t available = m.available();
+    std::snprintf(line, sizeof line, "%-25s  %8u  %10u  %10u  %10u  %6u\n", m.name().c_str(), m.elt_size(), m.size(),
+                  available, m.size() - available, m.cache_size());
+    out += line;
+  }
+  auto heaps = Heap::list(rt);
+  std::snprintf(line, sizeof line, "\nHEAPS (%zu)\n%-24s  %10s  %10s  %10s  %12s  %7s\n", heaps.size(), "NAME", "SIZE",
+                "FREE", "ALLOCATED", "LARGEST-FREE", "REGIONS");
+  out += line;
+  for (auto& h : heaps) {
+    const HeapStats s = h.stats();
+    std::snprintf(line, sizeof line, "%-24s  %10s  %10s  %10s  %12s  %7u\n", h.name().c_str(),
+                  human_bytes(s.heap_bytes).c_str(), human_bytes(s.free_bytes).c_str(),
+                  human_bytes(s.allocated_bytes).c_str(), human_bytes(s.greatest_free).c_str(), s.regions);
     out += line;
   }
   auto zones = rt.memzones().list();
