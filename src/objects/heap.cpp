@@ -9,6 +9,7 @@
 
 #include "../os/os.hpp"
 #include "heap_blocks.hpp"
+#include "object_header.hpp"
 #include "mpod/error.hpp"
 #include "mpod/log.hpp"
 #include "mpod/memzone.hpp"
@@ -45,20 +46,6 @@ std::string hex(const void* p) {
 }
 
 std::string what_heap(const Heap::Header* h) { return "heap '" + std::string(h->name) + "'"; }
-
-Heap::Header* wait_initialised(const Memzone& mz, std::string_view name) {
-  auto* h = static_cast<Heap::Header*>(mz.addr);
-  for (uint32_t step = 0; std::atomic_ref<uint32_t>(h->magic).load(std::memory_order_acquire) != kHeapMagic; ++step) {
-    if (step > 1000000)
-      throw Error(Errc::corrupt, "memzone " + mz.name + " is not an initialised heap; its creator died while creating "
-                                 "it, or something else uses the name. Destroy it with Heap::destroy and create it again");
-    os::spin_pause(step | 63);
-  }
-  if (h->version != kHeapVersion)
-    throw Error(Errc::corrupt, "heap '" + std::string(name) + "' has layout version " + std::to_string(h->version) +
-                                   "; all processes must run the same mpod version");
-  return h;
-}
 
 // The busy block whose payload starts at `p`; throws naming what `p` is instead.
 Block* busy_block_of(Heap::Header* h, const void* p, const char* op) {
@@ -137,7 +124,9 @@ Heap Heap::lookup(Runtime& rt, std::string_view name) {
   if (!mz)
     throw Error(Errc::not_found, "no heap named '" + std::string(name) + "' in " + rt.domain_dir() +
                                      "; create it first (Heap::create or Heap::open), or check the name and --file-prefix");
-  Heap heap(wait_initialised(*mz, name), &rt);
+  auto* h = static_cast<Header*>(mz->addr);
+  wait_initialised(*mz, &h->magic, kHeapMagic, &h->version, kHeapVersion, "heap", name);
+  Heap heap(h, &rt);
   heap.map_new_regions();
   return heap;
 }

@@ -20,6 +20,7 @@
 #include "../os/os.hpp"
 #include "../runtime/registry.hpp"
 #include "mempool_caches.hpp"
+#include "object_header.hpp"
 #include "mpod/error.hpp"
 #include "mpod/log.hpp"
 #include "mpod/memzone.hpp"
@@ -384,15 +385,7 @@ Mempool Mempool::lookup(Runtime& rt, std::string_view name) {
     throw Error(Errc::not_found, "no mempool named '" + std::string(name) + "' in " + rt.domain_dir() +
                                      "; create it first, or check the name and --file-prefix");
   auto* h = static_cast<Header*>(mz->addr);
-  for (uint32_t step = 0; std::atomic_ref<uint32_t>(h->magic).load(std::memory_order_acquire) != kPoolMagic; ++step) {
-    if (step > 1000000)
-      throw Error(Errc::corrupt, "memzone " + mz->name + " is not an initialised mempool; its creator died while "
-                                 "creating it, or something else uses the name. Destroy it and create it again");
-    os::spin_pause(step | 63);
-  }
-  if (h->version != kPoolVersion)
-    throw Error(Errc::corrupt, "mempool '" + std::string(name) + "' has layout version " + std::to_string(h->version) +
-                                   "; all processes must run the same mpod version");
+  wait_initialised(*mz, &h->magic, kPoolMagic, &h->version, kPoolVersion, "mempool", name);
   Mempool pool(h, Ring::lookup(rt, memzone_name(name)), rt.domain_dir(), rt.self().id);
   pool.reclaim_dead_caches();
   return pool;

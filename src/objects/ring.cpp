@@ -24,6 +24,7 @@
 #include <new>
 
 #include "../os/os.hpp"
+#include "object_header.hpp"
 #include "mpod/error.hpp"
 #include "mpod/memzone.hpp"
 #include "mpod/runtime.hpp"
@@ -198,16 +199,7 @@ Ring Ring::lookup(Runtime& rt, std::string_view name) {
     throw Error(Errc::not_found, "no ring named '" + std::string(name) + "' in " + rt.domain_dir() +
                                      "; create it first, or check the name and --file-prefix");
   auto* h = static_cast<Header*>(mz->addr);
-  // Its creator may still be initialising it: that takes microseconds.
-  for (uint32_t step = 0; std::atomic_ref<uint32_t>(h->magic).load(std::memory_order_acquire) != kRingMagic; ++step) {
-    if (step > 100000)
-      throw Error(Errc::corrupt, "memzone " + mz->name + " is not an initialised ring; its creator died while creating it, "
-                                 "or something else uses the name. Destroy it with Ring::destroy and create it again");
-    os::spin_pause(step | 63);
-  }
-  if (h->version != kRingVersion)
-    throw Error(Errc::corrupt, "ring '" + std::string(name) + "' has layout version " + std::to_string(h->version) +
-                                   "; all processes must run the same mpod version");
+  wait_initialised(*mz, &h->magic, kRingMagic, &h->version, kRingVersion, "ring", name);
   return Ring(h);
 }
 

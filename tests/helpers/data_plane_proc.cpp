@@ -28,6 +28,7 @@
 #include "mpod/runtime.hpp"
 #include "src/objects/heap_blocks.hpp"
 #include "src/os/os.hpp"
+#include "tests/helpers/proc_common.hpp"
 
 namespace {
 
@@ -47,39 +48,20 @@ static_assert(sizeof(Handoff) == 24);
 
 unsigned char pattern(uint32_t seed, uint64_t i) { return static_cast<unsigned char>(seed + i * 31); }
 
-std::vector<std::string> split(const std::string& s) {
-  std::vector<std::string> f;
-  for (size_t at = 0, c; at <= s.size(); at = c + 1) {
-    c = s.find(',', at);
-    if (c == std::string::npos) c = s.size();
-    f.push_back(s.substr(at, c - at));
-  }
-  return f;
-}
-
-void wait_for_stop() {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  int sig;
-  sigwait(&set, &sig);
-}
-
 int run_owner(Runtime& rt, const Args& a) {
   if (!a.heap.empty()) Heap::create(rt, a.heap, HeapOptions{1 << 20, 1 << 20, 0});
   if (!a.ring.empty()) {
-    auto f = split(a.ring);
+    auto f = test::split_commas(a.ring);
     Ring::create(rt, f[0], uint32_t(std::stoul(f[1])), RingOptions{sizeof(Handoff), Sync::multi, Sync::multi});
   }
   if (!a.pool.empty()) {
-    auto f = split(a.pool);
+    auto f = test::split_commas(a.pool);
     Mempool::create(rt, f[0], uint32_t(std::stoul(f[1])), uint32_t(std::stoul(f[2])),
                     MempoolOptions{uint32_t(std::stoul(f[3])), {}});
   }
   std::printf("READY pid=%d\n", rt.self().pid);
   std::fflush(stdout);
-  wait_for_stop();
+  test::wait_for_stop();
   return 0;
 }
 
@@ -229,7 +211,7 @@ int run_pool_hold(Runtime& rt, const Args& a) {
   }
   std::printf("HELD %d available=%u\n", a.count, pool.available());
   std::fflush(stdout);
-  wait_for_stop();
+  test::wait_for_stop();
   return 0;
 }
 
@@ -243,7 +225,8 @@ int run_pool_check(Runtime& rt, const Args& a) {
       pool.put(reinterpret_cast<void*>(in.ptr));
     }
   }
-  std::printf("POOL available=%u in_use=%u size=%u\n", pool.available(), pool.in_use(), pool.size());
+  std::printf("POOL available=%u in_use=%u size=%u common=%u\n", pool.available(), pool.in_use(), pool.size(),
+              Ring::lookup(rt, "MP_" + a.pool).count());
   return 0;
 }
 

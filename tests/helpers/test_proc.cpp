@@ -40,6 +40,7 @@
 #include "mpod/runtime.hpp"
 #include "src/ipc/wire.hpp"
 #include "src/os/os.hpp"
+#include "tests/helpers/proc_common.hpp"
 
 namespace {
 
@@ -126,14 +127,7 @@ void install_actions(Runtime& rt) {
   std::exit(2);
 }
 
-void wait_for_stop() {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  int sig;
-  sigwait(&set, &sig);
-}
+using test::wait_for_stop;
 
 struct Barrier {
   std::atomic<uint32_t> attached;
@@ -146,12 +140,7 @@ void write_text(void* dst, uint64_t cap, const std::string& s) {
 
 int run_primary(Runtime& rt, const Args& a) {
   if (!a.make_ring.empty()) {  // name,capacity,sp|mp,sc|mc
-    std::vector<std::string> f;
-    for (size_t at = 0, c; at <= a.make_ring.size(); at = c + 1) {
-      c = a.make_ring.find(',', at);
-      if (c == std::string::npos) c = a.make_ring.size();
-      f.push_back(a.make_ring.substr(at, c - at));
-    }
+    std::vector<std::string> f = test::split_commas(a.make_ring);
     if (f.size() != 4) fail("--make-ring=name,capacity,sp|mp,sc|mc");
     RingOptions o{sizeof(RingItem), f[2] == "sp" ? Sync::single : Sync::multi, f[3] == "sc" ? Sync::single : Sync::multi};
     Ring::create(rt, f[0], uint32_t(std::stoul(f[1])), o);

@@ -13,28 +13,19 @@
 #include "mpod/heap.hpp"
 #include "mpod/runtime.hpp"
 #include "tests/helpers/error_code.hpp"
-#include "tests/helpers/process_harness.hpp"
+#include "tests/helpers/in_process_runtime.hpp"
 
 namespace mpod {
 namespace {
 
 using test::code_of;
 
-class HeapTest : public testing::Test {
+class HeapTest : public test::InProcessRuntime {
  protected:
-  void SetUp() override {
-    Options o;
-    o.runtime_dir = dir_.path();
-    o.file_prefix = "heap";
-    o.no_huge = true;
-    o.memory_mb = 64;
-    rt_ = Runtime::start(o);
-  }
+  HeapTest() : InProcessRuntime("heap", 64) {}
   Heap small(const char* name, uint64_t max_bytes = 0) {
     return Heap::create(*rt_, name, HeapOptions{256 << 10, 256 << 10, max_bytes});
   }
-  test::TempDir dir_;
-  std::unique_ptr<Runtime> rt_;
 };
 
 std::string message_of(const std::function<void()>& f) {

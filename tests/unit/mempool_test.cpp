@@ -12,25 +12,16 @@
 #include "mpod/mempool.hpp"
 #include "mpod/runtime.hpp"
 #include "tests/helpers/error_code.hpp"
-#include "tests/helpers/process_harness.hpp"
+#include "tests/helpers/in_process_runtime.hpp"
 
 namespace mpod {
 namespace {
 
 using test::code_of;
 
-class MempoolTest : public testing::Test {
+class MempoolTest : public test::InProcessRuntime {
  protected:
-  void SetUp() override {
-    Options o;
-    o.runtime_dir = dir_.path();
-    o.file_prefix = "pool";
-    o.no_huge = true;
-    o.memory_mb = 64;
-    rt_ = Runtime::start(o);
-  }
-  test::TempDir dir_;
-  std::unique_ptr<Runtime> rt_;
+  MempoolTest() : InProcessRuntime("pool", 64) {}
 };
 
 TEST_F(MempoolTest, BadSizesNamesDuplicatesAndMissingPoolsAreClearErrors) {

@@ -13,23 +13,14 @@
 #include "mpod/ring.hpp"
 #include "mpod/runtime.hpp"
 #include "tests/helpers/error_code.hpp"
-#include "tests/helpers/process_harness.hpp"
+#include "tests/helpers/in_process_runtime.hpp"
 
 namespace mpod {
 namespace {
 
-class RingTest : public testing::Test {
+class RingTest : public test::InProcessRuntime {
  protected:
-  void SetUp() override {
-    Options o;
-    o.runtime_dir = dir_.path();
-    o.file_prefix = "ring";
-    o.no_huge = true;
-    o.memory_mb = 32;
-    rt_ = Runtime::start(o);
-  }
-  test::TempDir dir_;
-  std::unique_ptr<Runtime> rt_;
+  RingTest() : InProcessRuntime("ring", 32) {}
 };
 
 using test::code_of;
