@@ -1,0 +1,201 @@
+/* dpdk-ring-bench local|producer|consumer|mpmc ELEMENTS [EAL options]
+ *
+ * DPDK 22.11's rte_ring, measured the way mpod-bench-ring measures mpod's
+ * Ring (same loops, same ring geometry, same hand-shake: ring_bench_shared.h).
+ * Prints one line per row, "row name=... ns_per_elem=...", which
+ * mpod-bench-ring parses:
+ *   local     one thread on CPU 0: enqueue a burst, dequeue it (ring_perf_autotest)
+ *   producer  primary, CPU 0: creates the ring, prints READY, feeds a consumer
+ *   consumer  secondary, CPU 1: finds the ring with rte_ring_lookup, times the rows
+ *   mpmc      4 producer and 4 consumer threads on CPUs 0-1, burst calls
+ * Written in C against DPDK's public API only.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <rte_eal.h>
+#include <rte_errno.h>
+#include <rte_memzone.h>
+#include <rte_ring.h>
+
+#include "ring_bench_shared.h"
+
+#define RING_NAME "mpod_bench_ring"
+#define CONTROL_NAME "mpod_bench_ctl"
+
+/* What producers enqueue: distinct non-null pointers (never dereferenced). */
+static void* objs[RING_BENCH_MAX_BURST];
+
+/* One call of each library's API for `n` elements: the single-object call for
+ * n == 1 (what an application moving one packet uses), bulk otherwise. */
+static inline unsigned enqueue(struct rte_ring* r, int multi, unsigned n) {
+  if (n == 1) return (multi ? rte_ring_mp_enqueue(r, objs[0]) : rte_ring_sp_enqueue(r, objs[0])) == 0;
+  return multi ? rte_ring_mp_enqueue_bulk(r, objs, n, NULL) : rte_ring_sp_enqueue_bulk(r, objs, n, NULL);
+}
+
+static inline unsigned dequeue(struct rte_ring* r, int multi, void** out, unsigned n) {
+  if (n == 1) return (multi ? rte_ring_mc_dequeue(r, out) : rte_ring_sc_dequeue(r, out)) == 0;
+  return multi ? rte_ring_mc_dequeue_bulk(r, out, n, NULL) : rte_ring_sc_dequeue_bulk(r, out, n, NULL);
+}
+
+static void die(const char* what) {
+  fprintf(stderr, "dpdk-ring-bench: %s (rte_errno %d: %s)\n", what, rte_errno, rte_strerror(rte_errno));
+  exit(1);
+}
+
+/* ---- local: one thread, enqueue then dequeue the same burst ---- */
+
+static void run_local(uint64_t elements) {
+  struct rte_ring* r = rte_ring_create(RING_NAME, RING_BENCH_SLOTS, SOCKET_ID_ANY, 0);
+  if (!r) die("rte_ring_create failed");
+  ring_bench_pin_thread(RING_BENCH_PRODUCER_CPU, RING_BENCH_PRODUCER_CPU);
+  for (int i = 0; i < RING_BENCH_CASES; ++i) {
+    const struct ring_bench_case c = ring_bench_cases[i];
+    void* out[RING_BENCH_MAX_BURST];
+    const uint64_t iters = elements / c.burst;
+    uint64_t moved = 0;
+    const uint64_t t0 = ring_bench_now_ns();
+    for (uint64_t k = 0; k < iters; ++k) {
+      moved += enqueue(r, c.multi, c.burst);
+      moved += dequeue(r, c.multi, out, c.burst);
+    }
+    const uint64_t elapsed = ring_bench_now_ns() - t0;
+    if (moved != 2 * iters * c.burst) die("an enqueue or dequeue failed on a ring that had room");
+    char name[64];
+    ring_bench_row_name(name, sizeof name, "local", c.multi, c.burst);
+    ring_bench_print_row(name, iters * c.burst, elapsed, 0);
+  }
+  rte_ring_free(r);
+}
+
+/* ---- producer (primary) and consumer (secondary) on two CPUs ---- */
+
+static int produce(struct rte_ring* r, struct ring_bench_control* ctl, struct ring_bench_case c, uint64_t elements) {
+  for (uint64_t sent = 0; sent < elements; sent += c.burst)
+    while (enqueue(r, c.multi, c.burst) == 0) {
+      if (ring_bench_aborted(ctl)) return 0;
+      ring_bench_relax();
+    }
+  return 1;
+}
+
+static void run_producer(uint64_t elements) {
+  struct rte_ring* r = rte_ring_create(RING_NAME, RING_BENCH_SLOTS, SOCKET_ID_ANY, 0);
+  if (!r) die("rte_ring_create failed");
+  const struct rte_memzone* mz = rte_memzone_reserve(CONTROL_NAME, sizeof(struct ring_bench_control), SOCKET_ID_ANY, 0);
+  if (!mz) die("rte_memzone_reserve failed");
+  struct ring_bench_control* ctl = mz->addr;
+  memset(ctl, 0, sizeof *ctl);
+  ring_bench_pin_thread(RING_BENCH_PRODUCER_CPU, RING_BENCH_PRODUCER_CPU);
+  printf("READY\n");
+  fflush(stdout);
+  for (int i = 0; i < RING_BENCH_CASES; ++i)
+    if (!ring_bench_producer_start(ctl, (uint32_t)i + 1) || !produce(r, ctl, ring_bench_cases[i], elements))
+      die("the consumer went away");
+  if (!ring_bench_producer_finish(ctl)) die("the consumer went away");
+  /* No rte_ring_free/rte_memzone_free: freeing asks the (exiting) secondary
+   * to sync its memory map and logs a failure; exiting releases it all. */
+}
+
+/* Returns the nanoseconds from go to the last element, 0 if aborted. */
+static uint64_t consume(struct rte_ring* r, struct ring_bench_control* ctl, uint32_t case_no, uint64_t elements) {
+  const struct ring_bench_case c = ring_bench_cases[case_no - 1];
+  void* out[RING_BENCH_MAX_BURST];
+  if (!ring_bench_consumer_start(ctl, case_no)) return 0;
+  const uint64_t t0 = ring_bench_now_ns();
+  for (uint64_t got = 0; got < elements; got += c.burst)
+    while (dequeue(r, c.multi, out, c.burst) == 0) {
+      if (ring_bench_aborted(ctl)) return 0;
+      ring_bench_relax();
+    }
+  return ring_bench_now_ns() - t0;
+}
+
+static void run_consumer(uint64_t elements) {
+  struct rte_ring* r = rte_ring_lookup(RING_NAME);
+  const struct rte_memzone* mz = rte_memzone_lookup(CONTROL_NAME);
+  if (!r || !mz) die("the primary's ring or control block was not found");
+  struct ring_bench_control* ctl = mz->addr;
+  ring_bench_pin_thread(RING_BENCH_CONSUMER_CPU, RING_BENCH_CONSUMER_CPU);
+  for (uint32_t i = 1; i <= RING_BENCH_CASES; ++i) {
+    const uint64_t elapsed = consume(r, ctl, i, elements);
+    if (elapsed == 0) die("the producer went away");
+    char name[64];
+    ring_bench_row_name(name, sizeof name, "pair", ring_bench_cases[i - 1].multi, ring_bench_cases[i - 1].burst);
+    ring_bench_print_row(name, elements, elapsed, 0);
+  }
+  ring_bench_consumer_finish(ctl);
+}
+
+/* ---- mpmc: 4 producers and 4 consumers in this process ---- */
+
+static uint64_t mpmc_produce(struct ring_bench_worker* w) {
+  struct rte_ring* r = w->ring;
+  uint64_t sent = 0;
+  while (sent < w->share && !ring_bench_mpmc_stopped(w)) {
+    const uint64_t left = w->share - sent;
+    const unsigned k = rte_ring_mp_enqueue_burst(r, objs, left < w->burst ? (unsigned)left : w->burst, NULL);
+    if (k == 0) ring_bench_relax();
+    sent += k;
+  }
+  return sent;
+}
+
+static uint64_t mpmc_consume(struct ring_bench_worker* w) {
+  struct rte_ring* r = w->ring;
+  void* out[RING_BENCH_MAX_BURST];
+  uint64_t got = 0;
+  for (;;) {
+    const int last = ring_bench_mpmc_producers_finished(w);
+    const unsigned k = rte_ring_mc_dequeue_burst(r, out, w->burst, NULL);
+    got += k;
+    if (k > 0) continue;
+    if (last) return got;
+    ring_bench_relax();
+  }
+}
+
+static void run_mpmc(uint64_t elements) {
+  struct rte_ring* r = rte_ring_create(RING_NAME, RING_BENCH_SLOTS, SOCKET_ID_ANY, 0);
+  if (!r) die("rte_ring_create failed");
+  for (int i = 0; i < RING_BENCH_MPMC_CASES; ++i) {
+    struct ring_bench_mpmc_result res;
+    if (ring_bench_mpmc_run(r, ring_bench_mpmc_bursts[i], elements, mpmc_produce, mpmc_consume, &res) != 0)
+      die("the consumers did not get every element exactly once");
+    char name[64];
+    ring_bench_row_name(name, sizeof name, "4p4c", 1, ring_bench_mpmc_bursts[i]);
+    ring_bench_print_row(name, res.moved, res.elapsed_ns, res.stopped);
+  }
+  rte_ring_free(r);
+}
+
+int main(int argc, char** argv) {
+  if (argc < 3) {
+    fprintf(stderr, "usage: dpdk-ring-bench local|producer|consumer|mpmc ELEMENTS [EAL options]\n");
+    return 2;
+  }
+  const char* mode = argv[1];
+  const uint64_t elements = strtoull(argv[2], NULL, 10);
+  if (elements == 0 || elements % RING_BENCH_ELEM_GRAIN != 0) {
+    fprintf(stderr, "dpdk-ring-bench: ELEMENTS must be a positive multiple of %u\n", RING_BENCH_ELEM_GRAIN);
+    return 2;
+  }
+  argv[2] = argv[0]; /* EAL sees: program, EAL options */
+  if (rte_eal_init(argc - 2, argv + 2) < 0) die("rte_eal_init failed");
+  for (unsigned i = 0; i < RING_BENCH_MAX_BURST; ++i) objs[i] = (void*)(uintptr_t)(i + 1);
+  if (strcmp(mode, "local") == 0) run_local(elements);
+  else if (strcmp(mode, "producer") == 0) run_producer(elements);
+  else if (strcmp(mode, "consumer") == 0) run_consumer(elements);
+  else if (strcmp(mode, "mpmc") == 0) run_mpmc(elements);
+  else {
+    fprintf(stderr, "dpdk-ring-bench: unknown mode '%s'\n", mode);
+    return 2;
+  }
+  rte_eal_cleanup();
+  return 0;
+}

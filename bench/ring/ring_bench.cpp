@@ -1,0 +1,613 @@
+// mpod-bench-ring [--elements=N] [--repeat=R] [--quick] [--sections=local,pair,4p4c]:
+// mpod's Ring beside DPDK 22.11's rte_ring in the same run, one table with a
+// ratio per row.
+//
+// Rows (ring_bench_shared.h has the exact list; both sides run the same loops):
+//  - local: one thread on CPU 0 enqueues a burst and dequeues it, per element
+//    (DPDK's ring_perf_autotest), SP/SC and MP/MC, bursts 1, 8, 32;
+//  - pair: a primary producer on CPU 0 creates the ring, a secondary consumer
+//    on CPU 1 finds it by name; total time / elements moved;
+//  - 4p4c: 4 producer and 4 consumer threads of one process on CPUs 0-1
+//    sharing one MP/MC ring with burst calls, in Mpps.
+//
+// This program is mpod's primary: it measures the in-process rows itself and
+// produces for mpod-ring-consumer. DPDK's rows come from dpdk-ring-bench
+// children. Each measurement is repeated R times, mpod and DPDK taking turns
+// to go first. The ns rows keep each side's best run: on a shared 2-core
+// machine the slower runs measure the neighbours, not the ring. The 4p4c rows
+// keep the median: with 8 threads on 2 CPUs their runs are either fast or
+// stalled by a preempted claimer, and how often they stall is the point.
+// Both rings hold 4095 elements in 4096 slots; both sides use hugepages when
+// there are enough.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <limits>
+#include <map>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "mpod/runtime.hpp"
+#include "mpod_ring_ops.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr uint64_t kDefaultElements = 4'000'000;
+constexpr uint64_t kQuickElements = 256'000;
+constexpr int kDefaultRepeat = 5;
+constexpr uint64_t kMemoryMb = 16;       // each side's primary: 8 hugepages of 2 MB
+constexpr long kHugepagesNeeded = 2 * 8 + 4;  // mpod's and DPDK's primaries are up at once, plus slack
+
+volatile sig_atomic_t g_interrupted = 0;
+struct Interrupted : std::runtime_error {
+  Interrupted() : std::runtime_error("interrupted") {}
+};
+
+struct Settings {
+  uint64_t elements = kDefaultElements;
+  int repeat = kDefaultRepeat;
+  std::string sections = "local,pair,4p4c";  // which groups of rows to run
+};
+
+// Where this run lives, removed on the way out (also after an error or ^C).
+struct Scratch {
+  std::string bin;          // directory of this program and its helpers
+  std::string mpod_dir;     // mpod's runtime dir (a fresh temporary one)
+  std::string huge_dir;     // hugetlbfs mount both sides use; empty: no hugepages
+  std::string dpdk_prefix;  // DPDK's --file-prefix, unique to this run
+  bool have_dpdk = false;
+
+  ~Scratch() {
+    std::error_code ec;
+    if (!mpod_dir.empty()) fs::remove_all(mpod_dir, ec);
+    if (dpdk_prefix.empty()) return;
+    // DPDK's runtime dir: /var/run/dpdk/<prefix> for root, else under $XDG_RUNTIME_DIR or /tmp.
+    const char* bases[] = {"/var/run", getenv("XDG_RUNTIME_DIR"), "/tmp"};
+    for (const char* base : bases)
+      if (base) fs::remove_all(fs::path(base) / "dpdk" / dpdk_prefix, ec);
+    if (!huge_dir.empty())  // page files DPDK may leave behind: <prefix>map_N
+      for (auto& f : fs::directory_iterator(huge_dir, ec))
+        if (f.path().filename().string().starts_with(dpdk_prefix + "map_")) fs::remove(f.path(), ec);
+  }
+};
+
+// ---- child processes ----
+
+// A program run with its stdout captured (stderr passes through). Killed and
+// reaped by the destructor if still running, and killed by the kernel if this
+// process dies (PR_SET_PDEATHSIG; children are always forked by the main thread).
+class Child {
+ public:
+  Child() = default;
+  Child(const Child&) = delete;
+  Child& operator=(const Child&) = delete;
+  ~Child() { kill_now(); }
+
+  void start(std::vector<std::string> argv) {
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) != 0) throw std::runtime_error("pipe: " + std::string(strerror(errno)));
+    std::vector<char*> args;
+    for (auto& a : argv) args.push_back(a.data());
+    args.push_back(nullptr);
+    const pid_t parent = getpid();
+    pid_ = fork();
+    if (pid_ == 0) {  // only async-signal-safe calls until exec
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (getppid() != parent) _exit(127);
+      dup2(p[1], STDOUT_FILENO);
+      execv(args[0], args.data());
+      _exit(127);
+    }
+    close(p[1]);
+    out_ = p[0];
+    if (pid_ < 0) throw std::runtime_error("fork: " + std::string(strerror(errno)));
+  }
+
+  // Reads stdout until `text` appears (empty: until end of file) or the
+  // deadline passes. Gives up early if `partner` died of anything but a clean exit.
+  bool read_until(const std::string& text, double timeout_s, Child* partner = nullptr) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+    while (text.empty() || out_text_.find(text) == std::string::npos) {
+      if (g_interrupted) throw Interrupted();
+      if (std::chrono::steady_clock::now() > deadline || (partner && partner->failed())) return false;
+      pollfd pfd{out_, POLLIN, 0};
+      if (poll(&pfd, 1, 1000) <= 0) continue;  // rare wake-ups: each one may preempt a measured thread
+      char buf[4096];
+      const ssize_t n = read(out_, buf, sizeof buf);
+      if (n <= 0) return text.empty();
+      out_text_.append(buf, static_cast<size_t>(n));
+    }
+    return true;
+  }
+
+  // Reads everything, then reaps. True if it printed all and exited with 0.
+  bool finish(double timeout_s, Child* partner = nullptr) {
+    const bool complete = read_until("", timeout_s, partner);
+    if (!complete) kill_now();
+    return complete && wait_exit() == 0;
+  }
+
+  // Exited (or was killed) with anything but status 0.
+  bool failed() {
+    if (pid_ <= 0) return status_ != 0;
+    int st;
+    if (waitpid(pid_, &st, WNOHANG) != pid_) return false;
+    pid_ = -1;
+    status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    return status_ != 0;
+  }
+
+  const std::string& output() const { return out_text_; }
+
+  void kill_now() {
+    if (pid_ > 0) kill(pid_, SIGKILL);
+    wait_exit();
+    if (out_ >= 0) close(out_);
+    out_ = -1;
+  }
+
+ private:
+  int wait_exit() {
+    if (pid_ > 0) {
+      int st;
+      while (waitpid(pid_, &st, 0) < 0 && errno == EINTR) {
+      }
+      pid_ = -1;
+      status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    }
+    return status_;
+  }
+
+  pid_t pid_ = -1;
+  int out_ = -1;
+  int status_ = 0;
+  std::string out_text_;
+};
+
+// One row's figure from one run.
+struct Measured {
+  double ns_per_elem;
+  bool stopped;  // hit the time limit of the 4p4c rows: a throughput over what it moved
+};
+using Rows = std::map<std::string, Measured>;
+
+// The "row name=X ns_per_elem=Y ... stopped=Z" lines of a child's output.
+Rows parse_rows(const std::string& out) {
+  Rows rows;
+  std::istringstream lines(out);
+  for (std::string line; std::getline(lines, line);) {
+    if (!line.starts_with("row ")) continue;
+    std::istringstream words(line.substr(4));
+    std::string name;
+    Measured m{0, false};
+    for (std::string w; words >> w;) {
+      if (w.starts_with("name=")) name = w.substr(5);
+      if (w.starts_with("ns_per_elem=")) m.ns_per_elem = std::strtod(w.c_str() + 12, nullptr);
+      if (w == "stopped=1") m.stopped = true;
+    }
+    if (!name.empty() && m.ns_per_elem > 0) rows[name] = m;
+  }
+  return rows;
+}
+
+// How long a child may take before it is killed: 30 s to start, then 1 us per
+// element and row (about 10x the slowest row seen) or, for the 4p4c rows,
+// their own time limit plus 5 s.
+double timeout_s(uint64_t elements, int rows) { return 30 + 1e-6 * double(elements) * rows; }
+double mpmc_timeout_s() { return 30 + RING_BENCH_MPMC_CASES * (RING_BENCH_MPMC_LIMIT_S + 5); }
+
+// A failed child costs its rows, not the whole run: say so and keep what it printed.
+Rows rows_of(Child& c, bool ok, const std::string& what) {
+  if (!ok) std::fprintf(stderr, "mpod-bench-ring: %s failed or timed out; its rows are missing. It printed:\n%s\n",
+                        what.c_str(), c.output().c_str());
+  return parse_rows(c.output());
+}
+
+// ---- mpod's side ----
+
+// Fills the array producers enqueue: distinct non-null pointers, never dereferenced.
+struct Objs {
+  void* p[RING_BENCH_MAX_BURST];
+  Objs() {
+    for (unsigned i = 0; i < RING_BENCH_MAX_BURST; ++i) p[i] = reinterpret_cast<void*>(uintptr_t(i) + 1);
+  }
+};
+const Objs g_objs;
+
+// Runs fn on a new thread limited to CPUs first..last, and waits for it.
+void on_cpus(int first, int last, const std::function<void()>& fn) {
+  std::exception_ptr err;
+  std::thread t([&] {
+    ring_bench_pin_thread(first, last);
+    try {
+      fn();
+    } catch (...) {
+      err = std::current_exception();
+    }
+  });
+  t.join();
+  if (err) std::rethrow_exception(err);
+}
+
+uint64_t mpod_local_case(mpod::Ring& r, ring_bench_case c, uint64_t elements) {
+  void* out[RING_BENCH_MAX_BURST];
+  const uint64_t iters = elements / c.burst;
+  uint64_t moved = 0;
+  const uint64_t t0 = ring_bench_now_ns();
+  for (uint64_t k = 0; k < iters; ++k) {
+    moved += ring_bench::enqueue(r, c.multi, g_objs.p, c.burst);
+    moved += ring_bench::dequeue(r, c.multi, out, c.burst);
+  }
+  const uint64_t elapsed = ring_bench_now_ns() - t0;
+  if (moved != 2 * iters * c.burst) throw std::runtime_error("mpod: an enqueue or dequeue failed on a ring that had room");
+  return elapsed;
+}
+
+Rows mpod_local(mpod::Ring& ring, uint64_t elements) {
+  Rows rows;
+  on_cpus(RING_BENCH_PRODUCER_CPU, RING_BENCH_PRODUCER_CPU, [&] {
+    for (const ring_bench_case& c : ring_bench_cases) {
+      char name[64];
+      ring_bench_row_name(name, sizeof name, "local", c.multi, c.burst);
+      rows[name] = {double(mpod_local_case(ring, c, elements)) / double(elements / c.burst * c.burst), false};
+    }
+  });
+  return rows;
+}
+
+bool mpod_produce(mpod::Ring& r, ring_bench_control* ctl, ring_bench_case c, uint64_t elements) {
+  for (uint64_t sent = 0; sent < elements; sent += c.burst)
+    while (ring_bench::enqueue(r, c.multi, g_objs.p, c.burst) == 0) {
+      if (ring_bench_aborted(ctl)) return false;
+      ring_bench_relax();
+    }
+  return true;
+}
+
+// The producer: a thread of this primary on CPU 0; the consumer: mpod-ring-consumer.
+Rows mpod_pair(mpod::Runtime& rt, const Scratch& s, uint64_t elements) {
+  mpod::Ring ring = mpod::Ring::lookup(rt, ring_bench::kPairRing);
+  auto* ctl = static_cast<ring_bench_control*>(rt.memzones().lookup(ring_bench::kControlZone)->addr);
+  *ctl = ring_bench_control{};  // nobody else maps it between runs
+  std::vector<std::string> argv = {s.bin + "/mpod-ring-consumer", "--proc-type=secondary",
+                                   "--file-prefix=" + rt.options().file_prefix, "--runtime-dir=" + s.mpod_dir};
+  if (s.huge_dir.empty()) argv.push_back("--no-huge");
+  argv.insert(argv.end(), {"--", std::to_string(elements)});
+  Child consumer;
+  consumer.start(argv);
+  std::thread producer([&] {
+    ring_bench_pin_thread(RING_BENCH_PRODUCER_CPU, RING_BENCH_PRODUCER_CPU);
+    for (uint32_t i = 1; i <= RING_BENCH_CASES; ++i)
+      if (!ring_bench_producer_start(ctl, i) || !mpod_produce(ring, ctl, ring_bench_cases[i - 1], elements)) return;
+    ring_bench_producer_finish(ctl);
+  });
+  bool ok = false;
+  try {
+    ok = consumer.finish(timeout_s(elements, RING_BENCH_CASES));
+  } catch (...) {  // interrupted
+    __atomic_store_n(&ctl->abort_run, 1, __ATOMIC_RELAXED);
+    producer.join();
+    throw;
+  }
+  if (!ok) __atomic_store_n(&ctl->abort_run, 1, __ATOMIC_RELAXED);  // the consumer is gone: stop waiting for it
+  producer.join();
+  return rows_of(consumer, ok, "mpod-ring-consumer");
+}
+
+uint64_t mpmc_produce(ring_bench_worker* w) {
+  auto& r = *static_cast<mpod::Ring*>(w->ring);
+  uint64_t sent = 0;
+  while (sent < w->share && !ring_bench_mpmc_stopped(w)) {
+    const uint64_t left = w->share - sent;
+    const unsigned k = r.enqueue_burst(g_objs.p, left < w->burst ? unsigned(left) : w->burst, mpod::Sync::multi);
+    if (k == 0) ring_bench_relax();
+    sent += k;
+  }
+  return sent;
+}
+
+uint64_t mpmc_consume(ring_bench_worker* w) {
+  auto& r = *static_cast<mpod::Ring*>(w->ring);
+  void* out[RING_BENCH_MAX_BURST];
+  uint64_t got = 0;
+  for (;;) {
+    const bool last = ring_bench_mpmc_producers_finished(w);
+    const unsigned k = r.dequeue_burst(out, w->burst, mpod::Sync::multi);
+    got += k;
+    if (k > 0) continue;
+    if (last) return got;
+    ring_bench_relax();
+  }
+}
+
+// Runs on its own thread: ring_bench_mpmc_run pins the calling thread to CPUs 0-1.
+Rows mpod_mpmc(mpod::Ring& ring, uint64_t elements) {
+  Rows rows;
+  on_cpus(0, 1, [&] {
+    for (unsigned burst : ring_bench_mpmc_bursts) {
+      ring_bench_mpmc_result res;
+      if (ring_bench_mpmc_run(&ring, burst, elements, mpmc_produce, mpmc_consume, &res) != 0)
+        throw std::runtime_error("mpod: the consumers did not get every element exactly once");
+      char name[64];
+      ring_bench_row_name(name, sizeof name, "4p4c", 1, burst);
+      rows[name] = {double(res.elapsed_ns) / double(res.moved), res.stopped != 0};
+    }
+  });
+  return rows;
+}
+
+// ---- DPDK's side: dpdk-ring-bench children ----
+
+std::vector<std::string> dpdk_argv(const Scratch& s, const char* mode, uint64_t elements, bool primary, int lcore) {
+  std::vector<std::string> a = {s.bin + "/dpdk-ring-bench", mode, std::to_string(elements),
+                                primary ? "--proc-type=primary" : "--proc-type=secondary",
+                                "--file-prefix=" + s.dpdk_prefix, "-l", std::to_string(lcore), "--no-pci",
+                                "--no-telemetry", "--log-level=lib.eal:error"};
+  if (s.huge_dir.empty()) a.push_back("--no-huge");
+  else a.push_back("--huge-dir=" + s.huge_dir);
+  if (primary) a.insert(a.end(), {"-m", std::to_string(kMemoryMb)});
+  return a;
+}
+
+// local and mpmc: one process.
+Rows dpdk_single(const Scratch& s, const char* mode, uint64_t elements, double timeout) {
+  Child c;
+  c.start(dpdk_argv(s, mode, elements, true, RING_BENCH_PRODUCER_CPU));
+  const bool ok = c.finish(timeout);
+  return rows_of(c, ok, std::string("dpdk-ring-bench ") + mode);
+}
+
+Rows dpdk_pair(const Scratch& s, uint64_t elements) {
+  Child producer, consumer;
+  producer.start(dpdk_argv(s, "producer", elements, true, RING_BENCH_PRODUCER_CPU));
+  if (!producer.read_until("READY", 60)) return rows_of(producer, false, "dpdk-ring-bench producer (primary)");
+  consumer.start(dpdk_argv(s, "consumer", elements, false, RING_BENCH_CONSUMER_CPU));
+  const bool ok = consumer.finish(timeout_s(elements, RING_BENCH_CASES), &producer);
+  if (!producer.finish(10)) std::fprintf(stderr, "mpod-bench-ring: dpdk-ring-bench producer (primary) failed\n");
+  return rows_of(consumer, ok, "dpdk-ring-bench consumer (secondary)");
+}
+
+// ---- the run ----
+
+// Every run's figure of one row, per side.
+struct Samples {
+  std::vector<Measured> mpod, dpdk;
+};
+using Results = std::map<std::string, Samples>;
+
+void record(Results& results, const Rows& rows, bool dpdk) {
+  for (auto& [name, m] : rows) (dpdk ? results[name].dpdk : results[name].mpod).push_back(m);
+}
+
+// Best (lowest time) or median of a row's runs; infinite if it never ran.
+Measured summarise(std::vector<Measured> runs, bool median) {
+  if (runs.empty()) return {std::numeric_limits<double>::infinity(), false};
+  std::sort(runs.begin(), runs.end(), [](const Measured& a, const Measured& b) { return a.ns_per_elem < b.ns_per_elem; });
+  return median ? runs[(runs.size() - 1) / 2] : runs.front();
+}
+
+struct MpodSide {
+  std::unique_ptr<mpod::Runtime> rt;
+  mpod::Ring local, mpmc;
+};
+
+MpodSide start_mpod(const Scratch& s) {
+  mpod::Options o;
+  o.proc_type = mpod::ProcType::primary;
+  o.file_prefix = "ringbench";
+  o.runtime_dir = s.mpod_dir;
+  o.memory_mb = kMemoryMb;
+  o.huge_dir = s.huge_dir;
+  o.no_huge = s.huge_dir.empty();
+  MpodSide m;
+  m.rt = mpod::Runtime::start(o);
+  m.local = mpod::Ring::create(*m.rt, "bench_local", RING_BENCH_CAPACITY);
+  m.mpmc = mpod::Ring::create(*m.rt, "bench_mpmc", RING_BENCH_CAPACITY);
+  mpod::Ring::create(*m.rt, ring_bench::kPairRing, RING_BENCH_CAPACITY);
+  m.rt->memzones().reserve(ring_bench::kControlZone, sizeof(ring_bench_control), 64);
+  return m;
+}
+
+// One repetition: every section, mpod and DPDK taking turns to go first.
+void run_once(MpodSide& m, const Scratch& s, const Settings& st, int rep, Results& results) {
+  struct Section {
+    const char* name;  // as --sections spells it
+    std::function<Rows()> mpod, dpdk;
+    bool dpdk_runs;
+  };
+  const uint64_t n = st.elements;
+  const bool huge = !s.huge_dir.empty();
+  const Section sections[] = {
+      {"local", [&] { return mpod_local(m.local, n); },
+       [&] { return dpdk_single(s, "local", n, timeout_s(n, RING_BENCH_CASES)); }, s.have_dpdk},
+      {"pair", [&] { return mpod_pair(*m.rt, s, n); }, [&] { return dpdk_pair(s, n); },
+       s.have_dpdk && huge},  // DPDK secondaries need hugepages
+      {"4p4c", [&] { return mpod_mpmc(m.mpmc, n); }, [&] { return dpdk_single(s, "mpmc", n, mpmc_timeout_s()); },
+       s.have_dpdk},
+  };
+  const bool dpdk_first = rep % 2 == 1;
+  const std::string wanted = "," + st.sections + ",";
+  for (const Section& sec : sections) {
+    if (wanted.find(std::string(",") + sec.name + ",") == std::string::npos) continue;
+    for (int turn = 0; turn < 2; ++turn) {
+      if (g_interrupted) throw Interrupted();
+      const bool dpdk = (turn == 0) == dpdk_first;
+      if (dpdk && !sec.dpdk_runs) continue;
+      const uint64_t t0 = ring_bench_now_ns();
+      record(results, dpdk ? sec.dpdk() : sec.mpod(), dpdk);
+      std::fprintf(stderr, "mpod-bench-ring: run %d/%d, %s, %s: %.1f s\n", rep + 1, st.repeat, sec.name,
+                   dpdk ? "DPDK" : "mpod", (ring_bench_now_ns() - t0) / 1e9);
+    }
+  }
+}
+
+// ---- output ----
+
+std::string fmt(double v, int decimals) {
+  if (!std::isfinite(v)) return "-";
+  char b[32];
+  std::snprintf(b, sizeof b, "%.*f", decimals, v);
+  return b;
+}
+
+void print_table(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> w(rows[0].size(), 0);
+  for (auto& r : rows)
+    for (size_t i = 0; i < r.size(); ++i) w[i] = std::max(w[i], r[i].size());
+  auto line = [&](const std::vector<std::string>& r) {
+    std::string out = "|";
+    for (size_t i = 0; i < r.size(); ++i) {
+      const size_t pad = w[i] - r[i].size();
+      out += " " + (i < 2 ? r[i] + std::string(pad, ' ') : std::string(pad, ' ') + r[i]) + " |";  // text left, numbers right
+    }
+    std::puts(out.c_str());
+  };
+  line(rows[0]);
+  std::string sep = "|";
+  for (size_t i = 0; i < w.size(); ++i) sep += (i < 2 ? ":" : "-") + std::string(w[i], '-') + (i < 2 ? "-|" : ":|");
+  std::puts(sep.c_str());
+  for (size_t i = 1; i < rows.size(); ++i) line(rows[i]);
+}
+
+// "20.1 18.3 0.0*": every run of a throughput row, in run order.
+std::string runs_mpps(const std::vector<Measured>& runs) {
+  std::string out;
+  for (auto& m : runs) out += (out.empty() ? "" : " ") + fmt(1e3 / m.ns_per_elem, 1) + (m.stopped ? "*" : "");
+  return out.empty() ? "-" : out;
+}
+
+void report(const Results& results, const Settings& st, const Scratch& s) {
+  std::printf("Ring: mpod beside DPDK 22.11 rte_ring, same run, %d runs of %llu elements per row (mpod and DPDK taking "
+              "turns to go first); rings of 4095 pointers (4096 slots); %s.\n",
+              st.repeat, (unsigned long long)st.elements,
+              s.huge_dir.empty() ? "no hugepages (plain memory)" : ("hugepages in " + s.huge_dir).c_str());
+  std::printf("ns/elem rows: best run. Mpps rows: median run (their runs are bimodal: a preempted producer or consumer "
+              "can stall its side).\n");
+  std::printf("ratio = DPDK time per element / mpod time per element (= mpod Mpps / DPDK Mpps): above 1, mpod is faster.\n\n");
+  std::vector<std::vector<std::string>> t = {{"test", "sync", "burst", "unit", "mpod", "DPDK", "ratio"}};
+  // ns per element, or Mpps for throughput rows; "*": stopped at the time limit.
+  auto cell = [&](const Measured& m, bool mpps) {
+    if (!std::isfinite(m.ns_per_elem)) return std::string("-");  // not measured
+    return fmt(mpps ? 1e3 / m.ns_per_elem : m.ns_per_elem, mpps ? 1 : 2) + (m.stopped ? "*" : "");
+  };
+  std::vector<std::string> all_runs;
+  auto add = [&](const char* label, const char* section, int multi, unsigned burst, bool mpps) {
+    char name[64];
+    ring_bench_row_name(name, sizeof name, section, multi, burst);
+    auto it = results.find(name);
+    const Samples runs = it == results.end() ? Samples{} : it->second;
+    const Measured m = summarise(runs.mpod, mpps), d = summarise(runs.dpdk, mpps);
+    t.push_back({label, multi ? "MP/MC" : "SP/SC", std::to_string(burst), mpps ? "Mpps" : "ns/elem", cell(m, mpps),
+                 cell(d, mpps), fmt(d.ns_per_elem / m.ns_per_elem, 2)});
+    if (mpps)
+      all_runs.push_back("  burst " + std::to_string(burst) + ": mpod " + runs_mpps(runs.mpod) + "; DPDK " +
+                         runs_mpps(runs.dpdk));
+  };
+  for (const ring_bench_case& c : ring_bench_cases) add("1 thread, enqueue+dequeue", "local", c.multi, c.burst, false);
+  for (const ring_bench_case& c : ring_bench_cases) add("2 processes, CPU 0 -> CPU 1", "pair", c.multi, c.burst, false);
+  for (unsigned burst : ring_bench_mpmc_bursts) add("4 prod + 4 cons threads, CPUs 0-1", "4p4c", 1, burst, true);
+  print_table(t);
+  std::printf("\n4 prod + 4 cons, every run in Mpps (*: stopped at the %.0f s limit, Mpps over what it moved):\n",
+              double(RING_BENCH_MPMC_LIMIT_S));
+  for (auto& line : all_runs) std::puts(line.c_str());
+  if (!s.have_dpdk) std::printf("\nDPDK comparison skipped: built without libdpdk-dev (apt-get install libdpdk-dev, rebuild)\n");
+  else if (s.huge_dir.empty())
+    std::printf("\nNo hugepages (scripts/hugepages.sh sets them up): DPDK's two-process rows skipped, "
+                "other rows on plain memory for both\n");
+}
+
+// A hugetlbfs mount of 2 MB pages with enough free pages, or "".
+std::string pick_huge_dir() {
+  std::ifstream meminfo("/proc/meminfo");
+  long free_pages = 0;
+  for (std::string key; meminfo >> key;) {
+    if (key == "HugePages_Free:") meminfo >> free_pages;
+    meminfo.ignore(256, '\n');
+  }
+  if (free_pages < kHugepagesNeeded) return "";
+  std::ifstream mounts("/proc/mounts");
+  for (std::string line; std::getline(mounts, line);) {
+    std::istringstream f(line);
+    std::string dev, dir, type, opts;
+    f >> dev >> dir >> type >> opts;
+    if (type == "hugetlbfs" && (opts.find("pagesize=2M") != std::string::npos || opts.find("pagesize") == std::string::npos))
+      return dir;
+  }
+  return "";
+}
+
+Settings parse_args(int argc, char** argv) {
+  Settings st;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a.starts_with("--elements=")) st.elements = std::strtoull(a.c_str() + 11, nullptr, 10);
+    else if (a.starts_with("--repeat=")) st.repeat = std::atoi(a.c_str() + 9);
+    else if (a.starts_with("--sections=")) st.sections = a.substr(11);
+    else if (a == "--quick") st.elements = kQuickElements, st.repeat = 1;
+    else {
+      std::fprintf(stderr,
+                   "usage: mpod-bench-ring [--elements=N (default %llu)] [--repeat=R (default %d)] [--quick]\n"
+                   "                       [--sections=local,pair,4p4c (default: all)]\n",
+                   (unsigned long long)kDefaultElements, kDefaultRepeat);
+      std::exit(a == "--help" ? 0 : 2);
+    }
+  }
+  // Every burst and each producer's share must divide the count.
+  st.elements = std::max<uint64_t>(RING_BENCH_ELEM_GRAIN, st.elements / RING_BENCH_ELEM_GRAIN * RING_BENCH_ELEM_GRAIN);
+  st.repeat = std::max(1, st.repeat);
+  return st;
+}
+
+void on_signal(int) { g_interrupted = 1; }
+
+int run(const Settings& st) {
+  Scratch s;
+  s.bin = fs::read_symlink("/proc/self/exe").parent_path();
+  char tmpl[] = "/tmp/mpod-bench-ring-XXXXXX";
+  if (!mkdtemp(tmpl)) throw std::runtime_error("mkdtemp: " + std::string(strerror(errno)));
+  s.mpod_dir = tmpl;
+  s.huge_dir = pick_huge_dir();
+  s.dpdk_prefix = "mpodring" + std::to_string(getpid());
+  s.have_dpdk = access((s.bin + "/dpdk-ring-bench").c_str(), X_OK) == 0;
+  MpodSide m = start_mpod(s);
+  Results results;
+  for (int rep = 0; rep < st.repeat; ++rep) run_once(m, s, st, rep, results);
+  report(results, st, s);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Settings st = parse_args(argc, argv);
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;  // no SA_RESTART: a blocked poll returns and the run unwinds, cleaning up
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  try {
+    return run(st);
+  } catch (const Interrupted&) {
+    std::fprintf(stderr, "mpod-bench-ring: interrupted; children stopped, files removed\n");
+    return 130;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "mpod-bench-ring: %s\n", e.what());
+    return 1;
+  }
+}
