@@ -1,20 +1,19 @@
-// mpod-demo: a primary and N pods sharing memory.
+// mpod-demo: DPDK's client_server_mp example across pods.
 //
-// The primary starts in this process, reserves a shared "board", and starts
-// N pods. Each pod runs in its own PID, UTS and mount namespace where the
-// machine allows (so every pod is PID 1 with its own hostname, exactly the
-// layout that breaks DPDK), else as a plain process. Each pod attaches as a
-// secondary, writes who it is into its slot on the board, and waits until
-// every pod has attached; the primary then prints who attached from which pod.
+//   mpod-demo [--clients=N] [--packets=N] [runtime options]
 //
-//   mpod-demo [--pods=N] [runtime options]
-// Memory: hugepages when a hugetlbfs with free pages is mounted, else plain
-// files (--no-huge). Runtime dir: a fresh temporary one unless --runtime-dir.
-#include <fcntl.h>
-#include <sched.h>
-#include <sys/mount.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
+// Runs mpod-mp-server and N mpod-mp-client processes (examples/client_server_mp),
+// each as PID 1 of a pod of its own (own PID, UTS, mount, IPC and network
+// namespaces: the layout that breaks DPDK's multi-process mode) where the
+// machine allows it, else as plain processes. Half of the clients start
+// before the server (they wait for it), the others after. The demo prints
+// each pod's summary line, checks that they add up, checks that nothing was
+// left behind, and ends with one result line. Exit 0 when everything checks out.
+//
+// Memory: hugepages when a hugetlbfs with enough free pages is mounted, else
+// plain files (--no-huge). Runtime dir: a fresh temporary one (removed at the
+// end) unless --runtime-dir. File prefix: unique to this run unless --file-prefix.
+#include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -23,43 +22,41 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <regex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "mpod/runtime.hpp"
+#include "pod.hpp"
 
 namespace {
 
 using namespace mpod;
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
 
-constexpr int kMaxPods = 64;
+constexpr int kMaxClients = 32;
+constexpr auto kTimeout = std::chrono::seconds(120);
 
-struct Slot {
-  std::atomic<uint32_t> written;
-  int32_t pid;
-  uint64_t pid_ns;
-  char hostname[64];
-  char process_id[33];
-  char message[64];
-  uint64_t board_addr_seen;
-};
+std::atomic<int> g_signals{0};
+void on_signal(int) { g_signals.fetch_add(1); }
 
-struct Board {
-  std::atomic<uint32_t> attached;
-  std::atomic<uint32_t> done;  // set by the primary once it has printed the table
-  Slot slots[kMaxPods];
-};
+std::vector<fs::path> hugetlbfs_mounts() {
+  std::vector<fs::path> out;
+  FILE* f = std::fopen("/proc/mounts", "r");
+  if (!f) return out;
+  char dev[256], path[256], type[64];
+  while (std::fscanf(f, "%255s %255s %63s %*[^\n]", dev, path, type) == 3)
+    if (!std::strcmp(type, "hugetlbfs")) out.emplace_back(path);
+  std::fclose(f);
+  return out;
+}
 
 bool hugepages_usable(uint64_t mb) {
-  FILE* f = std::fopen("/proc/mounts", "r");
-  if (!f) return false;
-  char dev[256], path[256], type[64];
-  bool mounted = false;
-  while (std::fscanf(f, "%255s %255s %63s %*[^\n]", dev, path, type) == 3)
-    if (!std::strcmp(type, "hugetlbfs") && access(path, W_OK) == 0) mounted = true;
-  std::fclose(f);
-  if (!mounted) return false;
+  bool writable = false;
+  for (auto& m : hugetlbfs_mounts()) writable = writable || access(m.c_str(), W_OK) == 0;
+  if (!writable) return false;
   FILE* fp = std::fopen("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages", "r");
   unsigned long free_pages = 0;
   if (fp) {
@@ -69,205 +66,254 @@ bool hugepages_usable(uint64_t mb) {
   return free_pages * 2 >= mb;
 }
 
-// Starts `argv` as PID 1 of new PID+UTS+mount namespaces named `hostname`.
-// Returns the pid of the intermediate process (its exit status is the pod's),
-// or -1 if namespaces are not allowed here (the caller then runs it plainly).
-pid_t spawn_pod(const std::vector<std::string>& argv, const std::string& hostname, bool use_namespaces) {
-  int ready[2];
-  if (pipe2(ready, O_CLOEXEC) != 0) return -1;
-  pid_t mid = fork();
-  if (mid < 0) return -1;
-  if (mid > 0) {
-    close(ready[1]);
-    char ok = 0;
-    ssize_t n = read(ready[0], &ok, 1);
-    close(ready[0]);
-    if (n == 1 && ok == 'n') {  // namespaces refused
-      waitpid(mid, nullptr, 0);
-      return -1;
-    }
-    return mid;
-  }
-  // Child: drop every inherited descriptor but the pipe, so no copy of the
-  // primary's lock descriptors outlives the primary in this helper process.
-  close(ready[0]);
-  for (int fd = 3; fd < 1024; ++fd)
-    if (fd != ready[1]) close(fd);
-  if (use_namespaces && unshare(CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWNS) != 0) {
-    (void)!write(ready[1], "n", 1);
-    _exit(0);
-  }
-  (void)!write(ready[1], "y", 1);
-  close(ready[1]);
-  std::vector<char*> cargv;
-  for (auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
-  cargv.push_back(nullptr);
-  pid_t pod = fork();  // the first child in the new PID namespace is its PID 1
-  if (pod == 0) {
-    if (use_namespaces) {
-      sethostname(hostname.c_str(), hostname.size());
-      // A private /proc for the pod, as `unshare --mount-proc` does.
-      mount("none", "/", nullptr, MS_REC | MS_PRIVATE, nullptr);
-      mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr);
-    }
-    execv("/proc/self/exe", cargv.data());
-    std::perror("mpod-demo: exec");
-    _exit(127);
-  }
-  int st = 0;
-  if (pod < 0 || waitpid(pod, &st, 0) < 0) _exit(126);
-  _exit(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+// Hugepage files of `prefix` still present (the last process out removes them).
+size_t leftover_page_files(const std::string& prefix) {
+  size_t n = 0;
+  std::error_code ec;
+  for (auto& m : hugetlbfs_mounts())
+    for (auto& e : fs::directory_iterator(m, ec))
+      n += e.path().filename().string().starts_with(prefix + "map_");
+  return n;
 }
 
-pid_t spawn_plain(const std::vector<std::string>& argv) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    std::vector<char*> cargv;
-    for (auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
-    cargv.push_back(nullptr);
-    execv("/proc/self/exe", cargv.data());
-    _exit(127);
+std::string summary_of(const std::string& out) {
+  std::string last;
+  size_t at = 0;
+  while ((at = out.find("summary ", at)) != std::string::npos) {
+    if (at == 0 || out[at - 1] == '\n') last = out.substr(at, out.find('\n', at) - at);
+    ++at;
   }
-  return pid;
+  return last;
 }
 
-int run_pod(int index, const Options& o) {
-  auto rt = Runtime::start(o);
-  auto board_zone = rt->memzones().lookup("demo_board");
-  if (!board_zone) {
-    std::fprintf(stderr, "pod %d: memzone demo_board not found\n", index);
-    return 1;
-  }
-  auto* board = static_cast<Board*>(board_zone->addr);
-  Slot& s = board->slots[index];
-  const ProcessInfo& me = rt->self();
-  s.pid = me.pid;
-  s.pid_ns = me.pid_ns;
-  std::snprintf(s.hostname, sizeof s.hostname, "%s", me.hostname.c_str());
-  std::snprintf(s.process_id, sizeof s.process_id, "%s", me.id.hex().c_str());
-  std::snprintf(s.message, sizeof s.message, "hello from pod %d", index);
-  s.board_addr_seen = reinterpret_cast<uintptr_t>(board_zone->addr);
-  s.written.store(1, std::memory_order_release);
-  board->attached.fetch_add(1);
-  // Stay attached until the primary has seen everyone at once.
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (!board->done.load()) {
-    if (std::chrono::steady_clock::now() > deadline) return 1;
+struct Settings {
+  int clients = 4;
+  uint64_t packets = 500000;
+  Options runtime;
+  std::vector<std::string> runtime_args;  // passed to every pod as given
+};
+
+// Waits until `pred` or a pod fails or time runs out; forwards signals.
+template <class Pred>
+bool wait_until(std::vector<demo::Pod>& pods, Pred pred, Clock::time_point deadline, int* forwarded) {
+  while (!pred()) {
+    for (auto& p : pods)
+      if (p.poll() > 0) return false;
+    if (Clock::now() > deadline) return false;
+    if (int s = g_signals.load(); s > *forwarded) {
+      *forwarded = s;
+      for (auto& p : pods) p.signal(SIGINT);  // a second one makes them quit at once
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
-  return 0;
+  return true;
 }
 
-int run_primary(int pods, Options o, const std::vector<std::string>& runtime_args) {
-  const bool user_no_huge = o.no_huge;
-  const bool huge = !o.no_huge && hugepages_usable(o.memory_mb ? o.memory_mb : 64);
-  if (!huge) o.no_huge = true;
+int run(const Settings& s) {
+  Options o = s.runtime;
+  const uint64_t mb = o.memory_mb ? o.memory_mb : 64;
+  const bool huge = !o.no_huge && hugepages_usable(mb + 64);
   std::string tmp;
-  if (o.runtime_dir.empty()) {
-    char tmpl[] = "/tmp/mpod-demo-XXXXXX";
-    if (!mkdtemp(tmpl)) {
-      std::perror("mpod-demo: mkdtemp");
-      return 1;
-    }
-    tmp = o.runtime_dir = tmpl;
+  char tmpl[] = "/tmp/mpod-demo-XXXXXX";
+  if (!mkdtemp(tmpl)) {
+    std::fprintf(stderr, "mpod-demo: cannot create a directory under /tmp: %s\n", std::strerror(errno));
+    return 1;
   }
-  o.proc_type = ProcType::primary;
-  int rc = 0;
-  {
-    auto rt = Runtime::start(o);
-    auto zone = rt->memzones().reserve("demo_board", sizeof(Board));
-    auto* board = static_cast<Board*>(zone.addr);
-    std::printf("mpod demo: primary %s (pid %d) on %s memory, runtime dir %s\n",
-                rt->self().id.short_hex().c_str(), rt->self().pid,
-                huge ? "2 MB hugepage" : (user_no_huge ? "plain-file (--no-huge)" : "plain-file (no hugepages set up)"), o.runtime_dir.c_str());
-
-    std::vector<std::string> argv = {"mpod-demo", "--as-pod=0", "--proc-type=secondary",
-                                     "--runtime-dir=" + o.runtime_dir, "--file-prefix=" + o.file_prefix};
-    if (o.no_huge) argv.push_back("--no-huge");
-    for (auto& a : runtime_args) argv.push_back(a);
-    bool namespaces = geteuid() == 0;
-    std::vector<pid_t> children;
-    for (int k = 0; k < pods; ++k) {
-      argv[1] = "--as-pod=" + std::to_string(k);
-      pid_t pid = namespaces ? spawn_pod(argv, "pod-" + std::to_string(k), true) : -1;
-      if (pid < 0) {
-        if (namespaces) std::printf("mpod demo: PID namespaces not allowed here; pods run as plain processes\n");
-        namespaces = false;
-        pid = spawn_plain(argv);
-      }
-      children.push_back(pid);
-    }
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-    while (board->attached.load() < static_cast<uint32_t>(pods) && std::chrono::steady_clock::now() < deadline)
-      std::this_thread::sleep_for(std::chrono::milliseconds(2));
-    uint32_t attached = board->attached.load();
-
-    std::printf("\n%-7s %-10s %-12s %-12s %-10s %-16s %s\n", "POD", "HOSTNAME", "PID IN POD", "PID NS",
-                "PROCESS", "BOARD ADDRESS", "MESSAGE");
-    for (int k = 0; k < pods; ++k) {
-      const Slot& s = board->slots[k];
-      if (!s.written.load(std::memory_order_acquire)) {
-        std::printf("pod-%-3d (did not attach)\n", k);
-        continue;
-      }
-      std::printf("pod-%-3d %-10s %-12d %-12llu %-10.8s 0x%-14llx %s\n", k, s.hostname, s.pid,
-                  static_cast<unsigned long long>(s.pid_ns), s.process_id,
-                  static_cast<unsigned long long>(s.board_addr_seen), s.message);
-    }
-    size_t live = 0;
-    for (auto& p : rt->processes()) live += p.alive;
-    std::printf("\n%u of %d pods attached%s; %zu processes alive at once; every pod saw the board at %p\n",
-                attached, pods, namespaces ? ", each as PID 1 of its own PID namespace" : "", live, zone.addr);
-    board->done.store(1);
-    for (pid_t c : children) {
-      int st = 0;
-      waitpid(c, &st, 0);
-      if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) rc = 1;
-    }
-    if (attached != static_cast<uint32_t>(pods)) rc = 1;
+  tmp = tmpl;
+  const bool own_dir = o.runtime_dir.empty();
+  if (own_dir) {
+    o.runtime_dir = tmp + "/run";
+    fs::create_directory(o.runtime_dir);
   }
-  if (!tmp.empty()) std::filesystem::remove_all(tmp);
-  std::printf("mpod demo: %s\n", rc == 0 ? "all pods attached and exited cleanly" : "FAILED");
-  return rc;
+  if (o.file_prefix == "mpod") o.file_prefix = "mpod-demo-" + std::to_string(getpid());
+
+  std::vector<std::string> rt = s.runtime_args;
+  rt.push_back("--runtime-dir=" + o.runtime_dir);
+  rt.push_back("--file-prefix=" + o.file_prefix);
+  if (!huge && !o.no_huge) rt.push_back("--no-huge");
+
+  char self[4096];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  self[n > 0 ? n : 0] = '\0';
+  const fs::path bin = fs::path(self).parent_path();
+  auto client = [&](int k) {
+    auto args = rt;
+    args.insert(args.end(), {"--wait-primary=30", "--", "--client-id", std::to_string(k)});
+    return demo::PodSpec{"client-" + std::to_string(k), bin / "mpod-mp-client", args,
+                         tmp + "/client-" + std::to_string(k) + ".log"};
+  };
+  auto server_args = rt;
+  server_args.insert(server_args.end(), {"--", "--clients", std::to_string(s.clients), "--packets", std::to_string(s.packets)});
+  const demo::PodSpec server{"server", bin / "mpod-mp-server", server_args, tmp + "/server.log"};
+
+  const bool try_ns = geteuid() == 0;
+  std::printf("mpod demo: DPDK's client_server_mp: 1 server and %d clients, each in a pod of its own\n", s.clients);
+  std::printf("  memory: %s; runtime dir %s; prefix %s\n",
+              huge ? "2 MB hugepages" : (o.no_huge ? "plain files (--no-huge)" : "plain files (no writable hugetlbfs with enough free 2 MB pages)"),
+              o.runtime_dir.c_str(), o.file_prefix.c_str());
+
+  // Clients 0..N/2-1 first (they wait for the primary), then the server, then the rest.
+  const int early = s.clients / 2;
+  std::vector<demo::Pod> pods;
+  int forwarded = 0;
+  const auto deadline = Clock::now() + kTimeout;
+  bool started = true;
+  for (int k = 0; k < early; ++k) pods.push_back(demo::Pod::start(client(k), try_ns));
+  for (int k = 0; k < early && started; ++k)
+    started = wait_until(pods, [&] { return pods[k].output().find("waiting for the primary") != std::string::npos; },
+                         deadline, &forwarded);
+  if (started) {
+    pods.push_back(demo::Pod::start(server, try_ns));
+    demo::Pod& srv = pods.back();
+    started = wait_until(pods, [&] { return srv.output().find("primary ready") != std::string::npos; }, deadline,
+                         &forwarded);
+  }
+  for (int k = early; k < s.clients && started; ++k) pods.push_back(demo::Pod::start(client(k), try_ns));
+  const bool namespaced = pods[0].namespaced();
+  if (try_ns && !namespaced)
+    std::printf("  note: this machine does not allow PID namespaces here; the pods run as plain processes\n");
+  else if (!try_ns)
+    std::printf("  note: pods need root (for namespaces); running them as plain processes\n");
+  std::printf("  started: ");
+  for (auto& p : pods) std::printf("%s%s", p.name().c_str(), &p == &pods.back() ? "\n" : ", ");
+
+  // Wait for all of them.
+  bool timed_out = !started && Clock::now() > deadline;
+  auto done = [&] {
+    for (auto& p : pods)
+      if (p.poll() < 0) return false;
+    return true;
+  };
+  while (!done()) {
+    if (Clock::now() > deadline) {
+      timed_out = true;
+      break;
+    }
+    if (int sig = g_signals.load(); sig > forwarded) {
+      forwarded = sig;
+      for (auto& p : pods) p.signal(SIGINT);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  if (timed_out || !started)
+    for (auto& p : pods) p.kill();
+
+  // Report: who attached from where (as the server saw it), then each pod's summary.
+  for (auto& p : pods) {
+    if (p.name() != "server") continue;
+    const std::string out = p.output();
+    const std::regex attached("server: (client [0-9]+ attached .*)");
+    for (std::sregex_iterator it(out.begin(), out.end(), attached), end;
+         it != end; ++it)
+      std::printf("  server saw: %s\n", (*it)[1].str().c_str());
+  }
+  std::printf("\n%-10s %-5s %s\n", "POD", "EXIT", "LAST LINE");
+  bool ok = !timed_out && pods.size() == size_t(s.clients) + 1;
+  uint64_t rx = 0, bad = 0, tx = 0, drops = 0;
+  bool server_seen = false;
+  for (auto& p : pods) {
+    const std::string out = p.output(), line = summary_of(out);
+    std::printf("%-10s %-5d %s\n", p.name().c_str(), p.poll(), line.empty() ? "(no summary)" : line.c_str());
+    std::smatch m;
+    if (std::regex_match(line, m, std::regex("summary role=server tx=([0-9]+) clients=[0-9]+ drops=([0-9]+)"))) {
+      tx = std::stoull(m[1]);
+      drops = std::stoull(m[2]);
+      server_seen = true;
+    } else if (std::regex_match(line, m, std::regex("summary role=client id=[0-9]+ rx=([0-9]+) bad=([0-9]+).*"))) {
+      rx += std::stoull(m[1]);
+      bad += std::stoull(m[2]);
+    } else {
+      ok = false;
+    }
+    if (p.poll() != 0) {
+      ok = false;
+      std::printf("---- %s output:\n%s----\n", p.name().c_str(), out.c_str());
+    }
+  }
+  const bool stopped = g_signals.load() > 0;
+  if (!stopped) ok = ok && server_seen && rx == tx && tx + drops == s.packets && bad == 0;
+  else ok = ok && server_seen && rx == tx && bad == 0;
+
+  // Nothing left behind: no registrations, no hugepage files (then remove the directory).
+  const fs::path procs = fs::path(o.runtime_dir) / o.file_prefix / "procs";
+  std::error_code ec;
+  const bool procs_clean = !fs::exists(procs, ec) || fs::is_empty(procs, ec);
+  const size_t pages_left = leftover_page_files(o.file_prefix);
+  if (!procs_clean || pages_left) {
+    ok = false;
+    if (!procs_clean) std::printf("mpod demo: process registrations left behind in %s\n", procs.c_str());
+    if (pages_left) std::printf("mpod demo: %zu hugepage files of prefix %s left behind\n", pages_left, o.file_prefix.c_str());
+  }
+  if (own_dir) fs::remove_all(tmp, ec);
+  else {
+    fs::remove_all(fs::path(o.runtime_dir) / o.file_prefix, ec);
+    for (auto& f : fs::directory_iterator(tmp, ec)) fs::remove(f.path(), ec);
+    fs::remove(tmp, ec);
+  }
+
+  if (!ok) {
+    std::printf("\nmpod demo: FAILED%s; see the output above\n",
+                timed_out ? ": timed out, pods killed" : !started ? ": a pod failed while the others were starting" : "");
+    return 1;
+  }
+  std::printf("\nmpod demo: PASS: %d clients (%s) received %llu packets = server tx, %llu dropped on full "
+              "rings (tx + drops = %llu), 0 bad; every pod exited 0; nothing left behind%s\n",
+              s.clients, namespaced ? "each PID 1 of its own pod" : "plain processes",
+              static_cast<unsigned long long>(rx), static_cast<unsigned long long>(drops),
+              static_cast<unsigned long long>(tx + drops), stopped ? "; stopped early by a signal" : "");
+  return 0;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  int pods = 4, as_pod = -1;
+  setvbuf(stdout, nullptr, _IOLBF, 0);
+  Settings s;
   std::vector<char*> rargs{argv[0]};
-  std::vector<std::string> passthrough;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    if (a.starts_with("--pods=")) pods = std::atoi(a.c_str() + 7);
-    else if (a.starts_with("--as-pod=")) as_pod = std::atoi(a.c_str() + 9);
+    if (a.starts_with("--clients=")) s.clients = std::atoi(a.c_str() + 10);
+    else if (a.starts_with("--packets=")) s.packets = std::strtoull(a.c_str() + 10, nullptr, 10);
     else if (a == "--help" || a == "-h") {
-      std::printf("usage: mpod-demo [--pods=N] [runtime options]\n\n%s", options_usage());
+      std::printf("usage: mpod-demo [--clients=N] [--packets=N] [runtime options]\n"
+                  "  runs mpod-mp-server and N mpod-mp-client (default 4), each in a pod of its own, for\n"
+                  "  --packets packets (default 500000), and checks their summaries add up.\n\n%s",
+                  options_usage());
       return 0;
     } else rargs.push_back(argv[i]);
   }
-  if (pods < 1 || pods > kMaxPods) {
-    std::fprintf(stderr, "mpod-demo: --pods must be 1 to %d\n", kMaxPods);
+  if (s.clients < 1 || s.clients > kMaxClients || s.packets == 0) {
+    std::fprintf(stderr, "mpod-demo: --clients must be 1 to %d and --packets at least 1\n", kMaxClients);
     return 2;
   }
   try {
-    Options o;
-    int n = static_cast<int>(rargs.size());
-    int first = parse_options(n, rargs.data(), o);
-    if (first < n) {
-      std::fprintf(stderr, "mpod-demo: unexpected argument '%s'\n", rargs[first]);
+    int nargs = static_cast<int>(rargs.size());
+    int first = parse_options(nargs, rargs.data(), s.runtime);
+    if (first < nargs) {
+      std::fprintf(stderr, "mpod-demo: unexpected argument '%s' (see --help)\n", rargs[first]);
       return 2;
     }
-    if (as_pod >= 0) return run_pod(as_pod, o);
-    // Pods get the same -m/--log-level etc. the user gave.
-    for (int i = 1; i < n; ++i) {
-      std::string a = rargs[i];
-      if (!a.starts_with("--runtime-dir") && !a.starts_with("--file-prefix") && a != "--no-huge" &&
-          !a.starts_with("--proc-type"))
-        passthrough.push_back(a);
+    if (s.runtime.proc_type != ProcType::primary) {
+      std::fprintf(stderr, "mpod-demo: --proc-type is chosen per pod by the demo; leave it out\n");
+      return 2;
     }
-    return run_primary(pods, o, passthrough);
+    for (int i = 1; i < nargs; ++i) {
+      std::string a = rargs[i];
+      if (!a.starts_with("--runtime-dir") && !a.starts_with("--file-prefix") && !a.starts_with("--wait-primary"))
+        s.runtime_args.push_back(a);
+      else if (a.find('=') == std::string::npos && i + 1 < nargs) ++i;  // "--runtime-dir DIR": skip its value too
+    }
   } catch (const Error& e) {
+    std::fprintf(stderr, "mpod-demo: %s\n", e.what());
+    return 2;
+  }
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  try {
+    return run(s);
+  } catch (const std::exception& e) {
     std::fprintf(stderr, "mpod-demo: error: %s\n", e.what());
     return 1;
   }

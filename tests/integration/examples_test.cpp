@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <regex>
+#include <set>
 #include <sstream>
 
 #include "domain_fixture.hpp"
@@ -209,6 +210,28 @@ TEST_F(ExamplesSimpleMp, FailedWaitAndUnknownCommandsFailAScript) {
   Child again = start("again", {"--no-huge"}, "frobnicate\nquit\n");
   EXPECT_EQ(again.wait(std::chrono::seconds(20)), 1) << again.output();
   EXPECT_TRUE(contains(again.output(), "unknown command 'frobnicate'; type help for the list")) << again.output();
+}
+
+// The README's demo: server and clients in pods, summaries that add up, and
+// nothing left behind (no processes, no runtime directory, no page files).
+TEST(ExamplesDemo, RunsAcrossPodsAndCleansUp) {
+  MPOD_SKIP_UNLESS(cannot_make_pods());
+  auto demo_dirs = [] {
+    std::set<std::string> dirs;
+    for (auto& e : std::filesystem::directory_iterator("/tmp"))
+      if (e.path().filename().string().starts_with("mpod-demo-")) dirs.insert(e.path());
+    return dirs;
+  };
+  const auto before = demo_dirs();
+  auto r = run({bin("mpod-demo"), "--clients=3", "--packets=30000", "--no-huge"});
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "mpod demo: PASS: 3 clients (each PID 1 of its own pod) received")) << r.output;
+  EXPECT_TRUE(contains(r.output, "(tx + drops = 30000), 0 bad")) << r.output;
+  for (int k = 0; k < 3; ++k)
+    EXPECT_TRUE(contains(r.output, "client " + std::to_string(k) + " attached (pid 1, host client-" +
+                                       std::to_string(k) + ")"))
+        << r.output;
+  EXPECT_EQ(demo_dirs(), before) << "the demo removes its runtime directory";
 }
 
 }  // namespace
