@@ -90,7 +90,15 @@ class Server {
     // client and the server's, up to 1.5x kPoolCache each) and bursts in
     // flight hold, so the server never waits for buffers while rings have room.
     const uint64_t n = c.clients * c.ring_size + (c.clients + 1) * (2 * kPoolCache + 2 * kMaxBurst);
-    pool_ = Mempool::create(rt, kPoolName, uint32_t(n), kBufSize, MempoolOptions{kPoolCache, {}});
+    try {
+      pool_ = Mempool::create(rt, kPoolName, uint32_t(n), kBufSize, MempoolOptions{kPoolCache, {}});
+    } catch (const Error& e) {
+      if (e.code() != Errc::no_memory) throw;
+      throw Error(e.code(), std::string(e.what()) + "; the pool needs " + std::to_string(n * kBufSize >> 20) +
+                                " MiB for " + std::to_string(c.clients) + " rings of " + std::to_string(c.ring_size) +
+                                ": give fewer --clients or a smaller --ring-size, reserve more hugepages, or use --no-huge",
+                  e.path(), e.sys_errno());
+    }
     for (uint32_t k = 0; k < clients_; ++k)
       rings_.push_back(Ring::create(rt, ring_name(k), uint32_t(c.ring_size), RingOptions{8, Sync::single, Sync::single}));
     auto zone = rt.memzones().reserve(kControlName, sizeof(Control));
