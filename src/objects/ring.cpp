@@ -11,7 +11,9 @@
 //    loads prod_tail with acquire before claiming: the producers' writes of
 //    those slots are visible to its reads.
 //  - Claiming (head CAS, or a plain store for a single producer/consumer) is
-//    relaxed: the head only arbitrates among threads of one side.
+//    relaxed: the head only arbitrates among threads of one side. Reading
+//    the head (first, and on a failed CAS) is acquire, so it is ordered
+//    before the read of the other side's tail (DPDK uses a fence there).
 //  - Publishing stores the tail with release after the slots are copied.
 //    With several producers (consumers), each first waits, with acquire
 //    loads, until the tail reaches its own claim's start: so it publishes
@@ -33,7 +35,7 @@ namespace mpod {
 
 namespace {
 constexpr uint32_t kRingMagic = 0x474e4952;  // "RING"
-constexpr uint32_t kRingVersion = 1;
+constexpr uint32_t kRingVersion = 2;  // 2: indices 128 bytes apart
 constexpr const char* kPrefix = "RG_";
 }  // namespace
 
@@ -47,11 +49,14 @@ struct Ring::Header {
   Sync producers;
   Sync consumers;
   char name[kMaxNameLen + 1];
-  alignas(64) std::atomic<uint32_t> prod_head;
+  // Each side's indices on a line of their own, with an empty line before,
+  // between and after, so the adjacent-line prefetcher does not drag the
+  // other side's line (or the first slots) into a fight between cores.
+  alignas(128) std::atomic<uint32_t> prod_head;
   std::atomic<uint32_t> prod_tail;
-  alignas(64) std::atomic<uint32_t> cons_head;
+  alignas(128) std::atomic<uint32_t> cons_head;
   std::atomic<uint32_t> cons_tail;
-  alignas(64) unsigned char pad[1];
+  alignas(128) unsigned char pad[1];
 
   unsigned char* slots() noexcept { return reinterpret_cast<unsigned char*>(this) + offsetof(Header, pad); }
 };
@@ -106,7 +111,10 @@ void copy_out(Header* h, uint32_t at, void* dst, unsigned n) {
 template <class Room>
 unsigned claim(std::atomic<uint32_t>& head, bool single, unsigned n, Amount amount, Room&& room, uint32_t* start,
                unsigned* left) {
-  uint32_t old = head.load(std::memory_order_relaxed);
+  // Acquire: our head must be read before the other side's tail inside
+  // room(); with a relaxed load a weakly ordered CPU could pair a newer head
+  // with an older tail and see a huge, wrapped room.
+  uint32_t old = head.load(std::memory_order_acquire);
   for (;;) {
     const uint32_t avail = room(old);
     unsigned k = n <= avail ? n : amount == Amount::all ? 0 : avail;
@@ -117,7 +125,7 @@ unsigned claim(std::atomic<uint32_t>& head, bool single, unsigned n, Amount amou
       *start = old;
       return k;
     }
-    if (head.compare_exchange_weak(old, old + k, std::memory_order_relaxed, std::memory_order_relaxed)) {
+    if (head.compare_exchange_weak(old, old + k, std::memory_order_relaxed, std::memory_order_acquire)) {
       *start = old;
       return k;
     }
@@ -171,7 +179,7 @@ Ring Ring::create(Runtime& rt, std::string_view name, uint32_t capacity, RingOpt
   const uint32_t size = std::bit_ceil(capacity);
   Memzone mz;
   try {
-    mz = rt.memzones().reserve(memzone_name(name), kSlotsOffset + uint64_t(size) * o.elem_size, 64);
+    mz = rt.memzones().reserve(memzone_name(name), kSlotsOffset + uint64_t(size) * o.elem_size, alignof(Header));
   } catch (const Error& e) {
     if (e.code() == Errc::already_exists)
       throw Error(Errc::already_exists, "a ring named '" + std::string(name) + "' already exists in " + rt.domain_dir() +
