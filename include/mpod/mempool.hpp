@@ -99,6 +99,7 @@ class Mempool {
   Mempool(Header* h, Ring ring, std::string domain_dir, ProcessId self) noexcept
       : h_(h), ring_(ring), domain_dir_(std::move(domain_dir)), self_(self) {}
   Cache* thread_cache() noexcept;
+  Cache* thread_cache_slow(uint64_t epoch) noexcept;
   friend void release_process_caches(Runtime& rt) noexcept;  // src/objects/mempool_caches.hpp
   Header* h_ = nullptr;
   Ring ring_;               // the common pool of free objects

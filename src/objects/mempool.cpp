@@ -90,6 +90,17 @@ struct ThreadCaches {
 };
 thread_local ThreadCaches t_caches;
 
+// The last pool this thread used, for the fast path. Trivially constructible
+// and destructible, so reaching it costs no TLS wrapper call (t_caches, with
+// its destructor, goes through one on every access).
+struct LastCache {
+  Header* pool;
+  uint64_t instance;
+  uint64_t epoch;
+  Mempool::Cache* cache;
+};
+thread_local LastCache t_last{};
+
 std::string memzone_name(std::string_view name) { return kPrefix + std::string(name); }
 
 void validate_pool_name(std::string_view name) {
@@ -130,8 +141,15 @@ ThreadCaches::~ThreadCaches() {
 }  // namespace
 
 Mempool::Cache* Mempool::thread_cache() noexcept {
-  auto& tc = t_caches;
   const uint64_t epoch = g_epoch.load(std::memory_order_relaxed);
+  if (t_last.pool == h_ && t_last.epoch == epoch && t_last.instance == h_->instance) return t_last.cache;
+  Cache* c = thread_cache_slow(epoch);
+  t_last = LastCache{h_, h_->instance, epoch, c};
+  return c;
+}
+
+Mempool::Cache* Mempool::thread_cache_slow(uint64_t epoch) noexcept {
+  auto& tc = t_caches;
   if (tc.epoch != epoch) {  // first use, or a new runtime: what was held is gone
     tc.entries.clear();
     tc.epoch = epoch;
