@@ -10,10 +10,11 @@
 //    reads of those slots happened before it overwrites them. A consumer
 //    loads prod_tail with acquire before claiming: the producers' writes of
 //    those slots are visible to its reads.
-//  - Claiming (head CAS, or a plain store for a single producer/consumer) is
-//    relaxed: the head only arbitrates among threads of one side. Reading
-//    the head (first, and on a failed CAS) is acquire, so it is ordered
-//    before the read of the other side's tail (DPDK uses a fence there).
+//  - Claiming (head CAS, or a plain store for a single producer/consumer)
+//    only arbitrates among threads of one side. But reading the head (first,
+//    and on a failed CAS) is acquire, so it is ordered before the read of
+//    the other side's tail (DPDK uses a fence there); the CAS's success
+//    order is acquire too, as GCC wants it no weaker than the failure order.
 //  - Publishing stores the tail with release after the slots are copied.
 //    With several producers (consumers), each first waits, with acquire
 //    loads, until the tail reaches its own claim's start: so it publishes
@@ -125,7 +126,7 @@ unsigned claim(std::atomic<uint32_t>& head, bool single, unsigned n, Amount amou
       *start = old;
       return k;
     }
-    if (head.compare_exchange_weak(old, old + k, std::memory_order_relaxed, std::memory_order_acquire)) {
+    if (head.compare_exchange_weak(old, old + k, std::memory_order_acquire, std::memory_order_acquire)) {
       *start = old;
       return k;
     }
