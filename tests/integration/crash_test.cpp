@@ -58,10 +58,15 @@ TEST_F(Crash, SecondaryKilledInItsPodIsReapedByTheServingPrimary) {
 
   pod.signal(SIGKILL);  // unshare --kill-child takes the pod's PID 1 with it
   pod.wait();
-  // mpod serve reaps once a second; give it three.
+  // mpod serve reaps once a second; give it three. The registration goes
+  // first and the process's other files right after it, so wait for all.
   auto deadline = steady_clock::now() + seconds(3);
-  while (fs::exists(domain_dir() + "/procs/" + id) && steady_clock::now() < deadline)
-    std::this_thread::sleep_for(milliseconds(20));
+  auto any_left = [&] {
+    for (const std::string& f : {"/procs/" + id, "/fbarray_memseg-4k-0-0_" + id, "/mp/" + id + ".sock", "/mp/" + id + ".mbox"})
+      if (fs::exists(domain_dir() + f)) return true;
+    return false;
+  };
+  while (any_left() && steady_clock::now() < deadline) std::this_thread::sleep_for(milliseconds(20));
   EXPECT_FALSE(fs::exists(domain_dir() + "/procs/" + id)) << "registration of the dead pod not reaped";
   EXPECT_FALSE(fs::exists(domain_dir() + "/fbarray_memseg-4k-0-0_" + id)) << "its local page table not removed";
   EXPECT_FALSE(fs::exists(domain_dir() + "/mp/" + id + ".sock")) << "its stale channel socket not removed";
