@@ -246,7 +246,9 @@ void on_cpus(int first, int last, const std::function<void()>& fn) {
   if (err) std::rethrow_exception(err);
 }
 
-uint64_t mpod_local_case(mpod::Ring& r, ring_bench_case c, uint64_t elements) {
+// The handle by value, as DPDK's side keeps its rte_ring pointer in a local:
+// through a reference, the ring's address is reloaded after every atomic.
+uint64_t mpod_local_case(mpod::Ring r, ring_bench_case c, uint64_t elements) {
   void* out[RING_BENCH_MAX_BURST];
   const uint64_t iters = elements / c.burst;
   uint64_t moved = 0;
@@ -272,7 +274,7 @@ Rows mpod_local(mpod::Ring& ring, uint64_t elements) {
   return rows;
 }
 
-bool mpod_produce(mpod::Ring& r, ring_bench_control* ctl, ring_bench_case c, uint64_t elements) {
+bool mpod_produce(mpod::Ring r, ring_bench_control* ctl, ring_bench_case c, uint64_t elements) {
   for (uint64_t sent = 0; sent < elements; sent += c.burst)
     while (ring_bench::enqueue(r, c.multi, g_objs.p, c.burst) == 0) {
       if (ring_bench_aborted(ctl)) return false;
@@ -312,7 +314,7 @@ Rows mpod_pair(mpod::Runtime& rt, const Scratch& s, uint64_t elements) {
 }
 
 uint64_t mpmc_produce(ring_bench_worker* w) {
-  auto& r = *static_cast<mpod::Ring*>(w->ring);
+  mpod::Ring r = *static_cast<mpod::Ring*>(w->ring);
   uint64_t sent = 0;
   while (sent < w->share && !ring_bench_mpmc_stopped(w)) {
     const uint64_t left = w->share - sent;
@@ -324,7 +326,7 @@ uint64_t mpmc_produce(ring_bench_worker* w) {
 }
 
 uint64_t mpmc_consume(ring_bench_worker* w) {
-  auto& r = *static_cast<mpod::Ring*>(w->ring);
+  mpod::Ring r = *static_cast<mpod::Ring*>(w->ring);
   void* out[RING_BENCH_MAX_BURST];
   uint64_t got = 0;
   for (;;) {

@@ -14,7 +14,7 @@
 namespace {
 
 // Nanoseconds from go to the last element of case `case_no`; 0 if aborted.
-uint64_t consume(mpod::Ring& r, ring_bench_control* ctl, uint32_t case_no, uint64_t elements) {
+uint64_t consume(mpod::Ring r, ring_bench_control* ctl, uint32_t case_no, uint64_t elements) {
   const ring_bench_case c = ring_bench_cases[case_no - 1];
   void* out[RING_BENCH_MAX_BURST];
   if (!ring_bench_consumer_start(ctl, case_no)) return 0;

@@ -8,15 +8,18 @@
 // Producers and consumers are each single (one thread at a time, cheapest)
 // or multi (any number of threads and processes), chosen at creation and
 // overridable per call. Bulk calls move all n elements or none; burst calls
-// move as many as they can. Every call returns at once: a full or empty ring
-// is reported, never waited on.
+// move as many as they can. No call waits for room or for elements: a full
+// or empty ring is reported (after at most the brief wait described next).
 //
 // Like rte_ring, a multi-producer (or consumer) that is preempted between
 // reserving slots and publishing them holds back later ones of its kind
-// until it runs again; mpod's waiters yield the CPU instead of spinning
-// through their time slice, which is what keeps rings fast with more
-// threads than cores. A process killed in that window blocks the ring's
-// producers (or consumers) for good: recreate the ring (see docs/data-plane.md).
+// until it runs again. mpod's rings yield the CPU to it (see
+// detail/ring_ops.hpp), which is what keeps them moving with more threads
+// than cores: a call that finds the ring full or empty only because a claim
+// of the other side is in flight waits a moment for it, yielding once, before
+// it reports full or empty. A process killed in that window blocks the
+// ring's producers (or consumers) for good: recreate the ring (see
+// docs/data-plane.md).
 #pragma once
 
 #include <cstddef>
@@ -25,15 +28,11 @@
 #include <string_view>
 #include <vector>
 
+#include "mpod/detail/ring_ops.hpp"
+
 namespace mpod {
 
 class Runtime;
-
-enum class Sync : uint8_t {
-  multi,   // any number of threads and processes at once
-  single,  // one thread at a time (the caller guarantees it)
-  by_ring  // per-call: use the mode chosen at creation
-};
 
 struct RingOptions {
   uint32_t elem_size = 8;     // bytes per element: a multiple of 4, at most 1024
@@ -44,7 +43,7 @@ struct RingOptions {
 class Ring {
  public:
   static constexpr uint32_t kMaxCapacity = 1u << 30;
-  static constexpr size_t kMaxNameLen = 28;  // "RG_" + name fits a memzone name
+  static constexpr size_t kMaxNameLen = detail::kRingMaxNameLen;  // "RG_" + name fits a memzone name
 
   // Creates ring `name` holding up to `capacity` elements (1..kMaxCapacity,
   // any value). Throws invalid_argument (capacity, element size, name),
@@ -63,19 +62,35 @@ class Ring {
 
   // Pointer rings (elem_size 8). Return the number moved: n or 0 for bulk,
   // 0..n for burst. `free_left` / `available_left`, when given, receive what
-  // remained after the call.
-  unsigned enqueue_bulk(void* const* objs, unsigned n, Sync sync = Sync::by_ring, unsigned* free_left = nullptr) noexcept;
-  unsigned enqueue_burst(void* const* objs, unsigned n, Sync sync = Sync::by_ring, unsigned* free_left = nullptr) noexcept;
-  unsigned dequeue_bulk(void** objs, unsigned n, Sync sync = Sync::by_ring, unsigned* available_left = nullptr) noexcept;
-  unsigned dequeue_burst(void** objs, unsigned n, Sync sync = Sync::by_ring, unsigned* available_left = nullptr) noexcept;
-  bool enqueue(void* obj, Sync sync = Sync::by_ring) noexcept { return enqueue_bulk(&obj, 1, sync) == 1; }
-  bool dequeue(void** obj, Sync sync = Sync::by_ring) noexcept { return dequeue_bulk(obj, 1, sync) == 1; }
+  // remained after the call. Inline: see detail/ring_ops.hpp.
+  [[gnu::always_inline]] unsigned enqueue_bulk(void* const* objs, unsigned n, Sync sync = Sync::by_ring, unsigned* free_left = nullptr) noexcept {
+    return detail::ring_move<true, true>(h_, objs, n, sync, detail::Amount::all, free_left);
+  }
+  [[gnu::always_inline]] unsigned enqueue_burst(void* const* objs, unsigned n, Sync sync = Sync::by_ring, unsigned* free_left = nullptr) noexcept {
+    return detail::ring_move<true, true>(h_, objs, n, sync, detail::Amount::most, free_left);
+  }
+  [[gnu::always_inline]] unsigned dequeue_bulk(void** objs, unsigned n, Sync sync = Sync::by_ring, unsigned* available_left = nullptr) noexcept {
+    return detail::ring_move<false, true>(h_, objs, n, sync, detail::Amount::all, available_left);
+  }
+  [[gnu::always_inline]] unsigned dequeue_burst(void** objs, unsigned n, Sync sync = Sync::by_ring, unsigned* available_left = nullptr) noexcept {
+    return detail::ring_move<false, true>(h_, objs, n, sync, detail::Amount::most, available_left);
+  }
+  [[gnu::always_inline]] bool enqueue(void* obj, Sync sync = Sync::by_ring) noexcept { return enqueue_bulk(&obj, 1, sync) == 1; }
+  [[gnu::always_inline]] bool dequeue(void** obj, Sync sync = Sync::by_ring) noexcept { return dequeue_bulk(obj, 1, sync) == 1; }
 
   // Fixed-size records: `objs` points at n * elem_size() bytes.
-  unsigned enqueue_bulk_elem(const void* objs, unsigned n, Sync sync = Sync::by_ring, unsigned* free_left = nullptr) noexcept;
-  unsigned enqueue_burst_elem(const void* objs, unsigned n, Sync sync = Sync::by_ring, unsigned* free_left = nullptr) noexcept;
-  unsigned dequeue_bulk_elem(void* objs, unsigned n, Sync sync = Sync::by_ring, unsigned* available_left = nullptr) noexcept;
-  unsigned dequeue_burst_elem(void* objs, unsigned n, Sync sync = Sync::by_ring, unsigned* available_left = nullptr) noexcept;
+  [[gnu::always_inline]] unsigned enqueue_bulk_elem(const void* objs, unsigned n, Sync sync = Sync::by_ring, unsigned* free_left = nullptr) noexcept {
+    return detail::ring_move<true, false>(h_, objs, n, sync, detail::Amount::all, free_left);
+  }
+  [[gnu::always_inline]] unsigned enqueue_burst_elem(const void* objs, unsigned n, Sync sync = Sync::by_ring, unsigned* free_left = nullptr) noexcept {
+    return detail::ring_move<true, false>(h_, objs, n, sync, detail::Amount::most, free_left);
+  }
+  [[gnu::always_inline]] unsigned dequeue_bulk_elem(void* objs, unsigned n, Sync sync = Sync::by_ring, unsigned* available_left = nullptr) noexcept {
+    return detail::ring_move<false, false>(h_, objs, n, sync, detail::Amount::all, available_left);
+  }
+  [[gnu::always_inline]] unsigned dequeue_burst_elem(void* objs, unsigned n, Sync sync = Sync::by_ring, unsigned* available_left = nullptr) noexcept {
+    return detail::ring_move<false, false>(h_, objs, n, sync, detail::Amount::most, available_left);
+  }
 
   // A snapshot: exact when no call is in flight.
   unsigned count() const noexcept;
@@ -84,7 +99,7 @@ class Ring {
   uint32_t elem_size() const noexcept;
   std::string name() const;
 
-  struct Header;  // in shared memory; see src/objects/ring.cpp
+  using Header = detail::RingHeader;  // in shared memory
 
  private:
   explicit Ring(Header* h) noexcept : h_(h) {}

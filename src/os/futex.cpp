@@ -26,11 +26,7 @@ void spin_pause(uint32_t step) noexcept {
     ::sched_yield();
     return;
   }
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield");
-#endif
+  cpu_relax();
 }
 
 }  // namespace mpod::os

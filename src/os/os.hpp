@@ -170,6 +170,14 @@ void futex_wake(std::atomic<uint32_t>* word) noexcept;  // wakes every waiter
 // One step of a spin loop: a CPU pause, and every 64th step a yield, so
 // spinning threads give way when there are more threads than cores.
 void spin_pause(uint32_t step) noexcept;
+// One CPU spin-wait hint (x86 pause, arm yield): a waiter's loop body.
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
 
 // ---- identity and environment ----
 void random_bytes(void* out, size_t len);

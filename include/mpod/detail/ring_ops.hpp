@@ -1,0 +1,181 @@
+// The ring's shared-memory layout and its enqueue/dequeue, inline so that a
+// call compiles down to the few loads, one CAS (multi) and one store DPDK's
+// header-only rte_ring compiles to (always_inline, as DPDK does: at -O2 GCC
+// would otherwise keep ring_move out of line). Include mpod/ring.hpp, not this.
+//
+// Each side (producers, consumers) has a head, which claims slots, and a
+// tail, which publishes them. Indices run free as uint32 and wrap; a slot is
+// index & mask. Producers may fill up to `capacity` slots past the consumers'
+// tail; consumers may take up to the producers' tail.
+//
+// Memory orderings:
+//  - A producer loads cons_tail with acquire before claiming: the consumers'
+//    reads of those slots happened before it overwrites them. A consumer
+//    loads prod_tail with acquire before claiming: the producers' writes of
+//    those slots are visible to its reads.
+//  - Claiming (head CAS, or a plain store for a single producer/consumer)
+//    only arbitrates among threads of one side. But reading the head (first,
+//    and on a failed CAS) is acquire, so it is ordered before the read of
+//    the other side's tail (DPDK uses a fence there); the CAS's success
+//    order is acquire too, as GCC wants it no weaker than the failure order.
+//  - Publishing stores the tail with release after the slots are copied.
+//    With several producers (consumers), each first waits, with acquire
+//    loads, until the tail reaches its own claim's start: so it publishes
+//    after every earlier claim, and by transitivity its release covers their
+//    copies too.
+//
+// More threads than CPUs: a thread preempted between claiming and publishing
+// holds back every later claim of its side, and — because nothing past its
+// claim is published — the other side too. With busy-polling threads on
+// every CPU it may wait milliseconds for a time slice (DPDK's rings stall
+// like this). So anything that waits on another thread's claim yields the CPU
+// after a short spin (ring_wait_turn), and a call that finds the ring empty
+// (full) while a producer's (consumer's) claim is in flight waits a moment
+// for it, yielding once (ring_wait_in_flight), instead of returning to a
+// caller who would spin on the ring and keep the claimer off the CPU.
+#pragma once
+
+#include <atomic>
+#include <cassert>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+namespace mpod {
+
+enum class Sync : uint8_t {
+  multi,   // any number of threads and processes at once
+  single,  // one thread at a time (the caller guarantees it)
+  by_ring  // per-call: use the mode chosen at creation
+};
+
+namespace detail {
+
+inline constexpr size_t kRingMaxNameLen = 28;  // "RG_" + name fits a memzone name
+
+struct RingHeader {
+  uint32_t magic;  // written last (release): the ring is usable from then on
+  uint32_t version;
+  uint32_t capacity;
+  uint32_t size;  // slots: a power of two >= capacity
+  uint32_t mask;
+  uint32_t elem_size;
+  Sync producers;
+  Sync consumers;
+  char name[kRingMaxNameLen + 1];
+  // Each side's indices on a line of their own, with an empty line before,
+  // between and after, so the adjacent-line prefetcher does not drag the
+  // other side's line (or the first slots) into a fight between cores.
+  alignas(128) std::atomic<uint32_t> prod_head;
+  std::atomic<uint32_t> prod_tail;
+  alignas(128) std::atomic<uint32_t> cons_head;
+  std::atomic<uint32_t> cons_tail;
+  alignas(128) unsigned char slots[1];  // size * elem_size bytes
+};
+
+enum class Amount : uint8_t { all, most };  // bulk, burst
+
+// Out of line (src/objects/ring.cpp): the waits, rare and slow by nature.
+// Waits until `tail` reaches `start` (every earlier claim of the side is
+// published), yielding the CPU after a short spin. Acquire.
+void ring_wait_turn(const std::atomic<uint32_t>& tail, uint32_t start) noexcept;
+// If the other side has a claim in flight (head != tail), waits briefly for
+// its tail to move, yielding the CPU once if it does not. Returns whether it
+// moved (worth another try).
+bool ring_wait_in_flight(const std::atomic<uint32_t>& head, const std::atomic<uint32_t>& tail) noexcept;
+
+inline bool ring_is_single(Sync call, Sync ring) noexcept { return (call == Sync::by_ring ? ring : call) == Sync::single; }
+
+// Copies n elements between `objs` and the slots from index `at` on,
+// wrapping around. kPointers: elements are 8 bytes (the pointer API).
+template <bool kPointers, bool kIn>
+[[gnu::always_inline]] inline void ring_copy(RingHeader* h, uint32_t at, std::conditional_t<kIn, const void*, void*> objs, unsigned n) noexcept {
+  const uint32_t idx = at & h->mask;
+  if constexpr (kPointers) {
+    auto* slots = reinterpret_cast<uint64_t*>(h->slots);
+    using Obj = std::conditional_t<kIn, const uint64_t, uint64_t>;
+    auto* o = static_cast<Obj*>(objs);
+    auto move = [&](uint32_t slot, unsigned i) {
+      if constexpr (kIn) slots[slot] = o[i]; else o[i] = slots[slot];
+    };
+    unsigned i = 0;
+    if (idx + n <= h->size) [[likely]] {
+      // Four at a time, as loads and stores the CPU can pair; GCC at -O2
+      // leaves a loop of unknown count scalar.
+      for (; i + 4 <= n; i += 4) {
+        move(idx + i, i);
+        move(idx + i + 1, i + 1);
+        move(idx + i + 2, i + 2);
+        move(idx + i + 3, i + 3);
+      }
+      for (; i < n; ++i) move(idx + i, i);
+      return;
+    }
+    for (uint32_t slot = idx; slot < h->size; ++slot, ++i) move(slot, i);
+    for (uint32_t slot = 0; i < n; ++slot, ++i) move(slot, i);
+  } else {
+    const uint32_t esz = h->elem_size;
+    using Byte = std::conditional_t<kIn, const unsigned char, unsigned char>;
+    auto* o = static_cast<Byte*>(objs);
+    const unsigned first = idx + n <= h->size ? n : h->size - idx;
+    unsigned char* at_idx = h->slots + size_t(idx) * esz;
+    if constexpr (kIn) {
+      std::memcpy(at_idx, o, size_t(first) * esz);
+      if (n > first) std::memcpy(h->slots, o + size_t(first) * esz, size_t(n - first) * esz);
+    } else {
+      std::memcpy(o, at_idx, size_t(first) * esz);
+      if (n > first) std::memcpy(o + size_t(first) * esz, h->slots, size_t(n - first) * esz);
+    }
+  }
+}
+
+// One side's claim, copy and publish. kEnqueue: producers (room = free
+// slots), else consumers (room = published elements). Returns the number of
+// elements moved; *left (if given) receives the room that remained.
+template <bool kEnqueue, bool kPointers>
+[[gnu::always_inline]] inline unsigned ring_move(RingHeader* h, std::conditional_t<kEnqueue, const void*, void*> objs, unsigned n, Sync sync,
+                          Amount amount, unsigned* left) noexcept {
+  assert(!kPointers || h->elem_size == 8);  // the pointer API is for 8-byte rings
+  std::atomic<uint32_t>& head = kEnqueue ? h->prod_head : h->cons_head;
+  std::atomic<uint32_t>& tail = kEnqueue ? h->prod_tail : h->cons_tail;
+  const std::atomic<uint32_t>& other_head = kEnqueue ? h->cons_head : h->prod_head;
+  const std::atomic<uint32_t>& other_tail = kEnqueue ? h->cons_tail : h->prod_tail;
+  const bool single = ring_is_single(sync, kEnqueue ? h->producers : h->consumers);
+  const uint32_t capacity = kEnqueue ? h->capacity : 0;
+  // Acquire: our head must be read before the other side's tail; with a
+  // relaxed load a weakly ordered CPU could pair a newer head with an older
+  // tail and see a huge, wrapped room.
+  uint32_t start = head.load(std::memory_order_acquire);
+  bool waited = false;
+  unsigned room, k;
+  for (;;) {
+    room = capacity + other_tail.load(std::memory_order_acquire) - start;
+    k = n <= room ? n : amount == Amount::all ? 0 : room;
+    if (k == 0) [[unlikely]] {
+      if (!waited && n != 0) {
+        waited = true;
+        if (ring_wait_in_flight(other_head, other_tail)) {
+          start = head.load(std::memory_order_acquire);
+          continue;
+        }
+      }
+      if (left) *left = room;
+      return 0;
+    }
+    if (single) {
+      head.store(start + k, std::memory_order_relaxed);
+      break;
+    }
+    if (head.compare_exchange_weak(start, start + k, std::memory_order_acquire, std::memory_order_acquire)) break;
+  }
+  if (left) *left = room - k;
+  ring_copy<kPointers, kEnqueue>(h, start, objs, k);
+  if (!single && tail.load(std::memory_order_acquire) != start) [[unlikely]]
+    ring_wait_turn(tail, start);
+  tail.store(start + k, std::memory_order_release);
+  return k;
+}
+
+}  // namespace detail
+}  // namespace mpod
