@@ -39,15 +39,9 @@ constexpr uint32_t kMaxObjects = 1u << 30;
 constexpr uint64_t align64(uint64_t v) { return (v + 63) & ~uint64_t(63); }
 }  // namespace
 
-struct Mempool::Cache {
-  std::atomic<uint64_t> token;  // 0: free; kReclaiming; else the owning thread's token
-  uint8_t owner[16];            // process id of the owning thread's process
-  std::atomic<uint32_t> len;    // objects in objs[]
-  uint32_t reserved;
-  void* objs[1];                // cache_cap entries
-
-  static uint64_t bytes(uint32_t cap) { return align64(offsetof(Cache, objs) + sizeof(void*) * std::max(cap, 1u)); }
-};
+namespace {
+uint64_t cache_bytes_for(uint32_t cap) { return align64(offsetof(Mempool::Cache, objs) + sizeof(void*) * std::max(cap, 1u)); }
+}  // namespace
 
 struct Mempool::Header {
   uint32_t magic;  // written last (release)
@@ -73,7 +67,7 @@ namespace {
 
 using Header = Mempool::Header;
 
-std::atomic<uint64_t> g_epoch{1};  // bumped when the Runtime shuts down
+auto& g_epoch = detail::mempool_epoch;  // bumped when the Runtime shuts down
 
 // The caches this thread holds, by pool. Flushed when the thread exits.
 struct ThreadCaches {
@@ -90,16 +84,6 @@ struct ThreadCaches {
 };
 thread_local ThreadCaches t_caches;
 
-// The last pool this thread used, for the fast path. Trivially constructible
-// and destructible, so reaching it costs no TLS wrapper call (t_caches, with
-// its destructor, goes through one on every access).
-struct LastCache {
-  Header* pool;
-  uint64_t instance;
-  uint64_t epoch;
-  Mempool::Cache* cache;
-};
-thread_local LastCache t_last{};
 
 std::string memzone_name(std::string_view name) { return kPrefix + std::string(name); }
 
@@ -142,9 +126,13 @@ ThreadCaches::~ThreadCaches() {
 
 Mempool::Cache* Mempool::thread_cache() noexcept {
   const uint64_t epoch = g_epoch.load(std::memory_order_relaxed);
-  if (t_last.pool == h_ && t_last.epoch == epoch && t_last.instance == h_->instance) return t_last.cache;
+  // The last pool used, as the inline fast paths see it: trivial, so
+  // reaching it costs no TLS wrapper call (t_caches, with its destructor,
+  // goes through one on every access).
+  auto& last = detail::t_mempool_last;
+  if (last.pool == h_ && last.epoch == epoch && last.instance == h_->instance) return last.cache;
   Cache* c = thread_cache_slow(epoch);
-  t_last = LastCache{h_, h_->instance, epoch, c};
+  last = detail::MempoolLastCache{h_, h_->instance, epoch, c};
   return c;
 }
 
@@ -231,7 +219,18 @@ void release_process_caches(Runtime& rt) noexcept {
 
 // ---- get and put ----
 
-bool Mempool::get_bulk(void** objs, unsigned n) noexcept {
+Mempool::Mempool(Header* h, Ring ring, std::string domain_dir, ProcessId self) noexcept
+    : instance_(h->instance),
+      objs_base_(reinterpret_cast<uintptr_t>(h->objs())),
+      last_offset_(uint64_t(h->n) * h->stride - 1),
+      cache_size_(h->cache_size),
+      flush_at_(h->flush_at),
+      h_(h),
+      ring_(ring),
+      domain_dir_(std::move(domain_dir)),
+      self_(self) {}
+
+bool Mempool::get_bulk_slow(void** objs, unsigned n) noexcept {
   if (n == 0 || n > kMaxBulk) return false;
   Cache* c = h_->cache_size ? thread_cache() : nullptr;
   if (!c || n > h_->cache_size) return ring_.dequeue_bulk(objs, n, Sync::multi) == n;
@@ -259,7 +258,7 @@ bool Mempool::contains(const void* obj) const noexcept {
   return (p - base) % h_->stride == 0;
 }
 
-unsigned Mempool::put_bulk(void* const* objs, unsigned n) noexcept {
+unsigned Mempool::put_bulk_slow(void* const* objs, unsigned n) noexcept {
   if (n == 0) return 0;
   const auto base = reinterpret_cast<uintptr_t>(h_->objs());
   const uint64_t end = base + uint64_t(h_->n) * h_->stride;
@@ -277,7 +276,7 @@ unsigned Mempool::put_bulk(void* const* objs, unsigned n) noexcept {
     unsigned done = 0;
     for (unsigned i = 0; i < n; ++i) {
       if (contains(objs[i])) {
-        done += put_bulk(&objs[i], 1);
+        done += put_bulk_slow(&objs[i], 1);
       } else {
         MPOD_LOG(mempool, error, "mempool '%s': refusing to take back %p: it is not one of its objects "
                  "(wrong pool, or not an object's start); the caller has a bug", h_->name, objs[i]);
@@ -338,7 +337,7 @@ Mempool Mempool::create(Runtime& rt, std::string_view name, uint32_t n, uint32_t
                                             std::to_string(kMaxCacheSize));
   const uint32_t stride = uint32_t(align64(elt_size));
   const uint32_t cap = o.cache_size * 3;
-  const uint64_t cache_bytes = o.cache_size ? Cache::bytes(cap) : 0;
+  const uint64_t cache_bytes = o.cache_size ? cache_bytes_for(cap) : 0;
   const uint64_t caches_off = align64(sizeof(Header));
   const uint64_t objs_off = caches_off + (o.cache_size ? kMaxCaches * cache_bytes : 0);
   const uint64_t total = objs_off + uint64_t(n) * stride;

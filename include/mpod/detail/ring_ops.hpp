@@ -42,6 +42,8 @@
 #include <cstring>
 #include <type_traits>
 
+#include "mpod/detail/pointer_copy.hpp"
+
 namespace mpod {
 
 enum class Sync : uint8_t {
@@ -93,27 +95,18 @@ template <bool kPointers, bool kIn>
 [[gnu::always_inline]] inline void ring_copy(RingHeader* h, uint32_t at, std::conditional_t<kIn, const void*, void*> objs, unsigned n) noexcept {
   const uint32_t idx = at & h->mask;
   if constexpr (kPointers) {
-    auto* slots = reinterpret_cast<uint64_t*>(h->slots);
-    using Obj = std::conditional_t<kIn, const uint64_t, uint64_t>;
-    auto* o = static_cast<Obj*>(objs);
-    auto move = [&](uint32_t slot, unsigned i) {
-      if constexpr (kIn) slots[slot] = o[i]; else o[i] = slots[slot];
-    };
-    unsigned i = 0;
-    if (idx + n <= h->size) [[likely]] {
-      // Four at a time, as loads and stores the CPU can pair; GCC at -O2
-      // leaves a loop of unknown count scalar.
-      for (; i + 4 <= n; i += 4) {
-        move(idx + i, i);
-        move(idx + i + 1, i + 1);
-        move(idx + i + 2, i + 2);
-        move(idx + i + 3, i + 3);
-      }
-      for (; i < n; ++i) move(idx + i, i);
+    auto* slots = reinterpret_cast<AliasWord*>(h->slots);
+    if (idx + n <= h->size) [[likely]] {  // n itself, often a constant (1 for enqueue(obj))
+      if constexpr (kIn) copy_pointers(slots + idx, objs, n); else copy_pointers(objs, slots + idx, n);
       return;
     }
-    for (uint32_t slot = idx; slot < h->size; ++slot, ++i) move(slot, i);
-    for (uint32_t slot = 0; i < n; ++slot, ++i) move(slot, i);
+    // Wrapping: rare, and kept scalar so the common path stays small.
+    auto* o = static_cast<std::conditional_t<kIn, void* const*, void**>>(objs);
+    auto* p = reinterpret_cast<void**>(h->slots);
+    for (unsigned i = 0; i < n; ++i) {
+      const uint32_t slot = (idx + i) & h->mask;
+      if constexpr (kIn) p[slot] = o[i]; else o[i] = p[slot];
+    }
   } else {
     const uint32_t esz = h->elem_size;
     using Byte = std::conditional_t<kIn, const unsigned char, unsigned char>;
