@@ -46,11 +46,17 @@ namespace detail {
 constexpr uint32_t kSpinsBeforeYield = 16;
 
 void ring_wait_turn(const std::atomic<uint32_t>& tail, uint32_t start) noexcept {
-  for (uint32_t step = 1; tail.load(std::memory_order_acquire) != start; ++step) {
-    if (step % kSpinsBeforeYield == 0)
+  // Yield only while the tail stands still: if it moves, the claims ahead
+  // of ours are being published by running threads and ours comes soon.
+  uint32_t last = tail.load(std::memory_order_acquire), still = 0;
+  while (last != start) {
+    if (++still % kSpinsBeforeYield == 0)
       ::sched_yield();
     else
       os::cpu_relax();
+    const uint32_t now = tail.load(std::memory_order_acquire);
+    if (now != last) still = 0;
+    last = now;
   }
 }
 

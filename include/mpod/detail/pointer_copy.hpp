@@ -62,10 +62,12 @@ using AliasWord [[gnu::may_alias]] = uint64_t;
   while (dst != end) *dst++ = *--src;
 }
 
-// dst[i] = src[i] for i < n, and whether every src[i] - base is a multiple of
-// 64 no greater than last_offset (which must be below 2^63). Branch-free:
-// an offset below base wraps to a value with the top bit set, one past
-// last_offset makes last_offset - offset negative (top bit set).
+// Whether every src[i] - base (i < n) is a multiple of 64 no greater than
+// last_offset (which must be below 2^63), and with kCopy, dst[i] = src[i] in
+// the same pass. Branch-free: an offset below base wraps to a value with the
+// top bit set, one past last_offset makes last_offset - offset negative (top
+// bit set).
+template <bool kCopy = true>
 [[gnu::always_inline]] inline bool copy_pointers_checked(void** dst, void* const* src, unsigned n, uintptr_t base,
                                                          uint64_t last_offset) noexcept {
   constexpr uint64_t kTop = uint64_t(1) << 63;
@@ -77,8 +79,10 @@ using AliasWord [[gnu::may_alias]] = uint64_t;
   for (; i + 4 <= n; i += 4) {
     const __m128i p = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i));
     const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i + 2));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i), p);
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i + 2), q);
+    if constexpr (kCopy) {
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i), p);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i + 2), q);
+    }
     const __m128i dp = _mm_sub_epi64(p, vbase), dq = _mm_sub_epi64(q, vbase);
     voffsets = _mm_or_si128(voffsets, _mm_or_si128(dp, dq));
     vmargins = _mm_or_si128(vmargins, _mm_or_si128(_mm_sub_epi64(vlast, dp), _mm_sub_epi64(vlast, dq)));
@@ -91,11 +95,17 @@ using AliasWord [[gnu::may_alias]] = uint64_t;
 #endif
   for (; i < n; ++i) {
     const uint64_t d = reinterpret_cast<uintptr_t>(src[i]) - base;
-    dst[i] = src[i];
+    if constexpr (kCopy) dst[i] = src[i];
     offsets |= d;
     margins |= last_offset - d;
   }
   return ((offsets & (kTop | 63)) | (margins & kTop)) == 0;
+}
+
+// The check of copy_pointers_checked alone.
+[[gnu::always_inline]] inline bool pointers_in_range(void* const* src, unsigned n, uintptr_t base,
+                                                     uint64_t last_offset) noexcept {
+  return copy_pointers_checked<false>(nullptr, src, n, base, last_offset);
 }
 
 }  // namespace mpod::detail
