@@ -89,12 +89,9 @@ class Mempool {
   // exact object stride only in debug builds (it costs a division).
   [[gnu::always_inline]] unsigned put_bulk(void* const* objs, unsigned n) noexcept {
 #ifdef NDEBUG
-    if (cache_size_ == 0 && n - 1 < kMaxBulk && detail::pointers_in_range(objs, n, objs_base_, last_offset_)) {
-      // The ring has a slot for every object of the pool, so this ends at
-      // once unless a consumer's claim is in flight.
-      for (unsigned done = 0; done < n;) done += ring_.enqueue_burst(objs + done, n - done, Sync::multi);
+    if (cache_size_ == 0 && n - 1 < kMaxBulk && detail::pointers_in_range(objs, n, objs_base_, last_offset_) &&
+        ring_.enqueue_bulk(objs, n, Sync::multi) == n) [[likely]]  // the ring has a slot for every object
       return n;
-    }
     if (Cache* c = last_cache(n)) {
       const uint32_t len = c->len.load(std::memory_order_relaxed);
       if (len + n <= flush_at_) [[likely]] {

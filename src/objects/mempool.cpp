@@ -100,18 +100,34 @@ void validate_pool_name(std::string_view name) {
 
 namespace {
 
-void flush_cache(Mempool::Cache* c, Ring& ring) noexcept {
-  const uint32_t len = c->len.load(std::memory_order_relaxed);
-  if (len) {
-    // The ring holds every object of the pool, so this always fits.
-    unsigned done = 0;
-    while (done < len) done += ring.enqueue_burst(c->objs + done, len - done, Sync::multi);
+// Puts objs[0..n) on the pool's common ring; returns how many went. The ring
+// has a slot for every object of the pool, so it is short of room only while
+// a producer's claim is in flight (wait: it publishes), or when it already
+// holds the whole pool, which can only mean objects were put back twice (a
+// caller's bug): then the surplus is dropped and logged rather than spun on
+// for ever. A consumer's claim in flight does not fool that test: its
+// objects still count as in the ring until it publishes.
+unsigned give_back(Ring& ring, void* const* objs, unsigned n, const char* pool) noexcept {
+  unsigned done = 0;
+  while (done < n) {
+    const unsigned k = ring.enqueue_burst(objs + done, n - done, Sync::multi);
+    if (k == 0 && ring.count() >= ring.capacity()) {
+      MPOD_LOG(mempool, error, "mempool '%s': %u objects more than the pool has were put back (an object put twice?); "
+               "dropping them: the caller has a bug", pool, n - done);
+      return done;
+    }
+    done += k;
   }
+  return done;
+}
+
+void flush_cache(Mempool::Cache* c, Ring& ring, const char* pool) noexcept {
+  give_back(ring, c->objs, c->len.load(std::memory_order_relaxed), pool);
   c->len.store(0, std::memory_order_relaxed);
 }
 
-void release_cache(Mempool::Cache* c, Ring& ring) noexcept {
-  flush_cache(c, ring);
+void release_cache(Mempool::Cache* c, Ring& ring, const char* pool) noexcept {
+  flush_cache(c, ring, pool);
   std::memset(c->owner, 0, sizeof c->owner);
   c->token.store(0, std::memory_order_release);
 }
@@ -119,7 +135,7 @@ void release_cache(Mempool::Cache* c, Ring& ring) noexcept {
 ThreadCaches::~ThreadCaches() {
   if (epoch != g_epoch.load(std::memory_order_acquire)) return;  // the runtime is gone, and the memory with it
   for (auto& e : entries)
-    if (e.cache && e.pool->instance == e.instance) release_cache(static_cast<Mempool::Cache*>(e.cache), e.ring);
+    if (e.cache && e.pool->instance == e.instance) release_cache(static_cast<Mempool::Cache*>(e.cache), e.ring, e.pool->name);
 }
 
 }  // namespace
@@ -167,7 +183,7 @@ Mempool::Cache* Mempool::thread_cache_slow(uint64_t epoch) noexcept {
   try {
     tc.entries.push_back({h_, h_->instance, mine, ring_});
   } catch (...) {  // out of process memory: go without a cache
-    if (mine) release_cache(mine, ring_);
+    if (mine) release_cache(mine, ring_, h_->name);
     return nullptr;
   }
   return mine;
@@ -175,7 +191,7 @@ Mempool::Cache* Mempool::thread_cache_slow(uint64_t epoch) noexcept {
 
 void Mempool::flush_thread_cache() noexcept {
   if (h_->cache_size == 0) return;
-  if (Cache* c = thread_cache()) flush_cache(c, ring_);
+  if (Cache* c = thread_cache()) flush_cache(c, ring_, h_->name);
 }
 
 uint32_t Mempool::reclaim_dead_caches() {
@@ -193,7 +209,7 @@ uint32_t Mempool::reclaim_dead_caches() {
     MPOD_LOG(mempool, notice, "mempool '%s': giving back %u objects cached by dead process %s", h_->name, len,
              owner.short_hex().c_str());
     recovered += len;
-    release_cache(c, ring_);
+    release_cache(c, ring_, h_->name);
   }
   return recovered;
 }
@@ -208,7 +224,7 @@ void release_process_caches(Runtime& rt) noexcept {
         auto* c = pool.h_->cache(i);
         const uint64_t token = c->token.load(std::memory_order_acquire);
         if (token != 0 && token != kReclaiming && std::memcmp(c->owner, self.bytes.data(), 16) == 0)
-          release_cache(c, ring);
+          release_cache(c, ring, pool.h_->name);
       }
     }
   } catch (const Error& e) {
@@ -285,18 +301,13 @@ unsigned Mempool::put_bulk_slow(void* const* objs, unsigned n) noexcept {
     return done;
   }
   Cache* c = h_->cache_size ? thread_cache() : nullptr;
-  if (!c || n > h_->cache_size) {
-    unsigned done = 0;
-    while (done < n) done += ring_.enqueue_burst(objs + done, n - done, Sync::multi);
-    return n;
-  }
+  if (!c || n > h_->cache_size) return give_back(ring_, objs, n, h_->name);
   uint32_t len = c->len.load(std::memory_order_relaxed);
   for (unsigned i = 0; i < n; ++i) c->objs[len + i] = objs[i];
   len += n;
   if (len > h_->flush_at) {  // give back all but cache_size, oldest first
     const unsigned excess = len - h_->cache_size;
-    unsigned done = 0;
-    while (done < excess) done += ring_.enqueue_burst(c->objs + done, excess - done, Sync::multi);
+    give_back(ring_, c->objs, excess, h_->name);
     std::memmove(c->objs, c->objs + excess, sizeof(void*) * h_->cache_size);
     len = h_->cache_size;
   }

@@ -4,6 +4,9 @@
 // object is held by one thread at a time (this test also runs under TSan).
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <string>
+
 #include <atomic>
 #include <set>
 #include <thread>
@@ -91,6 +94,62 @@ TEST_F(MempoolTest, ForeignPointersAreRefusedAndTheRestPutBack) {
   EXPECT_FALSE(pool.contains(static_cast<char*>(objs[0]) + 32)) << "inside an object, not its start";
   EXPECT_FALSE(pool.put(static_cast<char*>(objs[0]) + 32));
   EXPECT_EQ(pool.available(), 16u);
+}
+
+// The inline put paths (with a cache, and straight to the ring) check every
+// pointer in one branch-free pass, two at a time: a bad pointer in any lane
+// or in the scalar tail, of each kind, must send the call to the slow path,
+// which refuses just that pointer.
+TEST_F(MempoolTest, EveryKindOfBadPointerIsRefusedAtEveryPositionOfABulkPut) {
+  for (const uint32_t cache : {0u, 64u}) {
+    SCOPED_TRACE("cache " + std::to_string(cache));
+    const std::string suffix = std::to_string(cache);
+    auto pool = Mempool::create(*rt_, "lanes" + suffix, 100, 64, {cache, {}});
+    auto other = Mempool::create(*rt_, "beside" + suffix, 4, 64);
+    char* first = nullptr;
+    char* last = nullptr;
+    pool.for_each([&](void* obj, uint32_t i) {
+      if (i == 0) first = static_cast<char*>(obj);
+      if (i == 99) last = static_cast<char*>(obj);
+    });
+    void* foreign = nullptr;
+    ASSERT_TRUE(other.get(&foreign));
+    const std::vector<void*> bad = {first - 64, last + 64, first + 8, last + 1, foreign, nullptr};
+    constexpr unsigned kN = 31;  // 7 rounds of 4, then a scalar tail of 3
+    for (void* wrong : bad) {
+      for (unsigned at = 0; at < kN; ++at) {
+        void* objs[kN];
+        ASSERT_TRUE(pool.get_bulk(objs, kN));
+        void* const good = objs[at];
+        objs[at] = wrong;
+        EXPECT_EQ(pool.put_bulk(objs, kN), kN - 1) << "bad pointer " << wrong << " at " << at;
+        ASSERT_TRUE(pool.put(good));
+        ASSERT_EQ(pool.available(), 100u);
+      }
+    }
+    // Every object is still there exactly once.
+    pool.flush_thread_cache();
+    std::vector<void*> all(100);
+    ASSERT_TRUE(pool.get_bulk(all.data(), 100));
+    std::sort(all.begin(), all.end());
+    EXPECT_EQ(std::adjacent_find(all.begin(), all.end()), all.end());
+    EXPECT_EQ(all.front(), first);
+    EXPECT_EQ(all.back(), last);
+    EXPECT_EQ(pool.put_bulk(all.data(), 100), 100u);
+  }
+}
+
+TEST_F(MempoolTest, AnObjectPutBackTwiceIsDroppedNotSpunOn) {
+  // Without a cache the second put finds the common ring holding the whole
+  // pool: it must return (refusing the surplus), not wait for room.
+  auto pool = Mempool::create(*rt_, "twice", 8, 64);
+  void* obj = nullptr;
+  ASSERT_TRUE(pool.get(&obj));
+  EXPECT_TRUE(pool.put(obj));
+  EXPECT_FALSE(pool.put(obj)) << "the second put of one object";
+  void* two[2] = {obj, obj};
+  EXPECT_EQ(pool.put_bulk(two, 2), 0u);
+  EXPECT_EQ(pool.available(), 8u);
 }
 
 TEST_F(MempoolTest, ThreadCachesCountAsAvailableAndAreFlushedWhenTheThreadExits) {
