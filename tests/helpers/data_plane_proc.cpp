@@ -243,11 +243,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   const std::string mode = argv[i];
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  sigprocmask(SIG_BLOCK, &set, nullptr);
+  test::block_stop_signals();
   try {
     Options o;
     const int first = parse_options(argc - i, argv + i, o);

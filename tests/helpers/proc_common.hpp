@@ -8,12 +8,25 @@
 
 namespace mpod::test {
 
-// Blocks until SIGTERM or SIGINT (which main() has blocked, so they queue).
-inline void wait_for_stop() {
+// SIGTERM and SIGINT: how a test asks a helper to stop.
+inline sigset_t stop_signals() {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
+  return set;
+}
+
+// Called first in main(): the stop signals queue instead of killing, so
+// wait_for_stop() can take them (and the Runtime's threads inherit the mask).
+inline void block_stop_signals() {
+  const sigset_t set = stop_signals();
+  sigprocmask(SIG_BLOCK, &set, nullptr);
+}
+
+// Blocks until SIGTERM or SIGINT (blocked by block_stop_signals, so they queue).
+inline void wait_for_stop() {
+  const sigset_t set = stop_signals();
   int sig;
   sigwait(&set, &sig);
 }

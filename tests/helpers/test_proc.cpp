@@ -429,11 +429,7 @@ int main(int argc, char** argv) {
   // Runtime options follow the mode; hand parse_options an argv whose [0] is the mode.
   char** rargv = argv + i;
   int rargc = argc - i;
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  sigprocmask(SIG_BLOCK, &set, nullptr);
+  test::block_stop_signals();
   try {
     Options o;
     int first = parse_options(rargc, rargv, o);
