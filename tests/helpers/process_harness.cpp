@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -173,6 +174,32 @@ std::optional<std::string> cannot_use_hugepages(uint64_t pages) {
            " free (echo 256 > /proc/sys/vm/nr_hugepages)";
   }
   return std::string("no 2 MB hugetlbfs is mounted (mount -t hugetlbfs nodev /dev/hugepages)");
+}
+
+namespace {
+// Every page file of `prefix`, by path.
+std::vector<std::string> page_file_paths(const std::string& prefix) {
+  std::vector<std::string> out;
+  for (auto& m : os::hugetlbfs_mounts()) {
+    std::error_code ec;
+    for (auto& e : std::filesystem::directory_iterator(m.path, ec))
+      if (e.path().filename().string().starts_with(prefix + "map_")) out.push_back(e.path());
+  }
+  return out;
+}
+}  // namespace
+
+size_t page_files(const std::string& prefix) { return page_file_paths(prefix).size(); }
+
+size_t remove_dead_page_files(const std::string& prefix) {
+  size_t removed = 0;
+  for (auto& path : page_file_paths(prefix)) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    if (::flock(fd, LOCK_EX | LOCK_NB) == 0 && ::unlink(path.c_str()) == 0) ++removed;
+    ::close(fd);
+  }
+  return removed;
 }
 
 }  // namespace mpod::test

@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -79,6 +80,14 @@ RunResult run(const std::vector<std::string>& argv, const PodOptions& pod = {},
 std::optional<std::string> cannot_make_pods();
 // nullopt if `pages` free 2 MB hugepages are available on a mounted hugetlbfs, else why not.
 std::optional<std::string> cannot_use_hugepages(uint64_t pages);
+
+// Hugetlbfs page files of domain `prefix` ("<prefix>map_N") in every mount.
+size_t page_files(const std::string& prefix);
+// Removes those no live process holds (their flock is free), as a new
+// primary of the domain would: a test whose processes were SIGKILLed at its
+// end would otherwise keep their hugepages until the machine reboots.
+// Returns how many it removed.
+size_t remove_dead_page_files(const std::string& prefix);
 
 }  // namespace mpod::test
 

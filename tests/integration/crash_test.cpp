@@ -35,13 +35,6 @@ std::string id_of(const Child& c) {
   return at == std::string::npos ? "" : out.substr(at + 3, 32);
 }
 
-size_t page_files(const std::string& prefix) {
-  size_t n = 0;
-  for (auto& m : os::hugetlbfs_mounts())
-    for (auto& f : files_in(m.path)) n += f.starts_with(prefix + "map_");
-  return n;
-}
-
 TEST_F(Crash, SecondaryKilledInItsPodIsReapedByTheServingPrimary) {
   MPOD_SKIP_UNLESS(cannot_make_pods());
   Child serve = Child::spawn(mpod("serve", {"--no-huge"}));

@@ -20,6 +20,9 @@ class DomainTest : public testing::Test {
     prefix_ = std::string("t") + info->name();
     if (prefix_.size() > 40) prefix_.resize(40);
   }
+  // The test's children are gone by now (their Child objects were destroyed,
+  // SIGKILLing any still running): free the hugepages a killed primary kept.
+  void TearDown() override { remove_dead_page_files(prefix_); }
 
   // --runtime-dir and --file-prefix for this test, plus `extra`.
   std::vector<std::string> domain_args(std::vector<std::string> extra = {}) const {

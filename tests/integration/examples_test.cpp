@@ -15,7 +15,6 @@
 #include <sstream>
 
 #include "domain_fixture.hpp"
-#include "src/os/os.hpp"
 
 namespace mpod::test {
 namespace {
@@ -30,14 +29,6 @@ class ExamplesTest : public DomainTest {
     a.push_back("--");
     a.insert(a.end(), app.begin(), app.end());
     return a;
-  }
-
-  size_t page_files() const {
-    size_t n = 0;
-    for (auto& m : os::hugetlbfs_mounts())
-      for (auto& e : std::filesystem::directory_iterator(m.path))
-        n += e.path().filename().string().starts_with(prefix_ + "map_");
-    return n;
   }
 
   bool no_registrations_left() const {
@@ -112,7 +103,7 @@ TEST_F(ExamplesClientServer, FourClientsInPodsNoHuge) { run_across_pods({"--no-h
 TEST_F(ExamplesClientServer, FourClientsInPodsHugepages) {
   MPOD_SKIP_UNLESS(cannot_use_hugepages(64));
   run_across_pods({}, 200000);
-  EXPECT_EQ(page_files(), 0u) << "the last process out removes the hugepage files";
+  EXPECT_EQ(page_files(prefix_), 0u) << "the last process out removes the hugepage files";
 }
 
 // A client stopped early (SIGINT) prints its summary and leaves; the server
