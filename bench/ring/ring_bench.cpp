@@ -488,10 +488,11 @@ void print_table(const std::vector<std::vector<std::string>>& rows) {
   for (size_t i = 1; i < rows.size(); ++i) line(rows[i]);
 }
 
-// "20.1 18.3 0.0*": every run of a throughput row, in run order.
-std::string runs_mpps(const std::vector<Measured>& runs) {
+// "20.1 18.3 0.0*": every run of a row in run order, in Mpps or ns/elem.
+std::string every_run(const std::vector<Measured>& runs, bool mpps) {
   std::string out;
-  for (auto& m : runs) out += (out.empty() ? "" : " ") + fmt(1e3 / m.ns_per_elem, 1) + (m.stopped ? "*" : "");
+  for (auto& m : runs)
+    out += (out.empty() ? "" : " ") + fmt(mpps ? 1e3 / m.ns_per_elem : m.ns_per_elem, mpps ? 1 : 2) + (m.stopped ? "*" : "");
   return out.empty() ? "-" : out;
 }
 
@@ -518,15 +519,16 @@ void report(const Results& results, const Settings& st, const Scratch& s) {
     const Measured m = summarise(runs.mpod, mpps), d = summarise(runs.dpdk, mpps);
     t.push_back({label, multi ? "MP/MC" : "SP/SC", std::to_string(burst), mpps ? "Mpps" : "ns/elem", cell(m, mpps),
                  cell(d, mpps), fmt(d.ns_per_elem / m.ns_per_elem, 2)});
-    if (mpps)
-      all_runs.push_back("  burst " + std::to_string(burst) + ": mpod " + runs_mpps(runs.mpod) + "; DPDK " +
-                         runs_mpps(runs.dpdk));
+    if (!runs.mpod.empty() || !runs.dpdk.empty())
+      all_runs.push_back(std::string("  ") + name + ": mpod " + every_run(runs.mpod, mpps) + "; DPDK " +
+                         every_run(runs.dpdk, mpps));
   };
   for (const ring_bench_case& c : ring_bench_cases) add("1 thread, enqueue+dequeue", "local", c.multi, c.burst, false);
   for (const ring_bench_case& c : ring_bench_cases) add("2 processes, CPU 0 -> CPU 1", "pair", c.multi, c.burst, false);
   for (unsigned burst : ring_bench_mpmc_bursts) add("4 prod + 4 cons threads, CPUs 0-1", "4p4c", 1, burst, true);
   print_table(t);
-  std::printf("\n4 prod + 4 cons, every run in Mpps (*: stopped at the %.0f s limit, Mpps over what it moved):\n",
+  std::printf("\nEvery run, in run order (ns/elem; 4p4c rows in Mpps, *: stopped at the %.0f s limit, Mpps over what it "
+              "moved):\n",
               double(RING_BENCH_MPMC_LIMIT_S));
   for (auto& line : all_runs) std::puts(line.c_str());
   if (!s.have_dpdk) std::printf("\nDPDK comparison skipped: built without libdpdk-dev (apt-get install libdpdk-dev, rebuild)\n");

@@ -18,7 +18,7 @@ namespace mpod {
 
 namespace {
 constexpr uint32_t kRingMagic = 0x474e4952;  // "RING"
-constexpr uint32_t kRingVersion = 2;  // 2: indices 128 bytes apart
+constexpr uint32_t kRingVersion = 3;  // 2: indices 128 bytes apart; 3: each side's seen tail
 constexpr const char* kPrefix = "RG_";
 }  // namespace
 

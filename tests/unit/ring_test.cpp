@@ -207,3 +207,81 @@ TEST(RingWaitInFlight, AClaimStuckInFlightIsNeverWaitedOnForLong) {
 
 }  // namespace
 }  // namespace mpod
+
+namespace mpod {
+namespace {
+
+// The seen tails (detail/ring_ops.hpp): a side computes its room from the
+// other side's tail as last seen, and must re-read the real tail whenever
+// that value cannot be right. A ring of 7 in plain memory, driven directly.
+struct SmallRing {
+  alignas(detail::RingHeader) unsigned char mem[sizeof(detail::RingHeader) + 8 * sizeof(void*)]{};
+  detail::RingHeader* h = new (mem) detail::RingHeader{};
+  SmallRing() {
+    h->capacity = 7;
+    h->size = 8;
+    h->mask = 7;
+    h->elem_size = sizeof(void*);
+    h->producers = h->consumers = Sync::single;
+  }
+  unsigned put(unsigned n, Sync s = Sync::single) {
+    void* objs[8];
+    for (unsigned i = 0; i < n; ++i) objs[i] = item(next_in++);
+    const unsigned k = detail::ring_move<true, true>(h, objs, n, s, detail::Amount::most, nullptr);
+    next_in -= n - k;
+    return k;
+  }
+  // Takes up to n and checks they come in order.
+  unsigned take(unsigned n, Sync s = Sync::single) {
+    void* out[8];
+    const unsigned k = detail::ring_move<false, true>(h, out, n, s, detail::Amount::most, nullptr);
+    for (unsigned i = 0; i < k; ++i) EXPECT_EQ(out[i], item(next_out++));
+    return k;
+  }
+  uintptr_t next_in = 1, next_out = 1;
+};
+
+TEST(RingSeenTail, ASeenTailMoreThanARingBehindIsReReadNotTrusted) {
+  for (Sync s : {Sync::single, Sync::multi}) {
+    SmallRing r;
+    // Go round the indices a few times so the stale value lies below a real one.
+    for (int i = 0; i < 5; ++i) {
+      ASSERT_EQ(r.put(7, s), 7u);
+      ASSERT_EQ(r.take(7, s), 7u);
+    }
+    ASSERT_EQ(r.put(7, s), 7u);  // full
+    // As if a producer stopped long ago stored what it saw then: taken at face
+    // value it promises 7 + (tail - 16) - head, a wrapped, huge room.
+    r.h->prod_seen.store(r.h->cons_tail.load() - 16);
+    EXPECT_EQ(r.put(1, s), 0u) << "a full ring took an element: unconsumed slots were overwritten";
+    EXPECT_EQ(r.take(7, s), 7u);
+    // And for consumers: an empty ring must stay empty.
+    r.h->cons_seen.store(r.h->prod_tail.load() - 16);
+    EXPECT_EQ(r.take(1, s), 0u) << "an empty ring gave an element";
+  }
+}
+
+TEST(RingSeenTail, ASeenTailAheadOfOurHeadIsReReadNotTrusted) {
+  SmallRing r;
+  ASSERT_EQ(r.put(3), 3u);
+  // A consumer's seen prod_tail ahead of everything produced (another
+  // consumer's value from after our head was read, in the multi case):
+  // 20 > capacity, so it is re-read and only the 3 real elements come out.
+  r.h->cons_seen.store(r.h->cons_head.load() + 20);
+  EXPECT_EQ(r.take(7), 3u);
+  EXPECT_EQ(r.take(1), 0u);
+}
+
+TEST(RingSeenTail, ASeenTailBehindButWithinTheRingOnlyUnderstatesTheRoom) {
+  SmallRing r;
+  ASSERT_EQ(r.put(7), 7u);
+  ASSERT_EQ(r.take(5), 5u);
+  // The producer last saw cons_tail 0: room 0 by that value, 5 really.
+  EXPECT_EQ(r.h->prod_seen.load(), 0u);
+  EXPECT_EQ(r.put(7), 5u) << "burst takes what really fits, after re-reading the consumers' tail";
+  EXPECT_EQ(r.h->prod_seen.load(), 5u);
+  EXPECT_EQ(r.take(7), 7u);
+}
+
+}  // namespace
+}  // namespace mpod

@@ -8,13 +8,25 @@
 // index & mask. Producers may fill up to `capacity` slots past the consumers'
 // tail; consumers may take up to the producers' tail.
 //
+// Each side also keeps, on its own line, the other side's tail as it last
+// read it (prod_seen: cons_tail; cons_seen: prod_tail). The room that value
+// gives is a lower bound, so a call reads the other side's line only when
+// that bound is too small: a producer that is ahead of its consumer no longer
+// pulls the consumers' line to its core on every call (nor they its line),
+// which halves the lines that cross between two cores per call. A seen
+// value more than a ring's worth behind is recognised and re-read; one
+// exactly 2^32 indices behind is not (a thread stopped for 2^32 elements
+// between two instructions: the same wrap DPDK's 32-bit head CAS accepts).
+//
 // Memory orderings:
 //  - A producer loads cons_tail with acquire before claiming: the consumers'
 //    reads of those slots happened before it overwrites them. A consumer
 //    loads prod_tail with acquire before claiming: the producers' writes of
-//    those slots are visible to its reads.
-//  - Claiming (head CAS, or a plain store for a single producer/consumer)
-//    only arbitrates among threads of one side. But reading the head (first,
+//    those slots are visible to its reads. A seen value is stored with
+//    release after that acquire and loaded with acquire, so a thread that
+//    uses another thread's seen value is ordered after the same tail store.
+//  - Claiming (a head CAS; a single producer/consumer stores its head just
+//    before its tail) only arbitrates among threads of one side. But reading the head (first,
 //    and on a failed CAS) is acquire, so it is ordered before the read of
 //    the other side's tail (DPDK uses a fence there); the CAS's success
 //    order is acquire too, as GCC wants it no weaker than the failure order.
@@ -71,8 +83,10 @@ struct RingHeader {
   // other side's line (or the first slots) into a fight between cores.
   alignas(128) std::atomic<uint32_t> prod_head;
   std::atomic<uint32_t> prod_tail;
+  std::atomic<uint32_t> prod_seen;  // cons_tail as a producer last read it
   alignas(128) std::atomic<uint32_t> cons_head;
   std::atomic<uint32_t> cons_tail;
+  std::atomic<uint32_t> cons_seen;  // prod_tail as a consumer last read it
   alignas(128) unsigned char slots[1];  // size * elem_size bytes
 };
 
@@ -132,6 +146,7 @@ template <bool kEnqueue, bool kPointers>
   assert(!kPointers || h->elem_size == 8);  // the pointer API is for 8-byte rings
   std::atomic<uint32_t>& head = kEnqueue ? h->prod_head : h->cons_head;
   std::atomic<uint32_t>& tail = kEnqueue ? h->prod_tail : h->cons_tail;
+  std::atomic<uint32_t>& seen = kEnqueue ? h->prod_seen : h->cons_seen;
   const std::atomic<uint32_t>& other_head = kEnqueue ? h->cons_head : h->prod_head;
   const std::atomic<uint32_t>& other_tail = kEnqueue ? h->cons_tail : h->prod_tail;
   const bool single = ring_is_single(sync, kEnqueue ? h->producers : h->consumers);
@@ -143,7 +158,15 @@ template <bool kEnqueue, bool kPointers>
   bool waited = false;
   unsigned room, k;
   for (;;) {
-    room = capacity + other_tail.load(std::memory_order_acquire) - start;
+    room = capacity + seen.load(std::memory_order_acquire) - start;
+    // Too little, or more than the ring holds: a seen value older than our
+    // head by more than a ring's worth (another thread of our side stored
+    // it long ago), or newer than the head we read. Ask the other side.
+    if (room < n || room > h->capacity) {
+      const uint32_t other = other_tail.load(std::memory_order_acquire);
+      seen.store(other, std::memory_order_release);
+      room = capacity + other - start;
+    }
     k = n <= room ? n : amount == Amount::all ? 0 : room;
     if (k == 0) [[unlikely]] {
       if (!waited && n != 0) {
@@ -156,16 +179,19 @@ template <bool kEnqueue, bool kPointers>
       if (left) *left = room;
       return 0;
     }
-    if (single) {
-      head.store(start + k, std::memory_order_relaxed);
-      break;
-    }
+    if (single) break;  // the head moves with the tail, below: one store to our line per call
     if (head.compare_exchange_weak(start, start + k, std::memory_order_acquire, std::memory_order_acquire)) break;
   }
   if (left) *left = room - k;
   ring_copy<kPointers, kEnqueue>(h, start, objs, k);
-  if (!single && tail.load(std::memory_order_acquire) != start) [[unlikely]]
+  if (single) {
+    // Nobody else claims on our side, and the other side reads only our
+    // tail; storing head and tail together means the other side's polling
+    // takes our line away from us once per call, not twice.
+    head.store(start + k, std::memory_order_relaxed);
+  } else if (tail.load(std::memory_order_acquire) != start) [[unlikely]] {
     ring_wait_turn(tail, start);
+  }
   tail.store(start + k, std::memory_order_release);
   return k;
 }
