@@ -13,10 +13,13 @@
 // This program is mpod's primary: it measures the in-process rows itself and
 // produces for mpod-ring-consumer. DPDK's rows come from dpdk-ring-bench
 // children. Each measurement is repeated R times, mpod and DPDK taking turns
-// to go first. The ns rows keep each side's best run: on a shared 2-core
-// machine the slower runs measure the neighbours, not the ring. The 4p4c rows
-// keep the median: with 8 threads on 2 CPUs their runs are either fast or
-// stalled by a preempted claimer, and how often they stall is the point.
+// to go first. Every row shows each side's best run and its median run:
+//  - best: on a shared 2-core machine slower runs may measure the neighbours;
+//  - median: a producer and a consumer on two cores settle either with the
+//    ring nearly empty or nearly full, and which one (a 2-5x difference) is
+//    decided by nanoseconds of timing, so a best run may be a lucky regime;
+//    with 8 threads on 2 CPUs runs are either fast or stalled by a preempted
+//    claimer, and how often they stall is the point.
 // Both rings hold 4095 elements in 4096 slots; both sides use hugepages when
 // there are enough.
 #include <fcntl.h>
@@ -501,10 +504,11 @@ void report(const Results& results, const Settings& st, const Scratch& s) {
               "turns to go first); rings of 4095 pointers (4096 slots); %s.\n",
               st.repeat, (unsigned long long)st.elements,
               s.huge_dir.empty() ? "no hugepages (plain memory)" : ("hugepages in " + s.huge_dir).c_str());
-  std::printf("ns/elem rows: best run. Mpps rows: median run (their runs are bimodal: a preempted producer or consumer "
-              "can stall its side).\n");
+  std::printf("best: each side's best run; median: its median run (two-process and 4p4c runs are bimodal: the ring "
+              "settles nearly empty or nearly full, or a preempted thread stalls its side).\n");
   std::printf("ratio = DPDK time per element / mpod time per element (= mpod Mpps / DPDK Mpps): above 1, mpod is faster.\n\n");
-  std::vector<std::vector<std::string>> t = {{"test", "sync", "burst", "unit", "mpod", "DPDK", "ratio"}};
+  std::vector<std::vector<std::string>> t = {
+      {"test", "sync", "burst", "unit", "mpod best", "DPDK best", "ratio", "mpod median", "DPDK median", "ratio"}};
   // ns per element, or Mpps for throughput rows; "*": stopped at the time limit.
   auto cell = [&](const Measured& m, bool mpps) {
     if (!std::isfinite(m.ns_per_elem)) return std::string("-");  // not measured
@@ -516,9 +520,11 @@ void report(const Results& results, const Settings& st, const Scratch& s) {
     ring_bench_row_name(name, sizeof name, section, multi, burst);
     auto it = results.find(name);
     const Samples runs = it == results.end() ? Samples{} : it->second;
-    const Measured m = summarise(runs.mpod, mpps), d = summarise(runs.dpdk, mpps);
+    const Measured m = summarise(runs.mpod, false), d = summarise(runs.dpdk, false);
+    const Measured mm = summarise(runs.mpod, true), dm = summarise(runs.dpdk, true);
     t.push_back({label, multi ? "MP/MC" : "SP/SC", std::to_string(burst), mpps ? "Mpps" : "ns/elem", cell(m, mpps),
-                 cell(d, mpps), fmt(d.ns_per_elem / m.ns_per_elem, 2)});
+                 cell(d, mpps), fmt(d.ns_per_elem / m.ns_per_elem, 2), cell(mm, mpps), cell(dm, mpps),
+                 fmt(dm.ns_per_elem / mm.ns_per_elem, 2)});
     if (!runs.mpod.empty() || !runs.dpdk.empty())
       all_runs.push_back(std::string("  ") + name + ": mpod " + every_run(runs.mpod, mpps) + "; DPDK " +
                          every_run(runs.dpdk, mpps));
