@@ -23,34 +23,27 @@
 // and every run is listed. --pods (root): every mpod process is PID 1 of its
 // own pod (unshare --pid --fork --mount-proc --uts --ipc --net); DPDK's
 // processes cannot run that way and stay plain processes.
-#include <fcntl.h>
-#include <poll.h>
-#include <sched.h>
-#include <signal.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
-#include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
-#include <filesystem>
-#include <fstream>
-#include <memory>
-#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "../../examples/client_server_mp/packet.hpp"
+#include "common/child_process.hpp"
+#include "common/hugepages.hpp"
+#include "common/interrupt.hpp"
+#include "common/options.hpp"
+#include "common/scratch.hpp"
+#include "common/table.hpp"
 
 namespace {
 
-namespace fs = std::filesystem;
-using Clock = std::chrono::steady_clock;
+using namespace mpod_bench;
 
 constexpr uint64_t kDefaultPackets = 5'000'000;
 constexpr int kDefaultRepeat = 3;
@@ -61,11 +54,11 @@ constexpr uint64_t kSeed = 1;          // mpod-mp-server's default
 constexpr uint64_t kDigestPackets = 200'000;
 constexpr long kHugepagesNeeded = 40;  // one side at a time: a 13 MB pool and rings, plus slack
 constexpr int kServerCpu = 0, kClientCpu = 1;
-
-volatile sig_atomic_t g_interrupted = 0;
-struct Interrupted : std::runtime_error {
-  Interrupted() : std::runtime_error("interrupted") {}
-};
+// Children's output wakes this program at once whatever the period (the
+// server's lines are its timestamps, see above); the period bounds how late a
+// deadline or ^C is noticed, and each timed-out wake-up may take CPU 0 or 1
+// from the processes being measured.
+constexpr std::chrono::milliseconds kPollPeriod{200};
 
 struct Settings {
   uint64_t packets = kDefaultPackets;
@@ -73,142 +66,36 @@ struct Settings {
   bool pods = false;
 };
 
-// A program run with its stdout captured (stderr passes through), pinned to
-// one CPU. Killed and reaped by the destructor if still running, and killed by
-// the kernel if this process dies (PR_SET_PDEATHSIG).
-class Child {
- public:
-  Child() = default;
-  Child(const Child&) = delete;
-  Child& operator=(const Child&) = delete;
-  ~Child() { kill_now(); }
-
-  void start(std::vector<std::string> argv, int cpu) {
-    int p[2];
-    if (pipe2(p, O_CLOEXEC) != 0) throw std::runtime_error("pipe: " + std::string(strerror(errno)));
-    std::vector<char*> args;
-    for (auto& a : argv) args.push_back(a.data());
-    args.push_back(nullptr);
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(cpu, &set);
-    const pid_t parent = getpid();
-    started_ = Clock::now();
-    pid_ = fork();
-    if (pid_ == 0) {  // only async-signal-safe calls until exec
-      prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (getppid() != parent) _exit(127);
-      sched_setaffinity(0, sizeof set, &set);
-      dup2(p[1], STDOUT_FILENO);
-      execv(args[0], args.data());
-      _exit(127);
-    }
-    close(p[1]);
-    out_ = p[0];
-    if (pid_ < 0) throw std::runtime_error("fork: " + std::string(strerror(errno)));
-    name_ = fs::path(argv[0]).filename().string();
+// Reads c's stdout until `text` has appeared `times` times; returns when the
+// last one was read. Throws after the deadline or at end of file: a side whose
+// process failed has no figure.
+Clock::time_point wait_for(Child& c, const std::string& text, int times, Clock::time_point deadline) {
+  switch (c.read_until(text, times, deadline)) {
+    case ReadEnd::found:
+      return Clock::now();
+    case ReadEnd::end_of_file:
+      throw std::runtime_error(c.name() + " exited before printing '" + text + "'; it printed:\n" + c.output());
+    default:
+      throw std::runtime_error(c.name() + " did not print '" + text + "' in time; it printed:\n" + c.output());
   }
+}
 
-  // Reads stdout until `text` has appeared `times` times; returns when the
-  // last one was read, or throws after the deadline or at end of file.
-  Clock::time_point wait_for(const std::string& text, int times, Clock::time_point deadline) {
-    for (;;) {
-      if (count(text) >= times) return Clock::now();
-      if (g_interrupted) throw Interrupted();
-      if (Clock::now() > deadline)
-        throw std::runtime_error(name_ + " did not print '" + text + "' in time; it printed:\n" + text_);
-      pollfd pfd{out_, POLLIN, 0};
-      if (poll(&pfd, 1, 200) <= 0) continue;
-      char buf[4096];
-      const ssize_t n = read(out_, buf, sizeof buf);
-      if (n <= 0) throw std::runtime_error(name_ + " exited before printing '" + text + "'; it printed:\n" + text_);
-      text_.append(buf, static_cast<size_t>(n));
-    }
-  }
+// Reads c's stdout to its end and reaps it; returns its exit status. Throws
+// (killing it) if it is still running at the deadline.
+int finish(Child& c, Clock::time_point deadline) {
+  const int rc = c.finish(deadline);
+  if (rc < 0) throw std::runtime_error(c.name() + " did not exit in time; it printed:\n" + c.output());
+  return rc;
+}
 
-  // Reads to end of file and reaps; returns when it exited and its status.
-  int finish(Clock::time_point deadline, Clock::time_point* exited = nullptr) {
-    for (;;) {
-      if (g_interrupted) throw Interrupted();
-      if (Clock::now() > deadline) throw std::runtime_error(name_ + " did not exit in time; it printed:\n" + text_);
-      pollfd pfd{out_, POLLIN, 0};
-      if (poll(&pfd, 1, 200) <= 0) continue;
-      char buf[4096];
-      const ssize_t n = read(out_, buf, sizeof buf);
-      if (n <= 0) break;
-      text_.append(buf, static_cast<size_t>(n));
-    }
-    int st = 0;
-    while (waitpid(pid_, &st, 0) < 0 && errno == EINTR) {
-    }
-    if (exited) *exited = Clock::now();
-    pid_ = -1;
-    close(out_);
-    out_ = -1;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  }
-
-  const std::string& output() const { return text_; }
-  Clock::time_point started() const { return started_; }
-
-  // The number after "key=" on the line starting with `prefix`, or -1.
-  long long field(const std::string& prefix, const std::string& key) const {
-    const auto at = text_.find(prefix);
-    if (at == std::string::npos) return -1;
-    const std::string line = text_.substr(at, text_.find('\n', at) - at);
-    const auto k = line.find(" " + key + "=");
-    return k == std::string::npos ? -1 : std::atoll(line.c_str() + k + key.size() + 2);
-  }
-
- private:
-  int count(const std::string& text) const {
-    int n = 0;
-    for (auto at = text_.find(text); at != std::string::npos; at = text_.find(text, at + 1)) ++n;
-    return n;
-  }
-  void kill_now() {
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      while (waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {
-      }
-      pid_ = -1;
-    }
-    if (out_ >= 0) close(out_);
-    out_ = -1;
-  }
-
-  pid_t pid_ = -1;
-  int out_ = -1;
-  std::string text_, name_;
-  Clock::time_point started_;
-};
-
-// Where the runs live, removed on the way out (also after an error or ^C).
-struct Scratch {
-  std::string bin;       // directory of this program and the others
-  std::string mpod_dir;  // mpod's runtime dir (a fresh temporary one)
-  std::string huge_dir;  // hugetlbfs mount both sides use; empty: no hugepages (DPDK skipped)
-  std::vector<std::string> prefixes;  // of every run, mpod's and DPDK's
-  bool have_dpdk = false;
-
-  ~Scratch() {
-    std::error_code ec;
-    if (!mpod_dir.empty()) fs::remove_all(mpod_dir, ec);
-    for (const auto& prefix : prefixes) remove_files(prefix);
-  }
-  // What a run's processes may leave behind when they are killed: DPDK's
-  // runtime dir, and page files <prefix>map_N (both DPDK and mpod name them so).
-  void remove_files(const std::string& prefix) const {
-    std::error_code ec;
-    // DPDK's runtime dir: /var/run/dpdk/<prefix> for root, else under $XDG_RUNTIME_DIR or /tmp.
-    const char* bases[] = {"/var/run", getenv("XDG_RUNTIME_DIR"), "/tmp"};
-    for (const char* base : bases)
-      if (base) fs::remove_all(fs::path(base) / "dpdk" / prefix, ec);
-    if (!huge_dir.empty())
-      for (auto& f : fs::directory_iterator(huge_dir, ec))
-        if (f.path().filename().string().starts_with(prefix + "map_")) fs::remove(f.path(), ec);
-  }
-};
+// The number after "key=" on the line of `out` starting with `prefix`, or -1.
+long long field(const std::string& out, const std::string& prefix, const std::string& key) {
+  const auto at = out.find(prefix);
+  if (at == std::string::npos) return -1;
+  const std::string line = out.substr(at, out.find('\n', at) - at);
+  const auto k = line.find(" " + key + "=");
+  return k == std::string::npos ? -1 : std::atoll(line.c_str() + k + key.size() + 2);
+}
 
 struct Run {
   double mpps = 0;        // tx / (summary - last attach)
@@ -222,8 +109,7 @@ Run run_side(const Scratch& s, const Settings& st, bool dpdk, const std::string&
   const auto deadline = Clock::now() + std::chrono::seconds(60) + std::chrono::microseconds(st.packets * 5);
   std::vector<std::string> server_argv, client_argv[kClients];
   if (dpdk) {
-    const std::vector<std::string> eal = {"--file-prefix=" + prefix, "--no-pci", "--no-telemetry",
-                                          "--log-level=lib.eal:error", "--huge-dir=" + s.huge_dir};
+    const std::vector<std::string> eal = s.dpdk_eal_options(prefix);  // with --huge-dir: DPDK runs only on hugepages
     server_argv = {s.bin + "/dpdk-client-server", "server", std::to_string(kClients), std::to_string(st.packets),
                    std::to_string(kBurst), std::to_string(kRingSize), std::to_string(kSeed), "--proc-type=primary",
                    "-l", std::to_string(kServerCpu), "-m", "64"};
@@ -261,27 +147,28 @@ Run run_side(const Scratch& s, const Settings& st, bool dpdk, const std::string&
   } cleanup{s, prefix};
 
   Child server, clients[kClients];
-  server.start(server_argv, kServerCpu);
-  server.wait_for("primary ready", 1, deadline);
-  for (unsigned k = 0; k < kClients; ++k) clients[k].start(client_argv[k], kClientCpu);
-  const auto attached = server.wait_for(" attached (", kClients, deadline);
-  const auto summary = server.wait_for("summary role=server", 1, deadline);
-  Clock::time_point exited;
-  const int server_rc = server.finish(deadline, &exited);
+  server.start(server_argv, {.cpu = kServerCpu, .poll_period = kPollPeriod});
+  wait_for(server, "primary ready", 1, deadline);
+  for (unsigned k = 0; k < kClients; ++k)
+    clients[k].start(client_argv[k], {.cpu = kClientCpu, .poll_period = kPollPeriod});
+  const auto attached = wait_for(server, " attached (", kClients, deadline);
+  const auto summary = wait_for(server, "summary role=server", 1, deadline);
+  const int server_rc = finish(server, deadline);
+  const Clock::time_point exited = Clock::now();
   Run r;
   for (unsigned k = 0; k < kClients; ++k) {
-    const int rc = clients[k].finish(deadline);
-    const long long rx = clients[k].field("summary role=client", "rx");
+    const int rc = finish(clients[k], deadline);
+    const long long rx = field(clients[k].output(), "summary role=client", "rx");
     if (rc != 0 || rx < 0)
       throw std::runtime_error(std::string(dpdk ? "DPDK" : "mpod") + " client " + std::to_string(k) + " failed (exit " +
                                std::to_string(rc) + "); it printed:\n" + clients[k].output());
-    if (st.pods && !dpdk && clients[k].field("summary role=client", "pid") != 1)
+    if (st.pods && !dpdk && field(clients[k].output(), "summary role=client", "pid") != 1)
       throw std::runtime_error("--pods: mpod client " + std::to_string(k) + " was not PID 1 of a pod of its own; it printed:\n" +
                                clients[k].output());
     r.rx += rx;
   }
-  r.tx = server.field("summary role=server", "tx");
-  r.drops = server.field("summary role=server", "drops");
+  r.tx = field(server.output(), "summary role=server", "tx");
+  r.drops = field(server.output(), "summary role=server", "drops");
   if (server_rc != 0 || r.tx < 0 || r.drops < 0 || r.tx + r.drops != static_cast<long long>(st.packets) || r.rx != r.tx)
     throw std::runtime_error(std::string(dpdk ? "DPDK" : "mpod") + " server failed (exit " + std::to_string(server_rc) +
                              ", tx " + std::to_string(r.tx) + " + drops " + std::to_string(r.drops) + " vs " +
@@ -328,8 +215,8 @@ void check_same_packets(const Scratch& s) {
   Child c;
   c.start({s.bin + "/dpdk-client-server", "digest", std::to_string(kSeed), std::to_string(kClients),
            std::to_string(kDigestPackets)},
-          kServerCpu);
-  const int rc = c.finish(Clock::now() + std::chrono::seconds(60));
+          {.cpu = kServerCpu, .poll_period = kPollPeriod});
+  const int rc = finish(c, Clock::now() + std::chrono::seconds(60));
   std::string theirs = c.output();
   while (!theirs.empty() && theirs.back() == '\n') theirs.pop_back();
   const std::string ours = mpod_digest(kSeed, kClients, kDigestPackets);
@@ -338,31 +225,8 @@ void check_same_packets(const Scratch& s) {
                              "packet.hpp drifted): DPDK '" + theirs + "', mpod '" + ours + "'");
 }
 
-std::string fmt(double v, int decimals) {
-  if (!std::isfinite(v) || v <= 0) return "-";
-  char b[32];
-  std::snprintf(b, sizeof b, "%.*f", decimals, v);
-  return b;
-}
-
-void print_table(const std::vector<std::vector<std::string>>& rows) {
-  std::vector<size_t> w(rows[0].size(), 0);
-  for (auto& r : rows)
-    for (size_t i = 0; i < r.size(); ++i) w[i] = std::max(w[i], r[i].size());
-  auto line = [&](const std::vector<std::string>& r) {
-    std::string out = "|";
-    for (size_t i = 0; i < r.size(); ++i) {
-      const size_t pad = w[i] - r[i].size();
-      out += " " + (i == 0 ? r[i] + std::string(pad, ' ') : std::string(pad, ' ') + r[i]) + " |";
-    }
-    std::puts(out.c_str());
-  };
-  line(rows[0]);
-  std::string sep = "|";
-  for (size_t i = 0; i < w.size(); ++i) sep += (i == 0 ? ":" : "-") + std::string(w[i], '-') + (i == 0 ? "-|" : ":|");
-  std::puts(sep.c_str());
-  for (size_t i = 1; i < rows.size(); ++i) line(rows[i]);
-}
+// A rate or ratio, or "-" where a side has no run (its Mpps stay 0).
+std::string fmt_rate(double v, int decimals) { return v > 0 ? fmt(v, decimals) : "-"; }
 
 void report(const std::vector<Run>& mpod, const std::vector<Run>& dpdk, const Settings& st, const Scratch& s) {
   auto best = [](const std::vector<Run>& runs, double Run::*m) {
@@ -374,7 +238,7 @@ void report(const std::vector<Run>& mpod, const std::vector<Run>& dpdk, const Se
   std::printf("client_server_mp, 1 server + %u clients (separate processes%s), %llu packets, burst %u, rings of %u, "
               "2048-byte buffers, pool cache 256; server on CPU 0, clients on CPU 1; %s.\n",
               kClients, st.pods ? "; mpod's each PID 1 of its own pod" : "", (unsigned long long)st.packets, kBurst,
-              kRingSize, s.huge_dir.empty() ? "no hugepages (plain memory)" : ("hugepages in " + s.huge_dir).c_str());
+              kRingSize, memory_description(s.huge_dir).c_str());
   std::printf("mpod: mpod-mp-server/mpod-mp-client; DPDK 22.11: dpdk-client-server, the same work ported line for line "
               "(same packets: digest checked).\n");
   std::printf("Mpps = server tx / time; best of %d runs (sides taking turns to go first). ratio = mpod/DPDK: above 1, "
@@ -383,18 +247,19 @@ void report(const std::vector<Run>& mpod, const std::vector<Run>& dpdk, const Se
   const Run m = best(mpod, &Run::mpps), d = best(dpdk, &Run::mpps);
   const Run mt = best(mpod, &Run::mpps_total), dt = best(dpdk, &Run::mpps_total);
   std::vector<std::vector<std::string>> t = {{"measure", "mpod", "DPDK", "mpod/DPDK"}};
-  t.push_back({"Mpps, all clients attached -> server summary", fmt(m.mpps, 3), fmt(d.mpps, 3), fmt(m.mpps / d.mpps, 2)});
-  t.push_back({"Mpps, server start -> server exit", fmt(mt.mpps_total, 3), fmt(dt.mpps_total, 3),
-               fmt(mt.mpps_total / dt.mpps_total, 2)});
+  t.push_back({"Mpps, all clients attached -> server summary", fmt_rate(m.mpps, 3), fmt_rate(d.mpps, 3),
+               fmt_rate(m.mpps / d.mpps, 2)});
+  t.push_back({"Mpps, server start -> server exit", fmt_rate(mt.mpps_total, 3), fmt_rate(dt.mpps_total, 3),
+               fmt_rate(mt.mpps_total / dt.mpps_total, 2)});
   t.push_back({"drops in the best run (of the packets)", std::to_string(m.drops),
                dpdk.empty() ? "-" : std::to_string(d.drops), "-"});
-  print_table(t);
+  print_table(t, 1);
   std::printf("\nEvery run (Mpps attach->summary / start->exit, drops):\n");
   for (int side = 0; side < 2; ++side) {
     const auto& runs = side ? dpdk : mpod;
     std::string line = side ? "  DPDK:" : "  mpod:";
     for (auto& r : runs)
-      line += " " + fmt(r.mpps, 3) + "/" + fmt(r.mpps_total, 3) + " (" + std::to_string(r.drops) + ")";
+      line += " " + fmt_rate(r.mpps, 3) + "/" + fmt_rate(r.mpps_total, 3) + " (" + std::to_string(r.drops) + ")";
     if (runs.empty()) line += " -";
     std::puts(line.c_str());
   }
@@ -403,57 +268,25 @@ void report(const std::vector<Run>& mpod, const std::vector<Run>& dpdk, const Se
     std::printf("\nDPDK comparison skipped: DPDK's secondaries need hugepages (scripts/hugepages.sh sets them up)\n");
 }
 
-// A hugetlbfs mount of 2 MB pages with enough free pages, or "".
-std::string pick_huge_dir() {
-  std::ifstream meminfo("/proc/meminfo");
-  long free_pages = 0;
-  for (std::string key; meminfo >> key;) {
-    if (key == "HugePages_Free:") meminfo >> free_pages;
-    meminfo.ignore(256, '\n');
-  }
-  if (free_pages < kHugepagesNeeded) return "";
-  std::ifstream mounts("/proc/mounts");
-  for (std::string line; std::getline(mounts, line);) {
-    std::istringstream f(line);
-    std::string dev, dir, type, opts;
-    f >> dev >> dir >> type >> opts;
-    if (type == "hugetlbfs" && (opts.find("pagesize=2M") != std::string::npos || opts.find("pagesize") == std::string::npos))
-      return dir;
-  }
-  return "";
-}
-
 Settings parse_args(int argc, char** argv) {
   Settings st;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a.starts_with("--packets=")) st.packets = std::strtoull(a.c_str() + 10, nullptr, 10);
-    else if (a.starts_with("--repeat=")) st.repeat = std::atoi(a.c_str() + 9);
-    else if (a == "--pods") st.pods = true;
-    else {
-      std::fprintf(stderr, "usage: mpod-bench-client-server [--packets=N (default %llu)] [--repeat=R (default %d)] "
-                           "[--pods (root: mpod's processes each in a pod of its own)]\n",
-                   (unsigned long long)kDefaultPackets, kDefaultRepeat);
-      std::exit(a == "--help" ? 0 : 2);
-    }
-  }
+  parse_options(argc, argv,
+                {value_option("--packets=", st.packets), value_option("--repeat=", st.repeat),
+                 {"--pods", [&](const std::string&) { st.pods = true; }}},
+                [] {
+                  std::fprintf(stderr, "usage: mpod-bench-client-server [--packets=N (default %llu)] [--repeat=R (default %d)] "
+                                       "[--pods (root: mpod's processes each in a pod of its own)]\n",
+                               (unsigned long long)kDefaultPackets, kDefaultRepeat);
+                });
   st.packets = std::max<uint64_t>(1, st.packets);
   st.repeat = std::max(1, st.repeat);
   return st;
 }
 
-void on_signal(int) { g_interrupted = 1; }
-
 int run(const Settings& st) {
   if (st.pods && (geteuid() != 0 || access("/usr/bin/unshare", X_OK) != 0))
     throw std::runtime_error("--pods needs root and /usr/bin/unshare");
-  Scratch s;
-  s.bin = fs::read_symlink("/proc/self/exe").parent_path();
-  char tmpl[] = "/tmp/mpod-bench-cs-XXXXXX";
-  if (!mkdtemp(tmpl)) throw std::runtime_error("mkdtemp: " + std::string(strerror(errno)));
-  s.mpod_dir = tmpl;
-  s.huge_dir = pick_huge_dir();
-  s.have_dpdk = access((s.bin + "/dpdk-client-server").c_str(), X_OK) == 0;
+  Scratch s("mpod-bench-cs", kHugepagesNeeded, "dpdk-client-server");
   const bool dpdk_runs = s.have_dpdk && !s.huge_dir.empty();
   if (s.have_dpdk) check_same_packets(s);
   std::vector<Run> mpod, dpdk;
@@ -462,8 +295,8 @@ int run(const Settings& st) {
     for (int turn = 0; turn < 2; ++turn) {
       const bool is_dpdk = (turn == 0) == dpdk_first;
       if (is_dpdk && !dpdk_runs) continue;
-      const std::string prefix = (is_dpdk ? "mpodcsd" : "mpodcsm") + std::to_string(getpid()) + "_" + std::to_string(rep);
-      s.prefixes.push_back(prefix);
+      const std::string prefix =
+          s.track_prefix((is_dpdk ? "mpodcsd" : "mpodcsm") + std::to_string(getpid()) + "_" + std::to_string(rep));
       const Run r = run_side(s, st, is_dpdk, prefix);
       (is_dpdk ? dpdk : mpod).push_back(r);
       std::fprintf(stderr, "mpod-bench-client-server: run %d/%d, %s: %.3f Mpps (%.2f s), %lld drops\n", rep + 1,
@@ -478,17 +311,6 @@ int run(const Settings& st) {
 
 int main(int argc, char** argv) {
   const Settings st = parse_args(argc, argv);
-  struct sigaction sa {};
-  sa.sa_handler = on_signal;  // no SA_RESTART: a blocked poll returns and the run unwinds, cleaning up
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
-  try {
-    return run(st);
-  } catch (const Interrupted&) {
-    std::fprintf(stderr, "mpod-bench-client-server: interrupted; children stopped, files removed\n");
-    return 130;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "mpod-bench-client-server: %s\n", e.what());
-    return 1;
-  }
+  return mpod_bench::run_interruptible("mpod-bench-client-server", "children stopped, files removed",
+                                       [&] { return run(st); });
 }

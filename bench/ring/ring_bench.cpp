@@ -22,20 +22,12 @@
 //    claimer, and how often they stall is the point.
 // Both rings hold 4095 elements in 4096 slots; both sides use hugepages when
 // there are enough.
-#include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
-#include <filesystem>
-#include <fstream>
 #include <functional>
 #include <limits>
 #include <map>
@@ -45,12 +37,19 @@
 #include <thread>
 #include <vector>
 
+#include "common/child_process.hpp"
+#include "common/hugepages.hpp"
+#include "common/interrupt.hpp"
+#include "common/mpod_primary.hpp"
+#include "common/options.hpp"
+#include "common/scratch.hpp"
+#include "common/table.hpp"
 #include "mpod/runtime.hpp"
 #include "mpod_ring_ops.hpp"
 
 namespace {
 
-namespace fs = std::filesystem;
+using namespace mpod_bench;
 
 constexpr uint64_t kDefaultElements = 4'000'000;
 constexpr uint64_t kQuickElements = 256'000;
@@ -58,131 +57,13 @@ constexpr int kDefaultRepeat = 5;
 constexpr uint64_t kMemoryMb = 16;       // each side's primary: 8 hugepages of 2 MB
 constexpr long kHugepagesNeeded = 2 * 8 + 4;  // mpod's and DPDK's primaries are up at once, plus slack
 
-volatile sig_atomic_t g_interrupted = 0;
-struct Interrupted : std::runtime_error {
-  Interrupted() : std::runtime_error("interrupted") {}
-};
-
 struct Settings {
   uint64_t elements = kDefaultElements;
   int repeat = kDefaultRepeat;
   std::string sections = "local,pair,4p4c";  // which groups of rows to run
 };
 
-// Where this run lives, removed on the way out (also after an error or ^C).
-struct Scratch {
-  std::string bin;          // directory of this program and its helpers
-  std::string mpod_dir;     // mpod's runtime dir (a fresh temporary one)
-  std::string huge_dir;     // hugetlbfs mount both sides use; empty: no hugepages
-  std::string dpdk_prefix;  // DPDK's --file-prefix, unique to this run
-  bool have_dpdk = false;
-
-  ~Scratch() {
-    std::error_code ec;
-    if (!mpod_dir.empty()) fs::remove_all(mpod_dir, ec);
-    if (dpdk_prefix.empty()) return;
-    // DPDK's runtime dir: /var/run/dpdk/<prefix> for root, else under $XDG_RUNTIME_DIR or /tmp.
-    const char* bases[] = {"/var/run", getenv("XDG_RUNTIME_DIR"), "/tmp"};
-    for (const char* base : bases)
-      if (base) fs::remove_all(fs::path(base) / "dpdk" / dpdk_prefix, ec);
-    if (!huge_dir.empty())  // page files DPDK may leave behind: <prefix>map_N
-      for (auto& f : fs::directory_iterator(huge_dir, ec))
-        if (f.path().filename().string().starts_with(dpdk_prefix + "map_")) fs::remove(f.path(), ec);
-  }
-};
-
-// ---- child processes ----
-
-// A program run with its stdout captured (stderr passes through). Killed and
-// reaped by the destructor if still running, and killed by the kernel if this
-// process dies (PR_SET_PDEATHSIG; children are always forked by the main thread).
-class Child {
- public:
-  Child() = default;
-  Child(const Child&) = delete;
-  Child& operator=(const Child&) = delete;
-  ~Child() { kill_now(); }
-
-  void start(std::vector<std::string> argv) {
-    int p[2];
-    if (pipe2(p, O_CLOEXEC) != 0) throw std::runtime_error("pipe: " + std::string(strerror(errno)));
-    std::vector<char*> args;
-    for (auto& a : argv) args.push_back(a.data());
-    args.push_back(nullptr);
-    const pid_t parent = getpid();
-    pid_ = fork();
-    if (pid_ == 0) {  // only async-signal-safe calls until exec
-      prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (getppid() != parent) _exit(127);
-      dup2(p[1], STDOUT_FILENO);
-      execv(args[0], args.data());
-      _exit(127);
-    }
-    close(p[1]);
-    out_ = p[0];
-    if (pid_ < 0) throw std::runtime_error("fork: " + std::string(strerror(errno)));
-  }
-
-  // Reads stdout until `text` appears (empty: until end of file) or the
-  // deadline passes. Gives up early if `partner` died of anything but a clean exit.
-  bool read_until(const std::string& text, double timeout_s, Child* partner = nullptr) {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
-    while (text.empty() || out_text_.find(text) == std::string::npos) {
-      if (g_interrupted) throw Interrupted();
-      if (std::chrono::steady_clock::now() > deadline || (partner && partner->failed())) return false;
-      pollfd pfd{out_, POLLIN, 0};
-      if (poll(&pfd, 1, 1000) <= 0) continue;  // rare wake-ups: each one may preempt a measured thread
-      char buf[4096];
-      const ssize_t n = read(out_, buf, sizeof buf);
-      if (n <= 0) return text.empty();
-      out_text_.append(buf, static_cast<size_t>(n));
-    }
-    return true;
-  }
-
-  // Reads everything, then reaps. True if it printed all and exited with 0.
-  bool finish(double timeout_s, Child* partner = nullptr) {
-    const bool complete = read_until("", timeout_s, partner);
-    if (!complete) kill_now();
-    return complete && wait_exit() == 0;
-  }
-
-  // Exited (or was killed) with anything but status 0.
-  bool failed() {
-    if (pid_ <= 0) return status_ != 0;
-    int st;
-    if (waitpid(pid_, &st, WNOHANG) != pid_) return false;
-    pid_ = -1;
-    status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-    return status_ != 0;
-  }
-
-  const std::string& output() const { return out_text_; }
-
-  void kill_now() {
-    if (pid_ > 0) kill(pid_, SIGKILL);
-    wait_exit();
-    if (out_ >= 0) close(out_);
-    out_ = -1;
-  }
-
- private:
-  int wait_exit() {
-    if (pid_ > 0) {
-      int st;
-      while (waitpid(pid_, &st, 0) < 0 && errno == EINTR) {
-      }
-      pid_ = -1;
-      status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-    }
-    return status_;
-  }
-
-  pid_t pid_ = -1;
-  int out_ = -1;
-  int status_ = 0;
-  std::string out_text_;
-};
+// ---- children's rows ----
 
 // One row's figure from one run.
 struct Measured {
@@ -305,7 +186,7 @@ Rows mpod_pair(mpod::Runtime& rt, const Scratch& s, uint64_t elements) {
   });
   bool ok = false;
   try {
-    ok = consumer.finish(timeout_s(elements, RING_BENCH_CASES));
+    ok = consumer.finish(deadline_after(timeout_s(elements, RING_BENCH_CASES))) == 0;
   } catch (...) {  // interrupted
     __atomic_store_n(&ctl->abort_run, 1, __ATOMIC_RELAXED);
     producer.join();
@@ -362,11 +243,9 @@ Rows mpod_mpmc(mpod::Ring& ring, uint64_t elements) {
 
 std::vector<std::string> dpdk_argv(const Scratch& s, const char* mode, uint64_t elements, bool primary, int lcore) {
   std::vector<std::string> a = {s.bin + "/dpdk-ring-bench", mode, std::to_string(elements),
-                                primary ? "--proc-type=primary" : "--proc-type=secondary",
-                                "--file-prefix=" + s.dpdk_prefix, "-l", std::to_string(lcore), "--no-pci",
-                                "--no-telemetry", "--log-level=lib.eal:error"};
-  if (s.huge_dir.empty()) a.push_back("--no-huge");
-  else a.push_back("--huge-dir=" + s.huge_dir);
+                                primary ? "--proc-type=primary" : "--proc-type=secondary", "-l", std::to_string(lcore)};
+  const std::vector<std::string> eal = s.dpdk_eal_options(s.dpdk_prefix);
+  a.insert(a.end(), eal.begin(), eal.end());
   if (primary) a.insert(a.end(), {"-m", std::to_string(kMemoryMb)});
   return a;
 }
@@ -375,17 +254,17 @@ std::vector<std::string> dpdk_argv(const Scratch& s, const char* mode, uint64_t 
 Rows dpdk_single(const Scratch& s, const char* mode, uint64_t elements, double timeout) {
   Child c;
   c.start(dpdk_argv(s, mode, elements, true, RING_BENCH_PRODUCER_CPU));
-  const bool ok = c.finish(timeout);
+  const bool ok = c.finish(deadline_after(timeout)) == 0;
   return rows_of(c, ok, std::string("dpdk-ring-bench ") + mode);
 }
 
 Rows dpdk_pair(const Scratch& s, uint64_t elements) {
   Child producer, consumer;
   producer.start(dpdk_argv(s, "producer", elements, true, RING_BENCH_PRODUCER_CPU));
-  if (!producer.read_until("READY", 60)) return rows_of(producer, false, "dpdk-ring-bench producer (primary)");
+  if (producer.read_until("READY", 1, deadline_after(60)) != ReadEnd::found) return rows_of(producer, false, "dpdk-ring-bench producer (primary)");
   consumer.start(dpdk_argv(s, "consumer", elements, false, RING_BENCH_CONSUMER_CPU));
-  const bool ok = consumer.finish(timeout_s(elements, RING_BENCH_CASES), &producer);
-  if (!producer.finish(10)) std::fprintf(stderr, "mpod-bench-ring: dpdk-ring-bench producer (primary) failed\n");
+  const bool ok = consumer.finish(deadline_after(timeout_s(elements, RING_BENCH_CASES)), &producer) == 0;
+  if (producer.finish(deadline_after(10)) != 0) std::fprintf(stderr, "mpod-bench-ring: dpdk-ring-bench producer (primary) failed\n");
   return rows_of(consumer, ok, "dpdk-ring-bench consumer (secondary)");
 }
 
@@ -414,15 +293,8 @@ struct MpodSide {
 };
 
 MpodSide start_mpod(const Scratch& s) {
-  mpod::Options o;
-  o.proc_type = mpod::ProcType::primary;
-  o.file_prefix = "ringbench";
-  o.runtime_dir = s.mpod_dir;
-  o.memory_mb = kMemoryMb;
-  o.huge_dir = s.huge_dir;
-  o.no_huge = s.huge_dir.empty();
   MpodSide m;
-  m.rt = mpod::Runtime::start(o);
+  m.rt = mpod::Runtime::start(primary_options(s, "ringbench", kMemoryMb));
   m.local = mpod::Ring::create(*m.rt, "bench_local", RING_BENCH_CAPACITY);
   m.mpmc = mpod::Ring::create(*m.rt, "bench_mpmc", RING_BENCH_CAPACITY);
   mpod::Ring::create(*m.rt, ring_bench::kPairRing, RING_BENCH_CAPACITY);
@@ -452,7 +324,7 @@ void run_once(MpodSide& m, const Scratch& s, const Settings& st, int rep, Result
   for (const Section& sec : sections) {
     if (wanted.find(std::string(",") + sec.name + ",") == std::string::npos) continue;
     for (int turn = 0; turn < 2; ++turn) {
-      if (g_interrupted) throw Interrupted();
+      throw_if_interrupted();
       const bool dpdk = (turn == 0) == dpdk_first;
       if (dpdk && !sec.dpdk_runs) continue;
       const uint64_t t0 = ring_bench_now_ns();
@@ -464,32 +336,6 @@ void run_once(MpodSide& m, const Scratch& s, const Settings& st, int rep, Result
 }
 
 // ---- output ----
-
-std::string fmt(double v, int decimals) {
-  if (!std::isfinite(v)) return "-";
-  char b[32];
-  std::snprintf(b, sizeof b, "%.*f", decimals, v);
-  return b;
-}
-
-void print_table(const std::vector<std::vector<std::string>>& rows) {
-  std::vector<size_t> w(rows[0].size(), 0);
-  for (auto& r : rows)
-    for (size_t i = 0; i < r.size(); ++i) w[i] = std::max(w[i], r[i].size());
-  auto line = [&](const std::vector<std::string>& r) {
-    std::string out = "|";
-    for (size_t i = 0; i < r.size(); ++i) {
-      const size_t pad = w[i] - r[i].size();
-      out += " " + (i < 2 ? r[i] + std::string(pad, ' ') : std::string(pad, ' ') + r[i]) + " |";  // text left, numbers right
-    }
-    std::puts(out.c_str());
-  };
-  line(rows[0]);
-  std::string sep = "|";
-  for (size_t i = 0; i < w.size(); ++i) sep += (i < 2 ? ":" : "-") + std::string(w[i], '-') + (i < 2 ? "-|" : ":|");
-  std::puts(sep.c_str());
-  for (size_t i = 1; i < rows.size(); ++i) line(rows[i]);
-}
 
 // "20.1 18.3 0.0*": every run of a row in run order, in Mpps or ns/elem.
 std::string every_run(const std::vector<Measured>& runs, bool mpps) {
@@ -503,7 +349,7 @@ void report(const Results& results, const Settings& st, const Scratch& s) {
   std::printf("Ring: mpod beside DPDK 22.11 rte_ring, same run, %d runs of %llu elements per row (mpod and DPDK taking "
               "turns to go first); rings of 4095 pointers (4096 slots); %s.\n",
               st.repeat, (unsigned long long)st.elements,
-              s.huge_dir.empty() ? "no hugepages (plain memory)" : ("hugepages in " + s.huge_dir).c_str());
+              memory_description(s.huge_dir).c_str());
   std::printf("best: each side's best run; median: its median run (two-process and 4p4c runs are bimodal: the ring "
               "settles nearly empty or nearly full, or a preempted thread stalls its side).\n");
   std::printf("ratio = DPDK time per element / mpod time per element (= mpod Mpps / DPDK Mpps): above 1, mpod is faster.\n\n");
@@ -532,7 +378,7 @@ void report(const Results& results, const Settings& st, const Scratch& s) {
   for (const ring_bench_case& c : ring_bench_cases) add("1 thread, enqueue+dequeue", "local", c.multi, c.burst, false);
   for (const ring_bench_case& c : ring_bench_cases) add("2 processes, CPU 0 -> CPU 1", "pair", c.multi, c.burst, false);
   for (unsigned burst : ring_bench_mpmc_bursts) add("4 prod + 4 cons threads, CPUs 0-1", "4p4c", 1, burst, true);
-  print_table(t);
+  print_table(t, 2);
   std::printf("\nEvery run, in run order (ns/elem; 4p4c rows in Mpps, *: stopped at the %.0f s limit, Mpps over what it "
               "moved):\n",
               double(RING_BENCH_MPMC_LIMIT_S));
@@ -543,59 +389,27 @@ void report(const Results& results, const Settings& st, const Scratch& s) {
                 "other rows on plain memory for both\n");
 }
 
-// A hugetlbfs mount of 2 MB pages with enough free pages, or "".
-std::string pick_huge_dir() {
-  std::ifstream meminfo("/proc/meminfo");
-  long free_pages = 0;
-  for (std::string key; meminfo >> key;) {
-    if (key == "HugePages_Free:") meminfo >> free_pages;
-    meminfo.ignore(256, '\n');
-  }
-  if (free_pages < kHugepagesNeeded) return "";
-  std::ifstream mounts("/proc/mounts");
-  for (std::string line; std::getline(mounts, line);) {
-    std::istringstream f(line);
-    std::string dev, dir, type, opts;
-    f >> dev >> dir >> type >> opts;
-    if (type == "hugetlbfs" && (opts.find("pagesize=2M") != std::string::npos || opts.find("pagesize") == std::string::npos))
-      return dir;
-  }
-  return "";
-}
-
 Settings parse_args(int argc, char** argv) {
   Settings st;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a.starts_with("--elements=")) st.elements = std::strtoull(a.c_str() + 11, nullptr, 10);
-    else if (a.starts_with("--repeat=")) st.repeat = std::atoi(a.c_str() + 9);
-    else if (a.starts_with("--sections=")) st.sections = a.substr(11);
-    else if (a == "--quick") st.elements = kQuickElements, st.repeat = 1;
-    else {
-      std::fprintf(stderr,
-                   "usage: mpod-bench-ring [--elements=N (default %llu)] [--repeat=R (default %d)] [--quick]\n"
-                   "                       [--sections=local,pair,4p4c (default: all)]\n",
-                   (unsigned long long)kDefaultElements, kDefaultRepeat);
-      std::exit(a == "--help" ? 0 : 2);
-    }
-  }
+  parse_options(argc, argv,
+                {value_option("--elements=", st.elements), value_option("--repeat=", st.repeat),
+                 value_option("--sections=", st.sections),
+                 {"--quick", [&](const std::string&) { st.elements = kQuickElements, st.repeat = 1; }}},
+                [] {
+                  std::fprintf(stderr,
+                               "usage: mpod-bench-ring [--elements=N (default %llu)] [--repeat=R (default %d)] [--quick]\n"
+                               "                       [--sections=local,pair,4p4c (default: all)]\n",
+                               (unsigned long long)kDefaultElements, kDefaultRepeat);
+                });
   // Every burst and each producer's share must divide the count.
   st.elements = std::max<uint64_t>(RING_BENCH_ELEM_GRAIN, st.elements / RING_BENCH_ELEM_GRAIN * RING_BENCH_ELEM_GRAIN);
   st.repeat = std::max(1, st.repeat);
   return st;
 }
 
-void on_signal(int) { g_interrupted = 1; }
-
 int run(const Settings& st) {
-  Scratch s;
-  s.bin = fs::read_symlink("/proc/self/exe").parent_path();
-  char tmpl[] = "/tmp/mpod-bench-ring-XXXXXX";
-  if (!mkdtemp(tmpl)) throw std::runtime_error("mkdtemp: " + std::string(strerror(errno)));
-  s.mpod_dir = tmpl;
-  s.huge_dir = pick_huge_dir();
-  s.dpdk_prefix = "mpodring" + std::to_string(getpid());
-  s.have_dpdk = access((s.bin + "/dpdk-ring-bench").c_str(), X_OK) == 0;
+  Scratch s("mpod-bench-ring", kHugepagesNeeded, "dpdk-ring-bench");
+  s.dpdk_prefix = s.track_prefix("mpodring" + std::to_string(getpid()));
   MpodSide m = start_mpod(s);
   Results results;
   for (int rep = 0; rep < st.repeat; ++rep) run_once(m, s, st, rep, results);
@@ -607,17 +421,5 @@ int run(const Settings& st) {
 
 int main(int argc, char** argv) {
   const Settings st = parse_args(argc, argv);
-  struct sigaction sa {};
-  sa.sa_handler = on_signal;  // no SA_RESTART: a blocked poll returns and the run unwinds, cleaning up
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
-  try {
-    return run(st);
-  } catch (const Interrupted&) {
-    std::fprintf(stderr, "mpod-bench-ring: interrupted; children stopped, files removed\n");
-    return 130;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "mpod-bench-ring: %s\n", e.what());
-    return 1;
-  }
+  return mpod_bench::run_interruptible("mpod-bench-ring", "children stopped, files removed", [&] { return run(st); });
 }
