@@ -38,6 +38,12 @@ struct MempoolOptions {
   // Called once for every object, at creation, in the creating process:
   // (object, its index 0..n-1). Objects are zeroed before.
   std::function<void(void* obj, uint32_t index)> constructor;
+  // Pads each object to an odd number of 64-byte lines, as DPDK does unless
+  // MEMPOOL_F_NO_SPREAD is given. With a power-of-two stride (2048-byte
+  // packet buffers) the first line of every object falls in the same few
+  // cache sets, and a core touching many packet headers evicts its own.
+  // Costs one line per object whose size is an even number of lines.
+  bool spread = true;
 };
 
 class Mempool {

@@ -40,6 +40,12 @@ constexpr uint64_t align64(uint64_t v) { return (v + 63) & ~uint64_t(63); }
 }  // namespace
 
 namespace {
+// The distance between objects: whole lines, an odd number of them when
+// spreading (MempoolOptions::spread): consecutive objects then start in
+// different cache sets, all sets in turn.
+uint32_t spread_stride(uint32_t lined_size, bool spread) {
+  return spread && (lined_size / 64) % 2 == 0 ? lined_size + 64 : lined_size;
+}
 uint64_t cache_bytes_for(uint32_t cap) { return align64(offsetof(Mempool::Cache, objs) + sizeof(void*) * std::max(cap, 1u)); }
 }  // namespace
 
@@ -346,7 +352,7 @@ Mempool Mempool::create(Runtime& rt, std::string_view name, uint32_t n, uint32_t
   if (o.cache_size > kMaxCacheSize)
     throw Error(Errc::invalid_argument, what + ": cache size " + std::to_string(o.cache_size) + " exceeds " +
                                             std::to_string(kMaxCacheSize));
-  const uint32_t stride = uint32_t(align64(elt_size));
+  const uint32_t stride = spread_stride(uint32_t(align64(elt_size)), o.spread);
   const uint32_t cap = o.cache_size * 3;
   const uint64_t cache_bytes = o.cache_size ? cache_bytes_for(cap) : 0;
   const uint64_t caches_off = align64(sizeof(Header));

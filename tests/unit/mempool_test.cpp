@@ -80,6 +80,40 @@ TEST_F(MempoolTest, ConstructorIterationAndCountsWithoutCache) {
   EXPECT_EQ(pool.available(), 100u);
 }
 
+// Objects sit an odd number of cache lines apart (unless spread is off), so
+// the first lines of consecutive objects go round every cache set instead of
+// sharing a few. The addresses come from for_each; every object must still be
+// handed out and taken back, and a line inside an object is not an object.
+TEST_F(MempoolTest, ObjectsAreSpreadOverCacheSetsUnlessAskedNotTo) {
+  struct Case {
+    const char* name;
+    uint32_t elt_size;
+    bool spread;
+    uintptr_t stride;
+  };
+  const Case cases[] = {{"spread2048", 2048, true, 2112}, {"spread64", 64, true, 64}, {"spread100", 100, true, 192},
+                        {"spread129", 129, true, 192},   {"packed2048", 2048, false, 2048}};
+  for (const Case& c : cases) {
+    MempoolOptions o;
+    o.cache_size = 8;
+    o.spread = c.spread;
+    auto pool = Mempool::create(*rt_, c.name, 50, c.elt_size, o);
+    std::vector<void*> objs;
+    pool.for_each([&](void* obj, uint32_t) { objs.push_back(obj); });
+    ASSERT_EQ(objs.size(), 50u);
+    for (size_t i = 1; i < objs.size(); ++i)
+      ASSERT_EQ(reinterpret_cast<uintptr_t>(objs[i]) - reinterpret_cast<uintptr_t>(objs[i - 1]), c.stride) << c.name;
+    std::vector<void*> got(50);
+    ASSERT_TRUE(pool.get_bulk(got.data(), 50)) << c.name;
+    EXPECT_EQ(std::set<void*>(got.begin(), got.end()), std::set<void*>(objs.begin(), objs.end())) << c.name;
+    EXPECT_EQ(pool.put_bulk(got.data(), 50), 50u) << c.name;
+    EXPECT_EQ(pool.available(), 50u) << c.name;
+    if (c.stride > 64) {
+      EXPECT_FALSE(pool.contains(static_cast<char*>(objs[1]) + 64)) << c.name << ": a line inside an object";
+    }
+  }
+}
+
 TEST_F(MempoolTest, ForeignPointersAreRefusedAndTheRestPutBack) {
   auto pool = Mempool::create(*rt_, "strict", 16, 64);
   auto other = Mempool::create(*rt_, "other", 16, 64);
