@@ -224,6 +224,8 @@ struct SmallRing {
     h->elem_size = sizeof(void*);
     h->producers = h->consumers = Sync::single;
   }
+  SmallRing(const SmallRing&) = delete;  // h points into this object's own bytes
+  SmallRing& operator=(const SmallRing&) = delete;
   unsigned put(unsigned n, Sync s = Sync::single) {
     void* objs[8];
     for (unsigned i = 0; i < n; ++i) objs[i] = item(next_in++);

@@ -15,8 +15,9 @@
 // pulls the consumers' line to its core on every call (nor they its line),
 // which halves the lines that cross between two cores per call. A seen
 // value more than a ring's worth behind is recognised and re-read; one
-// exactly 2^32 indices behind is not (a thread stopped for 2^32 elements
-// between two instructions: the same wrap DPDK's 32-bit head CAS accepts).
+// behind by a multiple of 2^32 indices (give or take a ring's worth) is not:
+// a thread stopped for 2^32 elements between two instructions, the same
+// wrap DPDK's 32-bit head CAS accepts.
 //
 // Memory orderings:
 //  - A producer loads cons_tail with acquire before claiming: the consumers'
@@ -26,10 +27,11 @@
 //    release after that acquire and loaded with acquire, so a thread that
 //    uses another thread's seen value is ordered after the same tail store.
 //  - Claiming (a head CAS; a single producer/consumer stores its head just
-//    before its tail) only arbitrates among threads of one side. But reading the head (first,
-//    and on a failed CAS) is acquire, so it is ordered before the read of
-//    the other side's tail (DPDK uses a fence there); the CAS's success
-//    order is acquire too, as GCC wants it no weaker than the failure order.
+//    before its tail) only arbitrates among threads of one side. But
+//    reading the head (first, and on a failed CAS) is acquire, so it is
+//    ordered before the read of the other side's tail or seen value (DPDK
+//    uses a fence there); the CAS's success order is acquire too, as GCC
+//    wants it no weaker than the failure order.
 //  - Publishing stores the tail with release after the slots are copied.
 //    With several producers (consumers), each first waits, with acquire
 //    loads, until the tail reaches its own claim's start: so it publishes
