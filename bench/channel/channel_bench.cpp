@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/scratch.hpp"
 #include "mpod/runtime.hpp"
 
 namespace {
@@ -115,6 +116,8 @@ int main(int argc, char** argv) {
   if (!mkdtemp(tmpl)) return 1;
   const std::string rt_dir = tmpl;
   const bool have_dpdk = access((bin + "/dpdk-mp-bench").c_str(), X_OK) == 0;
+  // DPDK leaves its runtime dir (and, if killed, its page files) behind.
+  const mpod_bench::RunFilesRemover dpdk_files{"mpodbenchch", "/dev/hugepages"};
 
   Proc mpod_primary;
   if (!mpod_primary.start({bin + "/mpod", "serve", "--runtime-dir=" + rt_dir, "--file-prefix=benchch", "-m", "16"}, "ready")) {

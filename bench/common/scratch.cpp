@@ -34,7 +34,7 @@ std::string Scratch::track_prefix(std::string prefix) {
   return prefix;
 }
 
-void Scratch::remove_files(const std::string& prefix) const {
+void remove_run_files(const std::string& prefix, const std::string& huge_dir) {
   std::error_code ec;
   const char* bases[] = {"/var/run", getenv("XDG_RUNTIME_DIR"), "/tmp"};
   for (const char* base : bases)

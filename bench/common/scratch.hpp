@@ -10,6 +10,22 @@
 
 namespace mpod_bench {
 
+// Removes what processes run with --file-prefix `prefix` may leave when
+// killed: DPDK's runtime dir (/var/run/dpdk/<prefix> for root, else under
+// $XDG_RUNTIME_DIR or /tmp) and page files <prefix>map_N in `huge_dir` (DPDK
+// and mpod both name them so; empty: none). For once no process of that
+// prefix runs any more: a live one would go on using what this removes.
+// Errors are ignored (this runs on the way out of errors too).
+void remove_run_files(const std::string& prefix, const std::string& huge_dir);
+
+// For drivers that name their prefixes themselves: remove_run_files() when
+// it goes out of scope. Declare it before the processes it cleans up after,
+// so they are stopped first.
+struct RunFilesRemover {
+  std::string prefix, huge_dir;
+  ~RunFilesRemover() { remove_run_files(prefix, huge_dir); }
+};
+
 class Scratch {
  public:
   // Sets bin to this program's directory, creates mpod_dir as a fresh
@@ -27,12 +43,8 @@ class Scratch {
   // removes, and returns it.
   std::string track_prefix(std::string prefix);
 
-  // Removes what processes run with `prefix` may leave when killed: DPDK's
-  // runtime dir (/var/run/dpdk/<prefix> for root, else under $XDG_RUNTIME_DIR
-  // or /tmp) and page files <prefix>map_N in huge_dir (DPDK and mpod both name
-  // them so). For once no process of that prefix runs any more: a live one
-  // would go on using what this removes.
-  void remove_files(const std::string& prefix) const;
+  // remove_run_files(prefix, huge_dir).
+  void remove_files(const std::string& prefix) const { remove_run_files(prefix, huge_dir); }
 
   // The EAL options every DPDK process of the run gets: `prefix` as its
   // --file-prefix, no PCI scan and no telemetry socket (a benchmark uses

@@ -22,6 +22,8 @@
 #include <string>
 #include <vector>
 
+#include "common/scratch.hpp"
+
 namespace {
 
 std::string self_dir() { return std::filesystem::read_symlink("/proc/self/exe").parent_path(); }
@@ -179,6 +181,8 @@ int main(int argc, char** argv) {
   if (!mkdtemp(tmpl)) return 1;
   const std::string rt_dir = tmpl;
   const bool have_dpdk = access((bin + "/dpdk-attach-probe").c_str(), X_OK) == 0;
+  // DPDK leaves its runtime dir (and, if killed, its page files) behind.
+  const mpod_bench::RunFilesRemover dpdk_files{"mpodbenchd", "/dev/hugepages"};
 
   Primary mpod_huge{"mpod (hugepages)"}, mpod_plain{"mpod (--no-huge)"}, dpdk{"DPDK 22.11"};
   if (!mpod_huge.start({bin + "/mpod", "serve", "--runtime-dir=" + rt_dir, "--file-prefix=benchm", "-m", "64"},

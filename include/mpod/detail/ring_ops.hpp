@@ -58,6 +58,17 @@
 
 #include "mpod/detail/pointer_copy.hpp"
 
+#if defined(__SANITIZE_THREAD__)
+#define MPOD_RING_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define MPOD_RING_TSAN 1
+#endif
+#endif
+#ifdef MPOD_RING_TSAN
+#include <sanitizer/tsan_interface.h>
+#endif
+
 namespace mpod {
 
 enum class Sync : uint8_t {
@@ -185,6 +196,15 @@ template <bool kEnqueue, bool kPointers>
     if (head.compare_exchange_weak(start, start + k, std::memory_order_acquire, std::memory_order_acquire)) break;
   }
   if (left) *left = room - k;
+#ifdef MPOD_RING_TSAN
+  // ThreadSanitizer sees only this process. The tail (or seen) value that
+  // let us claim may have been stored by another process, whose acquire of
+  // this process's earlier tail stores TSan never saw, so it would report
+  // our copy as racing with the accesses those stores published. Acquire
+  // every release of the other side's tail made in this process so far:
+  // the ones whose slots we may now touch are among them.
+  __tsan_acquire(const_cast<std::atomic<uint32_t>*>(&other_tail));
+#endif
   ring_copy<kPointers, kEnqueue>(h, start, objs, k);
   if (single) {
     // Nobody else claims on our side, and the other side reads only our
