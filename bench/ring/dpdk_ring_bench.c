@@ -1,4 +1,5 @@
-/* dpdk-ring-bench local|producer|consumer|mpmc ELEMENTS [EAL options]
+/* dpdk-ring-bench local|mpmc ELEMENTS [EAL options]
+ * dpdk-ring-bench producer|consumer PAIR_FILE [EAL options]
  *
  * DPDK 22.11's rte_ring, measured the way mpod-bench-ring measures mpod's
  * Ring (same loops, same ring geometry, same hand-shake: ring_bench_shared.h).
@@ -6,7 +7,10 @@
  * mpod-bench-ring parses:
  *   local     one thread on CPU 0: enqueue a burst, dequeue it (ring_perf_autotest)
  *   producer  primary, CPU 0: creates the ring, prints READY, feeds a consumer
- *   consumer  secondary, CPU 1: finds the ring with rte_ring_lookup, times the rows
+ *   consumer  secondary, CPU 1: finds the ring with rte_ring_lookup, prints
+ *             READY, times each of DPDK's trials into PAIR_FILE (the
+ *             two-process rows run as trials interleaved with mpod's:
+ *             ring_bench_shared.h)
  *   mpmc      4 producer and 4 consumer threads on CPUs 0-1, burst calls
  * Written in C against DPDK's public API only.
  */
@@ -26,7 +30,6 @@
 #include "ring_bench_shared.h"
 
 #define RING_NAME "mpod_bench_ring"
-#define CONTROL_NAME "mpod_bench_ctl"
 
 /* What producers enqueue: distinct non-null pointers (never dereferenced). */
 static void* objs[RING_BENCH_MAX_BURST];
@@ -73,63 +76,61 @@ static void run_local(uint64_t elements) {
   rte_ring_free(r);
 }
 
-/* ---- producer (primary) and consumer (secondary) on two CPUs ---- */
+/* ---- producer (primary) and consumer (secondary) on two CPUs ----
+ * Trials interleaved with mpod's (ring_bench_shared.h): each waits its turn
+ * asleep, so only one library's pair runs at a time. */
 
-static int produce(struct rte_ring* r, struct ring_bench_control* ctl, struct ring_bench_case c, uint64_t elements) {
+static int produce(void* ring, struct ring_bench_case c, uint64_t elements, const struct ring_bench_pair_shared* p,
+                   uint64_t* failed_calls) {
+  struct rte_ring* r = ring;
+  uint64_t failed = 0;
   for (uint64_t sent = 0; sent < elements; sent += c.burst)
     while (enqueue(r, c.multi, c.burst) == 0) {
-      if (ring_bench_aborted(ctl)) return 0;
+      if (ring_bench_pair_aborted(p)) return 0;
+      ++failed;
       ring_bench_relax();
     }
+  *failed_calls = failed;
   return 1;
 }
 
-static void run_producer(uint64_t elements) {
+static int consume(void* ring, struct ring_bench_case c, uint64_t elements, const struct ring_bench_pair_shared* p,
+                   uint64_t* failed_calls) {
+  struct rte_ring* r = ring;
+  void* out[RING_BENCH_MAX_BURST];
+  uint64_t failed = 0;
+  for (uint64_t got = 0; got < elements; got += c.burst)
+    while (dequeue(r, c.multi, out, c.burst) == 0) {
+      if (ring_bench_pair_aborted(p)) return 0;
+      ++failed;
+      ring_bench_relax();
+    }
+  *failed_calls = failed;
+  return 1;
+}
+
+static void run_producer(const char* pair_file) {
+  struct ring_bench_pair_shared* p = ring_bench_map_pair_file(pair_file);
+  if (!p) exit(1);
   struct rte_ring* r = rte_ring_create(RING_NAME, RING_BENCH_SLOTS, SOCKET_ID_ANY, 0);
   if (!r) die("rte_ring_create failed");
-  const struct rte_memzone* mz = rte_memzone_reserve(CONTROL_NAME, sizeof(struct ring_bench_control), SOCKET_ID_ANY, 0);
-  if (!mz) die("rte_memzone_reserve failed");
-  struct ring_bench_control* ctl = mz->addr;
-  memset(ctl, 0, sizeof *ctl);
   ring_bench_pin_thread(RING_BENCH_PRODUCER_CPU, RING_BENCH_PRODUCER_CPU);
   printf("READY\n");
   fflush(stdout);
-  for (int i = 0; i < RING_BENCH_CASES; ++i)
-    if (!ring_bench_producer_start(ctl, (uint32_t)i + 1) || !produce(r, ctl, ring_bench_cases[i], elements))
-      die("the consumer went away");
-  if (!ring_bench_producer_finish(ctl)) die("the consumer went away");
-  /* No rte_ring_free/rte_memzone_free: freeing asks the (exiting) secondary
-   * to sync its memory map and logs a failure; exiting releases it all. */
+  if (!ring_bench_pair_producer(p, RING_BENCH_SIDE_DPDK, r, produce)) die("the run was aborted");
+  /* No rte_ring_free: freeing asks the (exiting) secondary to sync its
+   * memory map and logs a failure; exiting releases it all. */
 }
 
-/* Returns the nanoseconds from go to the last element, 0 if aborted. */
-static uint64_t consume(struct rte_ring* r, struct ring_bench_control* ctl, uint32_t case_no, uint64_t elements) {
-  const struct ring_bench_case c = ring_bench_cases[case_no - 1];
-  void* out[RING_BENCH_MAX_BURST];
-  if (!ring_bench_consumer_start(ctl, case_no)) return 0;
-  const uint64_t t0 = ring_bench_now_ns();
-  for (uint64_t got = 0; got < elements; got += c.burst)
-    while (dequeue(r, c.multi, out, c.burst) == 0) {
-      if (ring_bench_aborted(ctl)) return 0;
-      ring_bench_relax();
-    }
-  return ring_bench_now_ns() - t0;
-}
-
-static void run_consumer(uint64_t elements) {
+static void run_consumer(const char* pair_file) {
+  struct ring_bench_pair_shared* p = ring_bench_map_pair_file(pair_file);
+  if (!p) exit(1);
   struct rte_ring* r = rte_ring_lookup(RING_NAME);
-  const struct rte_memzone* mz = rte_memzone_lookup(CONTROL_NAME);
-  if (!r || !mz) die("the primary's ring or control block was not found");
-  struct ring_bench_control* ctl = mz->addr;
+  if (!r) die("the primary's ring was not found");
   ring_bench_pin_thread(RING_BENCH_CONSUMER_CPU, RING_BENCH_CONSUMER_CPU);
-  for (uint32_t i = 1; i <= RING_BENCH_CASES; ++i) {
-    const uint64_t elapsed = consume(r, ctl, i, elements);
-    if (elapsed == 0) die("the producer went away");
-    char name[64];
-    ring_bench_row_name(name, sizeof name, "pair", ring_bench_cases[i - 1].multi, ring_bench_cases[i - 1].burst);
-    ring_bench_print_row(name, elements, elapsed, 0);
-  }
-  ring_bench_consumer_finish(ctl);
+  printf("READY\n");
+  fflush(stdout);
+  if (!ring_bench_pair_consumer(p, RING_BENCH_SIDE_DPDK, r, consume)) die("the run was aborted");
 }
 
 /* ---- mpmc: 4 producers and 4 consumers in this process ---- */
@@ -176,12 +177,15 @@ static void run_mpmc(uint64_t elements) {
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    fprintf(stderr, "usage: dpdk-ring-bench local|producer|consumer|mpmc ELEMENTS [EAL options]\n");
+    fprintf(stderr, "usage: dpdk-ring-bench local|mpmc ELEMENTS [EAL options]\n"
+                    "       dpdk-ring-bench producer|consumer PAIR_FILE [EAL options]\n");
     return 2;
   }
   const char* mode = argv[1];
-  const uint64_t elements = strtoull(argv[2], NULL, 10);
-  if (elements == 0 || elements % RING_BENCH_ELEM_GRAIN != 0) {
+  const char* arg = argv[2];
+  const int pair = strcmp(mode, "producer") == 0 || strcmp(mode, "consumer") == 0;
+  const uint64_t elements = pair ? 0 : strtoull(arg, NULL, 10);
+  if (!pair && (elements == 0 || elements % RING_BENCH_ELEM_GRAIN != 0)) {
     fprintf(stderr, "dpdk-ring-bench: ELEMENTS must be a positive multiple of %u\n", RING_BENCH_ELEM_GRAIN);
     return 2;
   }
@@ -189,8 +193,8 @@ int main(int argc, char** argv) {
   if (rte_eal_init(argc - 2, argv + 2) < 0) die("rte_eal_init failed");
   for (unsigned i = 0; i < RING_BENCH_MAX_BURST; ++i) objs[i] = (void*)(uintptr_t)(i + 1);
   if (strcmp(mode, "local") == 0) run_local(elements);
-  else if (strcmp(mode, "producer") == 0) run_producer(elements);
-  else if (strcmp(mode, "consumer") == 0) run_consumer(elements);
+  else if (strcmp(mode, "producer") == 0) run_producer(arg);
+  else if (strcmp(mode, "consumer") == 0) run_consumer(arg);
   else if (strcmp(mode, "mpmc") == 0) run_mpmc(elements);
   else {
     fprintf(stderr, "dpdk-ring-bench: unknown mode '%s'\n", mode);

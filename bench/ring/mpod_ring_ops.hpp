@@ -7,9 +7,8 @@
 
 namespace ring_bench {
 
-// Names in the mpod domain of a run: the two-process rows' ring and hand-shake.
+// The two-process rows' ring, by its name in the mpod domain of a run.
 inline constexpr const char* kPairRing = "bench_pair";
-inline constexpr const char* kControlZone = "bench_pair_ctl";
 
 inline mpod::Sync sync_of(int multi) { return multi ? mpod::Sync::multi : mpod::Sync::single; }
 

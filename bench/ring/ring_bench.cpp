@@ -1,34 +1,42 @@
-// mpod-bench-ring [--elements=N] [--repeat=R] [--quick] [--sections=local,pair,4p4c]:
-// mpod's Ring beside DPDK 22.11's rte_ring in the same run, one table with a
-// ratio per row.
+// mpod-bench-ring [--elements=N] [--repeat=R] [--rounds=R] [--pair-elements=N] [--quick]
+//                 [--sections=local,pair,4p4c]:
+// mpod's Ring beside DPDK 22.11's rte_ring in the same run, with a ratio per row.
 //
 // Rows (ring_bench_shared.h has the exact list; both sides run the same loops):
 //  - local: one thread on CPU 0 enqueues a burst and dequeues it, per element
 //    (DPDK's ring_perf_autotest), SP/SC and MP/MC, bursts 1, 8, 32;
 //  - pair: a primary producer on CPU 0 creates the ring, a secondary consumer
-//    on CPU 1 finds it by name; total time / elements moved;
+//    on CPU 1 finds it by name; time from go to the last element / elements;
 //  - 4p4c: 4 producer and 4 consumer threads of one process on CPUs 0-1
 //    sharing one MP/MC ring with burst calls, in Mpps.
 //
 // This program is mpod's primary: it measures the in-process rows itself and
 // produces for mpod-ring-consumer. DPDK's rows come from dpdk-ring-bench
-// children. Each measurement is repeated R times, mpod and DPDK taking turns
-// to go first. Every row shows each side's best run and its median run:
-//  - best: on a shared 2-core machine slower runs may measure the neighbours;
-//  - median: a producer and a consumer on two cores settle either with the
-//    ring nearly empty or nearly full, and which one (a 2-5x difference) is
-//    decided by nanoseconds of timing, so a best run may be a lucky regime;
-//    with 8 threads on 2 CPUs runs are either fast or stalled by a preempted
-//    claimer, and how often they stall is the point.
+// children.
+//  - local and 4p4c are repeated R times, mpod and DPDK taking turns to go
+//    first; each row shows each side's best and median run (with 8 threads
+//    on 2 CPUs runs are either fast or stalled by a preempted claimer, and
+//    how often they stall is the point).
+//  - pair runs as short trials, mpod's and DPDK's in alternation, and
+//    compares each trial with its neighbour (ring_bench_shared.h says why):
+//    on this VM the cost of a line crossing between the two vCPUs changes
+//    2-5x from one moment to the next, so separate runs of each side
+//    measured the machine as much as the rings.
 // Both rings hold 4095 elements in 4096 slots; both sides use hugepages when
 // there are enough.
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <optional>
 #include <limits>
 #include <map>
 #include <sstream>
@@ -42,6 +50,7 @@
 #include "common/interrupt.hpp"
 #include "common/mpod_primary.hpp"
 #include "common/options.hpp"
+#include "common/paired.hpp"
 #include "common/scratch.hpp"
 #include "common/table.hpp"
 #include "mpod/runtime.hpp"
@@ -54,6 +63,12 @@ using namespace mpod_bench;
 constexpr uint64_t kDefaultElements = 4'000'000;
 constexpr uint64_t kQuickElements = 256'000;
 constexpr int kDefaultRepeat = 5;
+// Two-process rows: rounds of trials, each trial this many elements (a few
+// milliseconds: far shorter than the machine's changes of state).
+constexpr uint64_t kDefaultRounds = 40;
+constexpr uint64_t kDefaultPairElements = 262'144;
+constexpr uint64_t kQuickRounds = 3;
+constexpr uint64_t kQuickPairElements = 32'768;
 constexpr uint64_t kMemoryMb = 16;       // each side's primary: 8 hugepages of 2 MB
 constexpr long kHugepagesNeeded = 2 * 8 + 4;  // mpod's and DPDK's primaries are up at once, plus slack
 
@@ -61,7 +76,13 @@ struct Settings {
   uint64_t elements = kDefaultElements;
   int repeat = kDefaultRepeat;
   std::string sections = "local,pair,4p4c";  // which groups of rows to run
+  uint64_t rounds = kDefaultRounds;            // two-process rows: trials per side and case
+  uint64_t pair_elements = kDefaultPairElements;
 };
+
+bool wants(const Settings& st, const char* section) {
+  return ("," + st.sections + ",").find(std::string(",") + section + ",") != std::string::npos;
+}
 
 // ---- children's rows ----
 
@@ -158,43 +179,141 @@ Rows mpod_local(mpod::Ring& ring, uint64_t elements) {
   return rows;
 }
 
-bool mpod_produce(mpod::Ring r, ring_bench_control* ctl, ring_bench_case c, uint64_t elements) {
-  for (uint64_t sent = 0; sent < elements; sent += c.burst)
-    while (ring_bench::enqueue(r, c.multi, g_objs.p, c.burst) == 0) {
-      if (ring_bench_aborted(ctl)) return false;
-      ring_bench_relax();
-    }
-  return true;
+// `arg`: ELEMENTS (local, mpmc) or the pair trials' file (producer, consumer).
+std::vector<std::string> dpdk_argv(const Scratch& s, const char* mode, const std::string& arg, bool primary, int lcore) {
+  std::vector<std::string> a = {s.bin + "/dpdk-ring-bench", mode, arg,
+                                primary ? "--proc-type=primary" : "--proc-type=secondary", "-l", std::to_string(lcore)};
+  const std::vector<std::string> eal = s.dpdk_eal_options(s.dpdk_prefix);
+  a.insert(a.end(), eal.begin(), eal.end());
+  if (primary) a.insert(a.end(), {"-m", std::to_string(kMemoryMb)});
+  return a;
 }
 
-// The producer: a thread of this primary on CPU 0; the consumer: mpod-ring-consumer.
-Rows mpod_pair(mpod::Runtime& rt, const Scratch& s, uint64_t elements) {
-  mpod::Ring ring = mpod::Ring::lookup(rt, ring_bench::kPairRing);
-  auto* ctl = static_cast<ring_bench_control*>(rt.memzones().lookup(ring_bench::kControlZone)->addr);
-  *ctl = ring_bench_control{};  // nobody else maps it between runs
+// One trial's enqueues; 0 if the run was aborted.
+int mpod_produce(void* ring, ring_bench_case c, uint64_t elements, const ring_bench_pair_shared* p, uint64_t* failed_calls) {
+  mpod::Ring r = *static_cast<mpod::Ring*>(ring);
+  uint64_t failed = 0;
+  for (uint64_t sent = 0; sent < elements; sent += c.burst)
+    while (ring_bench::enqueue(r, c.multi, g_objs.p, c.burst) == 0) {
+      if (ring_bench_pair_aborted(p)) return 0;
+      ++failed;
+      ring_bench_relax();
+    }
+  *failed_calls = failed;
+  return 1;
+}
+
+// Each case's trial times (ns per element), per side, in round order: entry
+// r of both sides ran next to each other in time.
+struct PairTrials {
+  std::vector<double> mpod[RING_BENCH_CASES], dpdk[RING_BENCH_CASES];
+  // Per trial, calls that found the ring full (producer) and empty
+  // (consumer), per call that moved a burst: which way the ring settled.
+  std::vector<double> full[2][RING_BENCH_CASES], empty[2][RING_BENCH_CASES];
+  uint32_t rounds = 0;
+  uint64_t elements = 0;
+};
+
+// The pair trials' file: created here, mapped by all four processes.
+class PairFile {
+ public:
+  PairFile(const std::string& path, uint32_t rounds, uint64_t elements, bool dpdk_runs) : path_(path) {
+    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0 || ::ftruncate(fd, sizeof(ring_bench_pair_shared)) != 0)
+      throw std::runtime_error("cannot create " + path + ": " + std::strerror(errno));
+    ::close(fd);
+    p_ = ring_bench_map_pair_file(path.c_str());
+    if (!p_) throw std::runtime_error("cannot map " + path);
+    p_->turn = RING_BENCH_TURN_PENDING;
+    p_->trials = 2 * RING_BENCH_CASES * rounds;
+    p_->rounds = rounds;
+    p_->elements = elements;
+    p_->dpdk_runs = dpdk_runs;
+  }
+  ~PairFile() {
+    ::munmap(p_, sizeof(ring_bench_pair_shared));
+    ::unlink(path_.c_str());
+  }
+  PairFile(const PairFile&) = delete;
+  PairFile& operator=(const PairFile&) = delete;
+  ring_bench_pair_shared* get() const { return p_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  ring_bench_pair_shared* p_ = nullptr;
+};
+
+// The two-process rows: mpod's producer (a thread of this primary, CPU 0) and
+// mpod-ring-consumer (CPU 1), DPDK's producer and consumer (dpdk-ring-bench
+// children, CPUs 0 and 1), all alive at once, running trials in turn.
+PairTrials run_pairs(mpod::Runtime& rt, const Scratch& s, const Settings& st) {
+  const bool dpdk = s.have_dpdk && !s.huge_dir.empty();  // DPDK secondaries need hugepages
+  PairFile file(s.mpod_dir + "/pair_trials", uint32_t(st.rounds), st.pair_elements, dpdk);
+  ring_bench_pair_shared* p = file.get();
+  const auto deadline = deadline_after(30 + 1e-6 * double(st.pair_elements) * p->trials);
   std::vector<std::string> argv = {s.bin + "/mpod-ring-consumer", "--proc-type=secondary",
                                    "--file-prefix=" + rt.options().file_prefix, "--runtime-dir=" + s.mpod_dir};
   if (s.huge_dir.empty()) argv.push_back("--no-huge");
-  argv.insert(argv.end(), {"--", std::to_string(elements)});
-  Child consumer;
+  argv.insert(argv.end(), {"--", file.path()});
+  Child consumer, dpdk_producer, dpdk_consumer;
+  std::vector<Child*> children = {&consumer};
+  auto ready = [&](Child& c, const char* what) {
+    if (c.read_until("READY", 1, deadline_after(60)) != ReadEnd::found)
+      throw std::runtime_error(std::string(what) + " did not start; it printed:\n" + c.output());
+  };
   consumer.start(argv);
+  ready(consumer, "mpod-ring-consumer");
+  if (dpdk) {
+    dpdk_producer.start(dpdk_argv(s, "producer", file.path(), true, RING_BENCH_PRODUCER_CPU));
+    ready(dpdk_producer, "dpdk-ring-bench producer (primary)");
+    dpdk_consumer.start(dpdk_argv(s, "consumer", file.path(), false, RING_BENCH_CONSUMER_CPU));
+    ready(dpdk_consumer, "dpdk-ring-bench consumer (secondary)");
+    children.push_back(&dpdk_producer);
+    children.push_back(&dpdk_consumer);
+  }
+  mpod::Ring ring = mpod::Ring::lookup(rt, ring_bench::kPairRing);
+  bool produced = false;
   std::thread producer([&] {
     ring_bench_pin_thread(RING_BENCH_PRODUCER_CPU, RING_BENCH_PRODUCER_CPU);
-    for (uint32_t i = 1; i <= RING_BENCH_CASES; ++i)
-      if (!ring_bench_producer_start(ctl, i) || !mpod_produce(ring, ctl, ring_bench_cases[i - 1], elements)) return;
-    ring_bench_producer_finish(ctl);
+    produced = ring_bench_pair_producer(p, RING_BENCH_SIDE_MPOD, &ring, mpod_produce) != 0;
   });
-  bool ok = false;
+  ring_bench_set_turn(p, ring_bench_first_trial(p));
+  // Sleep through the trials, waking rarely (a wake-up may preempt a
+  // measured process): stop them if a child dies, time runs out, or ^C.
+  std::string failure;
   try {
-    ok = consumer.finish(deadline_after(timeout_s(elements, RING_BENCH_CASES))) == 0;
-  } catch (...) {  // interrupted
-    __atomic_store_n(&ctl->abort_run, 1, __ATOMIC_RELAXED);
+    while (__atomic_load_n(&p->turn, __ATOMIC_ACQUIRE) != p->trials && failure.empty()) {
+      throw_if_interrupted();
+      for (Child* c : children)
+        if (c->failed()) failure = c->name() + " failed; it printed:\n" + c->output();
+      if (Clock::now() > deadline) failure = "the trials did not finish in time";
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+  } catch (...) {
+    ring_bench_abort_pairs(p);
     producer.join();
     throw;
   }
-  if (!ok) __atomic_store_n(&ctl->abort_run, 1, __ATOMIC_RELAXED);  // the consumer is gone: stop waiting for it
+  if (!failure.empty()) ring_bench_abort_pairs(p);
   producer.join();
-  return rows_of(consumer, ok, "mpod-ring-consumer");
+  for (Child* c : children)
+    if (c->finish(deadline_after(10)) != 0 && failure.empty()) failure = c->name() + " failed; it printed:\n" + c->output();
+  if (failure.empty() && !produced) failure = "mpod's producer was aborted";
+  if (!failure.empty()) throw std::runtime_error("two-process rows: " + failure);
+  PairTrials out;
+  out.rounds = p->rounds;
+  out.elements = p->elements;
+  for (uint32_t t = 0; t < p->trials; ++t) {
+    int c, side;
+    ring_bench_trial_of(t, &c, &side);
+    if (side == RING_BENCH_SIDE_DPDK && !dpdk) continue;
+    (side == RING_BENCH_SIDE_MPOD ? out.mpod : out.dpdk)[c].push_back(double(p->elapsed_ns[t]) / double(p->elements));
+    const double calls = double(p->elements / ring_bench_cases[c].burst);
+    out.full[side][c].push_back(double(p->full_polls[t]) / calls);
+    out.empty[side][c].push_back(double(p->empty_polls[t]) / calls);
+  }
+  return out;
 }
 
 uint64_t mpmc_produce(ring_bench_worker* w) {
@@ -241,31 +360,12 @@ Rows mpod_mpmc(mpod::Ring& ring, uint64_t elements) {
 
 // ---- DPDK's side: dpdk-ring-bench children ----
 
-std::vector<std::string> dpdk_argv(const Scratch& s, const char* mode, uint64_t elements, bool primary, int lcore) {
-  std::vector<std::string> a = {s.bin + "/dpdk-ring-bench", mode, std::to_string(elements),
-                                primary ? "--proc-type=primary" : "--proc-type=secondary", "-l", std::to_string(lcore)};
-  const std::vector<std::string> eal = s.dpdk_eal_options(s.dpdk_prefix);
-  a.insert(a.end(), eal.begin(), eal.end());
-  if (primary) a.insert(a.end(), {"-m", std::to_string(kMemoryMb)});
-  return a;
-}
-
 // local and mpmc: one process.
 Rows dpdk_single(const Scratch& s, const char* mode, uint64_t elements, double timeout) {
   Child c;
-  c.start(dpdk_argv(s, mode, elements, true, RING_BENCH_PRODUCER_CPU));
+  c.start(dpdk_argv(s, mode, std::to_string(elements), true, RING_BENCH_PRODUCER_CPU));
   const bool ok = c.finish(deadline_after(timeout)) == 0;
   return rows_of(c, ok, std::string("dpdk-ring-bench ") + mode);
-}
-
-Rows dpdk_pair(const Scratch& s, uint64_t elements) {
-  Child producer, consumer;
-  producer.start(dpdk_argv(s, "producer", elements, true, RING_BENCH_PRODUCER_CPU));
-  if (producer.read_until("READY", 1, deadline_after(60)) != ReadEnd::found) return rows_of(producer, false, "dpdk-ring-bench producer (primary)");
-  consumer.start(dpdk_argv(s, "consumer", elements, false, RING_BENCH_CONSUMER_CPU));
-  const bool ok = consumer.finish(deadline_after(timeout_s(elements, RING_BENCH_CASES)), &producer) == 0;
-  if (producer.finish(deadline_after(10)) != 0) std::fprintf(stderr, "mpod-bench-ring: dpdk-ring-bench producer (primary) failed\n");
-  return rows_of(consumer, ok, "dpdk-ring-bench consumer (secondary)");
 }
 
 // ---- the run ----
@@ -298,11 +398,11 @@ MpodSide start_mpod(const Scratch& s) {
   m.local = mpod::Ring::create(*m.rt, "bench_local", RING_BENCH_CAPACITY);
   m.mpmc = mpod::Ring::create(*m.rt, "bench_mpmc", RING_BENCH_CAPACITY);
   mpod::Ring::create(*m.rt, ring_bench::kPairRing, RING_BENCH_CAPACITY);
-  m.rt->memzones().reserve(ring_bench::kControlZone, sizeof(ring_bench_control), 64);
   return m;
 }
 
-// One repetition: every section, mpod and DPDK taking turns to go first.
+// One repetition of the one-process sections, mpod and DPDK taking turns to
+// go first (the two-process rows run as interleaved trials: run_pairs).
 void run_once(MpodSide& m, const Scratch& s, const Settings& st, int rep, Results& results) {
   struct Section {
     const char* name;  // as --sections spells it
@@ -310,19 +410,15 @@ void run_once(MpodSide& m, const Scratch& s, const Settings& st, int rep, Result
     bool dpdk_runs;
   };
   const uint64_t n = st.elements;
-  const bool huge = !s.huge_dir.empty();
   const Section sections[] = {
       {"local", [&] { return mpod_local(m.local, n); },
        [&] { return dpdk_single(s, "local", n, timeout_s(n, RING_BENCH_CASES)); }, s.have_dpdk},
-      {"pair", [&] { return mpod_pair(*m.rt, s, n); }, [&] { return dpdk_pair(s, n); },
-       s.have_dpdk && huge},  // DPDK secondaries need hugepages
       {"4p4c", [&] { return mpod_mpmc(m.mpmc, n); }, [&] { return dpdk_single(s, "mpmc", n, mpmc_timeout_s()); },
        s.have_dpdk},
   };
   const bool dpdk_first = rep % 2 == 1;
-  const std::string wanted = "," + st.sections + ",";
   for (const Section& sec : sections) {
-    if (wanted.find(std::string(",") + sec.name + ",") == std::string::npos) continue;
+    if (!wants(st, sec.name)) continue;
     for (int turn = 0; turn < 2; ++turn) {
       throw_if_interrupted();
       const bool dpdk = (turn == 0) == dpdk_first;
@@ -345,13 +441,50 @@ std::string every_run(const std::vector<Measured>& runs, bool mpps) {
   return out.empty() ? "-" : out;
 }
 
+// The two-process rows: per case, each side's median trial and the median
+// (and quartiles) of DPDK's time / mpod's time over the pairs of trials.
+void report_pairs(const PairTrials& pt, const Scratch& s) {
+  std::printf("Two processes, producer (primary) on CPU 0 -> consumer (secondary) on CPU 1: %u rounds of trials of %llu "
+              "elements, mpod's and DPDK's in alternation (the side going first alternating), all four processes up "
+              "throughout and the idle pair asleep. ratio = DPDK's trial time / the adjacent mpod trial's time: median "
+              "over the pairs (quartiles in brackets); above 1, mpod is faster.\n\n",
+              pt.rounds, (unsigned long long)pt.elements);
+  std::vector<std::vector<std::string>> t = {
+      {"sync", "burst", "mpod median ns/elem", "DPDK median ns/elem", "DPDK/mpod per pair", "pairs mpod faster",
+       "full/empty polls per call, mpod", "DPDK"}};
+  std::vector<std::string> all;
+  for (int c = 0; c < RING_BENCH_CASES; ++c) {
+    const ring_bench_case rc = ring_bench_cases[c];
+    const bool dpdk = !pt.dpdk[c].empty();
+    const PairedSummary ps = dpdk ? summarise_pairs(pt.mpod[c], pt.dpdk[c]) : PairedSummary{};
+    t.push_back({rc.multi ? "MP/MC" : "SP/SC", std::to_string(rc.burst), fmt(quantile(pt.mpod[c], 0.5), 2),
+                 dpdk ? fmt(ps.b_median, 2) : "-", ratio_with_range(ps, 2),
+                 dpdk ? std::to_string(ps.b_above) + " of " + std::to_string(ps.pairs) : "-",
+                 fmt(quantile(pt.full[0][c], 0.5), 2) + " / " + fmt(quantile(pt.empty[0][c], 0.5), 2),
+                 dpdk ? fmt(quantile(pt.full[1][c], 0.5), 2) + " / " + fmt(quantile(pt.empty[1][c], 0.5), 2) : "-"});
+    char name[64];
+    ring_bench_row_name(name, sizeof name, "pair", rc.multi, rc.burst);
+    std::string line = std::string("  ") + name + ":";
+    for (size_t r = 0; r < pt.mpod[c].size(); ++r)
+      line += " " + fmt(pt.mpod[c][r], 2) + (dpdk ? "/" + fmt(pt.dpdk[c][r], 2) : "");
+    all.push_back(line);
+  }
+  print_table(t, 2);
+  std::printf("\nEvery pair of trials, in run order (ns/elem, mpod/DPDK):\n");
+  for (auto& line : all) std::puts(line.c_str());
+  if (!s.have_dpdk) std::printf("\nDPDK comparison skipped: built without libdpdk-dev\n");
+  else if (s.huge_dir.empty())
+    std::printf("\nNo hugepages (scripts/hugepages.sh sets them up): DPDK's two-process trials skipped\n");
+  std::printf("\n");
+}
+
 void report(const Results& results, const Settings& st, const Scratch& s) {
   std::printf("Ring: mpod beside DPDK 22.11 rte_ring, same run, %d runs of %llu elements per row (mpod and DPDK taking "
               "turns to go first); rings of 4095 pointers (4096 slots); %s.\n",
               st.repeat, (unsigned long long)st.elements,
               memory_description(s.huge_dir).c_str());
-  std::printf("best: each side's best run; median: its median run (two-process and 4p4c runs are bimodal: the ring "
-              "settles nearly empty or nearly full, or a preempted thread stalls its side).\n");
+  std::printf("best: each side's best run; median: its median run (4p4c runs are bimodal: a preempted thread may "
+              "stall its side).\n");
   std::printf("ratio = DPDK time per element / mpod time per element (= mpod Mpps / DPDK Mpps): above 1, mpod is faster.\n\n");
   std::vector<std::vector<std::string>> t = {
       {"test", "sync", "burst", "unit", "mpod best", "DPDK best", "ratio", "mpod median", "DPDK median", "ratio"}};
@@ -376,7 +509,6 @@ void report(const Results& results, const Settings& st, const Scratch& s) {
                          every_run(runs.dpdk, mpps));
   };
   for (const ring_bench_case& c : ring_bench_cases) add("1 thread, enqueue+dequeue", "local", c.multi, c.burst, false);
-  for (const ring_bench_case& c : ring_bench_cases) add("2 processes, CPU 0 -> CPU 1", "pair", c.multi, c.burst, false);
   for (unsigned burst : ring_bench_mpmc_bursts) add("4 prod + 4 cons threads, CPUs 0-1", "4p4c", 1, burst, true);
   print_table(t, 2);
   std::printf("\nEvery run, in run order (ns/elem; 4p4c rows in Mpps, *: stopped at the %.0f s limit, Mpps over what it "
@@ -384,26 +516,33 @@ void report(const Results& results, const Settings& st, const Scratch& s) {
               double(RING_BENCH_MPMC_LIMIT_S));
   for (auto& line : all_runs) std::puts(line.c_str());
   if (!s.have_dpdk) std::printf("\nDPDK comparison skipped: built without libdpdk-dev (apt-get install libdpdk-dev, rebuild)\n");
-  else if (s.huge_dir.empty())
-    std::printf("\nNo hugepages (scripts/hugepages.sh sets them up): DPDK's two-process rows skipped, "
-                "other rows on plain memory for both\n");
+  else if (s.huge_dir.empty()) std::printf("\nNo hugepages (scripts/hugepages.sh sets them up): plain memory for both\n");
 }
 
 Settings parse_args(int argc, char** argv) {
   Settings st;
   parse_options(argc, argv,
                 {value_option("--elements=", st.elements), value_option("--repeat=", st.repeat),
-                 value_option("--sections=", st.sections),
-                 {"--quick", [&](const std::string&) { st.elements = kQuickElements, st.repeat = 1; }}},
+                 value_option("--sections=", st.sections), value_option("--rounds=", st.rounds),
+                 value_option("--pair-elements=", st.pair_elements),
+                 {"--quick", [&](const std::string&) {
+                    st.elements = kQuickElements, st.repeat = 1;
+                    st.rounds = kQuickRounds, st.pair_elements = kQuickPairElements;
+                  }}},
                 [] {
                   std::fprintf(stderr,
-                               "usage: mpod-bench-ring [--elements=N (default %llu)] [--repeat=R (default %d)] [--quick]\n"
+                               "usage: mpod-bench-ring [--elements=N (default %llu)] [--repeat=R (default %d)]\n"
+                               "                       [--rounds=R (default %llu)] [--pair-elements=N (default %llu)] [--quick]\n"
                                "                       [--sections=local,pair,4p4c (default: all)]\n",
-                               (unsigned long long)kDefaultElements, kDefaultRepeat);
+                               (unsigned long long)kDefaultElements, kDefaultRepeat, (unsigned long long)kDefaultRounds,
+                               (unsigned long long)kDefaultPairElements);
                 });
   // Every burst and each producer's share must divide the count.
   st.elements = std::max<uint64_t>(RING_BENCH_ELEM_GRAIN, st.elements / RING_BENCH_ELEM_GRAIN * RING_BENCH_ELEM_GRAIN);
   st.repeat = std::max(1, st.repeat);
+  st.rounds = std::clamp<uint64_t>(st.rounds, 1, RING_BENCH_MAX_TRIALS / (2 * RING_BENCH_CASES));
+  st.pair_elements =
+      std::max<uint64_t>(RING_BENCH_ELEM_GRAIN, st.pair_elements / RING_BENCH_ELEM_GRAIN * RING_BENCH_ELEM_GRAIN);
   return st;
 }
 
@@ -412,8 +551,16 @@ int run(const Settings& st) {
   s.dpdk_prefix = s.track_prefix("mpodring" + std::to_string(getpid()));
   MpodSide m = start_mpod(s);
   Results results;
-  for (int rep = 0; rep < st.repeat; ++rep) run_once(m, s, st, rep, results);
-  report(results, st, s);
+  if (wants(st, "local") || wants(st, "4p4c"))
+    for (int rep = 0; rep < st.repeat; ++rep) run_once(m, s, st, rep, results);
+  std::optional<PairTrials> pairs;
+  if (wants(st, "pair")) {
+    const uint64_t t0 = ring_bench_now_ns();
+    pairs = run_pairs(*m.rt, s, st);
+    std::fprintf(stderr, "mpod-bench-ring: two-process trials: %.1f s\n", (ring_bench_now_ns() - t0) / 1e9);
+  }
+  if (wants(st, "local") || wants(st, "4p4c")) report(results, st, s);
+  if (pairs) report_pairs(*pairs, s);
   return 0;
 }
 

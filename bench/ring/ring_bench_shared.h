@@ -8,12 +8,19 @@
 #define MPOD_BENCH_RING_SHARED_H
 
 /* C files define _GNU_SOURCE first: CPU_SET, sched_setaffinity, pthread_timedjoin_np. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/futex.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 /* Both rings have 4096 slots and hold 4095 elements: rte_ring_create(4096)
  * keeps one slot empty, mpod's Ring::create(4095) rounds its slot array up to
@@ -77,52 +84,162 @@ static inline void ring_bench_relax(void) {
 #endif
 }
 
-/* Hand-shake of the two-process rows, in shared memory (an mpod memzone, or
- * a DPDK memzone). For case c (1-based) the consumer announces ready = c, the
- * producer answers go = c and starts enqueueing, the consumer starts its clock
- * when it sees go. After the last case the consumer sets ready = CASES + 1:
- * the producer keeps the ring's memory alive until then. abort_run is set by
- * whoever learns that the other side died, so no one spins for ever (mpod's
- * in-process producer; DPDK's children are simply killed). */
-struct ring_bench_control {
-  uint32_t ready __attribute__((aligned(64)));
-  uint32_t go __attribute__((aligned(64)));
+/* ---- Two-process rows, interleaved ----
+ *
+ * The two vCPUs of this kind of machine are moved about by the host: the
+ * cost of a cache line crossing from CPU 0 to CPU 1 changes 2-5x from one
+ * moment to the next, for both libraries alike. So the two-process rows are
+ * measured as many short trials, mpod's and DPDK's in alternation, with all
+ * four processes (mpod's producer and consumer, DPDK's producer and
+ * consumer) alive throughout and only one pair running at a time; each
+ * trial is compared with the other library's trial next to it in time.
+ *
+ * Schedule: round r runs every case c, and each case twice in a row, once
+ * per side, the side going first alternating with r. Trial t is round
+ * t / (2 * CASES), case (t / 2) % CASES, side (t % 2) ^ (r % 2), side 0 being
+ * mpod and side 1 DPDK. Trial t may run once `turn` == t; its consumer
+ * stores its time, then turn = t + 1 and wakes everyone. The pair whose turn
+ * it is not sleeps in futex(2) on `turn`, so it takes no CPU from the pair
+ * being measured. Everything lives in one plain file that the driver
+ * creates and every process maps (MAP_SHARED): neither library's memory. */
+#define RING_BENCH_SIDE_MPOD 0
+#define RING_BENCH_SIDE_DPDK 1
+#define RING_BENCH_MAX_TRIALS (2 * RING_BENCH_CASES * 1000) /* up to 1000 rounds */
+#define RING_BENCH_TURN_PENDING 0xfffffff0u /* before the driver starts trial 0 */
+
+struct ring_bench_pair_shared {
+  uint32_t turn __attribute__((aligned(64)));  /* the trial that may run; == trials: all done */
+  uint32_t ready __attribute__((aligned(64))); /* t + 1: trial t's consumer waits for go */
+  uint32_t go __attribute__((aligned(64)));    /* t + 1: trial t's producer has started */
   uint32_t abort_run __attribute__((aligned(64)));
+  uint32_t trials;    /* 2 * CASES * rounds */
+  uint32_t rounds;
+  uint64_t elements;  /* per trial */
+  uint32_t dpdk_runs; /* 0: DPDK's side is not there (not built, or no hugepages); its trials are skipped */
+  uint64_t elapsed_ns[RING_BENCH_MAX_TRIALS];
+  /* Calls that moved nothing during trial t: the producer's (ring full) and
+   * the consumer's (ring empty). They tell which way the ring settled. */
+  uint64_t full_polls[RING_BENCH_MAX_TRIALS], empty_polls[RING_BENCH_MAX_TRIALS];
 };
 
-static inline int ring_bench_aborted(const struct ring_bench_control* c) {
-  return __atomic_load_n(&c->abort_run, __ATOMIC_RELAXED) != 0;
+static inline void ring_bench_trial_of(uint32_t t, int* case_index, int* side) {
+  const uint32_t round = t / (2 * RING_BENCH_CASES);
+  *case_index = (int)((t / 2) % RING_BENCH_CASES);
+  *side = (int)((t % 2) ^ (round % 2));
 }
 
-/* Waits until *word == value; returns 0 if the run was aborted. */
-static inline int ring_bench_wait_for(const struct ring_bench_control* c, const uint32_t* word, uint32_t value) {
+/* Whether trial t's side takes part in the run. */
+static inline int ring_bench_trial_runs(const struct ring_bench_pair_shared* p, uint32_t t) {
+  int c, side;
+  ring_bench_trial_of(t, &c, &side);
+  return side == RING_BENCH_SIDE_MPOD || p->dpdk_runs;
+}
+
+/* The first trial at or after t whose side takes part; trials if none. */
+static inline uint32_t ring_bench_next_trial(const struct ring_bench_pair_shared* p, uint32_t t) {
+  while (t < p->trials && !ring_bench_trial_runs(p, t)) ++t;
+  return t;
+}
+
+static inline uint32_t ring_bench_first_trial(const struct ring_bench_pair_shared* p) {
+  return ring_bench_next_trial(p, 0);
+}
+
+static inline int ring_bench_pair_aborted(const struct ring_bench_pair_shared* p) {
+  return __atomic_load_n(&p->abort_run, __ATOMIC_RELAXED) != 0;
+}
+
+/* Sleeps until turn == t (returns 1), or the run is aborted (returns 0). */
+static inline int ring_bench_wait_turn(struct ring_bench_pair_shared* p, uint32_t t) {
+  for (;;) {
+    const uint32_t now = __atomic_load_n(&p->turn, __ATOMIC_ACQUIRE);
+    if (now == t) return 1;
+    if (ring_bench_pair_aborted(p)) return 0;
+    /* 50 ms: a dead partner's abort is noticed without a wake-up. */
+    struct timespec limit = {0, 50 * 1000 * 1000};
+    syscall(SYS_futex, &p->turn, FUTEX_WAIT, now, &limit, NULL, 0);
+  }
+}
+
+static inline void ring_bench_set_turn(struct ring_bench_pair_shared* p, uint32_t t) {
+  __atomic_store_n(&p->turn, t, __ATOMIC_RELEASE);
+  syscall(SYS_futex, &p->turn, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+}
+
+static inline void ring_bench_abort_pairs(struct ring_bench_pair_shared* p) {
+  __atomic_store_n(&p->abort_run, 1, __ATOMIC_RELAXED);
+  syscall(SYS_futex, &p->turn, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+}
+
+/* Spins (both processes of the running pair are awake) until *word == value;
+ * returns 0 if the run was aborted. */
+static inline int ring_bench_pair_wait_for(const struct ring_bench_pair_shared* p, const uint32_t* word, uint32_t value) {
   while (__atomic_load_n(word, __ATOMIC_ACQUIRE) != value) {
-    if (ring_bench_aborted(c)) return 0;
+    if (ring_bench_pair_aborted(p)) return 0;
     ring_bench_relax();
   }
   return 1;
 }
 
-/* Producer side of case c: returns once the consumer is ready and told to go. */
-static inline int ring_bench_producer_start(struct ring_bench_control* c, uint32_t case_no) {
-  if (!ring_bench_wait_for(c, &c->ready, case_no)) return 0;
-  __atomic_store_n(&c->go, case_no, __ATOMIC_RELEASE);
+/* The producer of one side: for each of its trials, waits for its turn and
+ * its consumer, then calls produce(ring, case, elements, p, failed_calls),
+ * which counts its calls that found the ring full and returns 0 if it was
+ * aborted. Finally waits until every trial has run, so that the
+ * ring outlives its consumer's use of it. Returns 0 if aborted. */
+typedef int (*ring_bench_produce_fn)(void* ring, struct ring_bench_case c, uint64_t elements,
+                                     const struct ring_bench_pair_shared* p, uint64_t* failed_calls);
+static inline int ring_bench_pair_producer(struct ring_bench_pair_shared* p, int side, void* ring,
+                                           ring_bench_produce_fn produce) {
+  for (uint32_t t = 0; t < p->trials; ++t) {
+    int c, s;
+    ring_bench_trial_of(t, &c, &s);
+    if (s != side) continue;
+    if (!ring_bench_wait_turn(p, t) || !ring_bench_pair_wait_for(p, &p->ready, t + 1)) return 0;
+    __atomic_store_n(&p->go, t + 1, __ATOMIC_RELEASE);
+    if (!produce(ring, ring_bench_cases[c], p->elements, p, &p->full_polls[t])) return 0;
+  }
+  return ring_bench_wait_turn(p, p->trials);
+}
+
+/* The consumer of one side: for each of its trials, waits for its turn,
+ * tells its producer, times consume() from go to its last element (consume
+ * counts its calls that found the ring empty and returns 0 if aborted),
+ * stores the time and hands the turn on. */
+typedef int (*ring_bench_consume_fn)(void* ring, struct ring_bench_case c, uint64_t elements,
+                                     const struct ring_bench_pair_shared* p, uint64_t* failed_calls);
+static inline int ring_bench_pair_consumer(struct ring_bench_pair_shared* p, int side, void* ring,
+                                           ring_bench_consume_fn consume) {
+  for (uint32_t t = 0; t < p->trials; ++t) {
+    int c, s;
+    ring_bench_trial_of(t, &c, &s);
+    if (s != side) continue;
+    if (!ring_bench_wait_turn(p, t)) return 0;
+    __atomic_store_n(&p->ready, t + 1, __ATOMIC_RELEASE);
+    if (!ring_bench_pair_wait_for(p, &p->go, t + 1)) return 0;
+    const uint64_t t0 = ring_bench_now_ns();
+    if (!consume(ring, ring_bench_cases[c], p->elements, p, &p->empty_polls[t])) return 0;
+    p->elapsed_ns[t] = ring_bench_now_ns() - t0;
+    ring_bench_set_turn(p, ring_bench_next_trial(p, t + 1));
+  }
   return 1;
 }
 
-/* Consumer side of case c: returns when the producer has started. */
-static inline int ring_bench_consumer_start(struct ring_bench_control* c, uint32_t case_no) {
-  __atomic_store_n(&c->ready, case_no, __ATOMIC_RELEASE);
-  return ring_bench_wait_for(c, &c->go, case_no);
-}
-
-/* After its last case the consumer releases the producer... */
-static inline void ring_bench_consumer_finish(struct ring_bench_control* c) {
-  __atomic_store_n(&c->ready, RING_BENCH_CASES + 1, __ATOMIC_RELEASE);
-}
-/* ...which waits for that before its process lets go of the ring. */
-static inline int ring_bench_producer_finish(struct ring_bench_control* c) {
-  return ring_bench_wait_for(c, &c->ready, RING_BENCH_CASES + 1);
+/* Maps the driver's file of the interleaved rows (read-write, shared);
+ * NULL with a message on stderr if it cannot. */
+static inline struct ring_bench_pair_shared* ring_bench_map_pair_file(const char* path) {
+  const int fd = open(path, O_RDWR | O_CLOEXEC);
+  if (fd < 0) {
+    fprintf(stderr, "ring bench: cannot open %s: %s (it is made by mpod-bench-ring; start me from it)\n", path,
+            strerror(errno));
+    return NULL;
+  }
+  void* m = mmap(NULL, sizeof(struct ring_bench_pair_shared), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  close(fd);
+  if (m == MAP_FAILED) {
+    fprintf(stderr, "ring bench: cannot map %s: %s\n", path, strerror(errno));
+    return NULL;
+  }
+  return (struct ring_bench_pair_shared*)m;
 }
 
 /* The 4-producer/4-consumer rows: threads of one process, all allowed on

@@ -1,9 +1,10 @@
-// mpod-ring-consumer [runtime options] -- ELEMENTS
+// mpod-ring-consumer [runtime options] -- PAIR_FILE
 //
 // The consumer of mpod-bench-ring's two-process rows: a secondary that finds
-// the primary's ring by name, pins itself to CPU 1 and times each row from
-// the producer's go to its last element, printing "row name=pair-..." lines
-// as dpdk-ring-bench's consumer does for rte_ring.
+// the primary's ring by name, pins itself to CPU 1, prints READY, and times
+// each of mpod's trials from the producer's go to its last element into
+// PAIR_FILE, taking turns with DPDK's pair (ring_bench_shared.h), as
+// dpdk-ring-bench's consumer does for rte_ring.
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -13,41 +14,19 @@
 
 namespace {
 
-// Nanoseconds from go to the last element of case `case_no`; 0 if aborted.
-uint64_t consume(mpod::Ring r, ring_bench_control* ctl, uint32_t case_no, uint64_t elements) {
-  const ring_bench_case c = ring_bench_cases[case_no - 1];
+// One trial's dequeues; 0 if the run was aborted.
+int consume(void* ring, ring_bench_case c, uint64_t elements, const ring_bench_pair_shared* p, uint64_t* failed_calls) {
+  mpod::Ring r = *static_cast<mpod::Ring*>(ring);  // by value, as DPDK's side holds its rte_ring* in a local
   void* out[RING_BENCH_MAX_BURST];
-  if (!ring_bench_consumer_start(ctl, case_no)) return 0;
-  const uint64_t t0 = ring_bench_now_ns();
+  uint64_t failed = 0;
   for (uint64_t got = 0; got < elements; got += c.burst)
     while (ring_bench::dequeue(r, c.multi, out, c.burst) == 0) {
-      if (ring_bench_aborted(ctl)) return 0;
+      if (ring_bench_pair_aborted(p)) return 0;
+      ++failed;
       ring_bench_relax();
     }
-  return ring_bench_now_ns() - t0;
-}
-
-int run(mpod::Runtime& rt, uint64_t elements) {
-  mpod::Ring ring = mpod::Ring::lookup(rt, ring_bench::kPairRing);
-  auto zone = rt.memzones().lookup(ring_bench::kControlZone);
-  if (!zone) {
-    std::fprintf(stderr, "mpod-ring-consumer: no memzone %s: start me from mpod-bench-ring\n", ring_bench::kControlZone);
-    return 1;
-  }
-  auto* ctl = static_cast<ring_bench_control*>(zone->addr);
-  ring_bench_pin_thread(RING_BENCH_CONSUMER_CPU, RING_BENCH_CONSUMER_CPU);
-  for (uint32_t i = 1; i <= RING_BENCH_CASES; ++i) {
-    const uint64_t elapsed = consume(ring, ctl, i, elements);
-    if (elapsed == 0) {
-      std::fprintf(stderr, "mpod-ring-consumer: the producer went away\n");
-      return 1;
-    }
-    char name[64];
-    ring_bench_row_name(name, sizeof name, "pair", ring_bench_cases[i - 1].multi, ring_bench_cases[i - 1].burst);
-    ring_bench_print_row(name, elements, elapsed, 0);
-  }
-  ring_bench_consumer_finish(ctl);
-  return 0;
+  *failed_calls = failed;
+  return 1;
 }
 
 }  // namespace
@@ -56,13 +35,21 @@ int main(int argc, char** argv) {
   try {
     int first = 0;
     auto rt = mpod::Runtime::start(argc, argv, &first);
-    const uint64_t elements = first < argc ? std::strtoull(argv[first], nullptr, 10) : 0;
-    if (elements == 0 || elements % RING_BENCH_ELEM_GRAIN != 0) {
-      std::fprintf(stderr, "usage: mpod-ring-consumer [runtime options] -- ELEMENTS (a multiple of %u)\n",
-                   RING_BENCH_ELEM_GRAIN);
+    if (first >= argc) {
+      std::fprintf(stderr, "usage: mpod-ring-consumer [runtime options] -- PAIR_FILE (made by mpod-bench-ring)\n");
       return 2;
     }
-    return run(*rt, elements);
+    ring_bench_pair_shared* p = ring_bench_map_pair_file(argv[first]);
+    if (!p) return 1;
+    mpod::Ring ring = mpod::Ring::lookup(*rt, ring_bench::kPairRing);
+    ring_bench_pin_thread(RING_BENCH_CONSUMER_CPU, RING_BENCH_CONSUMER_CPU);
+    std::printf("READY\n");
+    std::fflush(stdout);
+    if (!ring_bench_pair_consumer(p, RING_BENCH_SIDE_MPOD, &ring, consume)) {
+      std::fprintf(stderr, "mpod-ring-consumer: the run was aborted (a partner process died or the driver stopped)\n");
+      return 1;
+    }
+    return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "mpod-ring-consumer: %s\n", e.what());
     return 1;

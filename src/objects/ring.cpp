@@ -18,7 +18,7 @@ namespace mpod {
 
 namespace {
 constexpr uint32_t kRingMagic = 0x474e4952;  // "RING"
-constexpr uint32_t kRingVersion = 3;  // 2: indices 128 bytes apart; 3: each side's seen tail
+constexpr uint32_t kRingVersion = 4;  // 2: indices 128 bytes apart; 3: each side's seen tail; 4: heads and tails on separate lines
 constexpr const char* kPrefix = "RG_";
 }  // namespace
 
@@ -61,32 +61,33 @@ void ring_wait_turn(const std::atomic<uint32_t>& tail, uint32_t start) noexcept 
 }
 
 namespace {
-// What this thread last saw of another side's claim in flight, across calls.
+// What this thread last saw of another side's tail when it found the ring
+// full or empty, across calls.
 struct InFlightWatch {
   const void* tail;
   uint32_t seen;   // that tail's value
-  uint32_t polls;  // calls since, that found the same claim in flight
+  uint32_t polls;  // calls since, that found the ring full (empty) with that same tail
 };
 thread_local InFlightWatch t_in_flight{};
 }  // namespace
 
-bool ring_wait_in_flight(const std::atomic<uint32_t>& head, const std::atomic<uint32_t>& tail) noexcept {
-  const uint32_t seen = tail.load(std::memory_order_relaxed);
-  if (head.load(std::memory_order_relaxed) == seen) return false;  // nothing in flight: really full or empty
-  // A claim in flight. Usually its owner is running and publishes within
-  // nanoseconds, so report full/empty at once (spinning here on the other
-  // side's line slowed a two-process SP/SC ring 3x). Only when the same
-  // claim is still in flight after kSpinsBeforeYield calls of this thread
-  // is its owner probably preempted: give it the CPU.
+bool ring_wait_in_flight(const std::atomic<uint32_t>& head, const std::atomic<uint32_t>& tail, uint32_t tail_now) noexcept {
+  // Usually a full (empty) ring is just that, or the other side's claimer
+  // is running and publishes within nanoseconds: report at once. Reading
+  // the other side's head on every such call would take its line away from
+  // a claimer about to CAS it; only after kSpinsBeforeYield calls of this
+  // thread that saw the same tail do we look whether a claim is in flight
+  // (its owner is then probably preempted) and give it the CPU.
   auto& w = t_in_flight;
-  if (w.tail != &tail || w.seen != seen) {
-    w = InFlightWatch{&tail, seen, 0};
+  if (w.tail != &tail || w.seen != tail_now) {
+    w = InFlightWatch{&tail, tail_now, 0};
     return false;
   }
   if (++w.polls < kSpinsBeforeYield) return false;
   w.polls = 0;
+  if (head.load(std::memory_order_relaxed) == tail_now) return false;  // nothing in flight: really full or empty
   ::sched_yield();
-  return tail.load(std::memory_order_relaxed) != seen;
+  return tail.load(std::memory_order_relaxed) != tail_now;
 }
 
 }  // namespace detail

@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <numeric>
 #include <thread>
 #include <vector>
@@ -192,17 +193,51 @@ namespace {
 // The wait that keeps rings moving with more threads than CPUs
 // (detail/ring_ops.hpp). Its effect, a ring that keeps moving with 8
 // threads on 2 CPUs, is measured by the 4p4c rows of mpod-bench-ring.
+// Each test first calls with a tail value of its own, so the per-thread
+// count of calls on the same tail starts at zero whatever ran before.
+void reset_watch(const std::atomic<uint32_t>& head, const std::atomic<uint32_t>& tail) {
+  EXPECT_FALSE(detail::ring_wait_in_flight(head, tail, 0xdead));
+}
+
 TEST(RingWaitInFlight, NothingInFlightIsReportedAtOnce) {
   std::atomic<uint32_t> head{7}, tail{7};
-  for (int i = 0; i < 100; ++i) EXPECT_FALSE(detail::ring_wait_in_flight(head, tail));
+  reset_watch(head, tail);
+  for (int i = 0; i < 100; ++i) EXPECT_FALSE(detail::ring_wait_in_flight(head, tail, 7));
 }
 
 TEST(RingWaitInFlight, AClaimStuckInFlightIsNeverWaitedOnForLong) {
   std::atomic<uint32_t> head{9}, tail{7};
+  reset_watch(head, tail);
   const auto t0 = std::chrono::steady_clock::now();
   // Every 16th call yields the CPU and looks again: the tail has not moved.
-  for (int i = 0; i < 1000; ++i) EXPECT_FALSE(detail::ring_wait_in_flight(head, tail));
+  for (int i = 0; i < 1000; ++i) EXPECT_FALSE(detail::ring_wait_in_flight(head, tail, 7));
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(500)) << "it must not wait for the claim";
+}
+
+TEST(RingWaitInFlight, TheSixteenthCallOnTheSameTailLooksForAClaimAndReportsATailThatMoved) {
+  std::atomic<uint32_t> head{9}, tail{7};
+  reset_watch(head, tail);
+  // The first call on tail 7 starts the count; 15 more report full/empty at once.
+  for (int i = 0; i < 16; ++i) EXPECT_FALSE(detail::ring_wait_in_flight(head, tail, 7)) << "call " << i;
+  // The claimer publishes while the 17th call gives it the CPU: worth another try.
+  tail.store(9);
+  EXPECT_TRUE(detail::ring_wait_in_flight(head, tail, 7));
+}
+
+TEST(RingWaitInFlight, WithNothingInFlightTheSixteenthCallDoesNotWait) {
+  std::atomic<uint32_t> head{7}, tail{7};
+  reset_watch(head, tail);
+  for (int i = 0; i < 16; ++i) EXPECT_FALSE(detail::ring_wait_in_flight(head, tail, 7));
+  tail.store(8);  // moved, but head == the tail the caller saw: nothing was in flight, no second look
+  EXPECT_FALSE(detail::ring_wait_in_flight(head, tail, 7));
+}
+
+TEST(RingLayout, EachSidesHeadAndTailAreOnLinesOfTheirOwn) {
+  // The other side polls the tail; the head's CAS must not share its line.
+  EXPECT_GE(offsetof(detail::RingHeader, prod_tail) - offsetof(detail::RingHeader, prod_head), 128u);
+  EXPECT_GE(offsetof(detail::RingHeader, cons_head) - offsetof(detail::RingHeader, prod_tail), 128u);
+  EXPECT_GE(offsetof(detail::RingHeader, cons_tail) - offsetof(detail::RingHeader, cons_head), 128u);
+  EXPECT_GE(offsetof(detail::RingHeader, slots) - offsetof(detail::RingHeader, cons_tail), 128u);
 }
 
 }  // namespace
