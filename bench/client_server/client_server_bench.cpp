@@ -19,8 +19,9 @@
 // its summary line (generation, finish and drain; not start-up), read by this
 // program from the server's line-buffered output, the same way on both sides.
 // A second figure uses server start to server exit (includes start-up).
-// Runs alternate which side goes first; the table keeps each side's best run
-// and every run is listed. --pods (root): every mpod process is PID 1 of its
+// Runs come in pairs, mpod's and DPDK's back to back, the side going first
+// alternating; the table compares each run with its partner (median of the
+// per-pair ratios, bench/common/paired.hpp says why) and lists every run. --pods (root): every mpod process is PID 1 of its
 // own pod (unshare --pid --fork --mount-proc --uts --ipc --net); DPDK's
 // processes cannot run that way and stay plain processes.
 #include <unistd.h>
@@ -38,6 +39,7 @@
 #include "common/hugepages.hpp"
 #include "common/interrupt.hpp"
 #include "common/options.hpp"
+#include "common/paired.hpp"
 #include "common/scratch.hpp"
 #include "common/table.hpp"
 
@@ -45,8 +47,8 @@ namespace {
 
 using namespace mpod_bench;
 
-constexpr uint64_t kDefaultPackets = 5'000'000;
-constexpr int kDefaultRepeat = 3;
+constexpr uint64_t kDefaultPackets = 2'000'000;
+constexpr int kDefaultRepeat = 11;
 constexpr unsigned kClients = 2;
 constexpr unsigned kBurst = 32;        // mpod-mp-server's and mpod-mp-client's default
 constexpr unsigned kRingSize = 1024;   // mpod-mp-server's default
@@ -229,32 +231,36 @@ void check_same_packets(const Scratch& s) {
 std::string fmt_rate(double v, int decimals) { return v > 0 ? fmt(v, decimals) : "-"; }
 
 void report(const std::vector<Run>& mpod, const std::vector<Run>& dpdk, const Settings& st, const Scratch& s) {
-  auto best = [](const std::vector<Run>& runs, double Run::*m) {
-    const Run* b = nullptr;
-    for (auto& r : runs)
-      if (!b || r.*m > (*b).*m) b = &r;
-    return b ? *b : Run{};
-  };
   std::printf("client_server_mp, 1 server + %u clients (separate processes%s), %llu packets, burst %u, rings of %u, "
               "2048-byte buffers, pool cache 256; server on CPU 0, clients on CPU 1; %s.\n",
               kClients, st.pods ? "; mpod's each PID 1 of its own pod" : "", (unsigned long long)st.packets, kBurst,
               kRingSize, memory_description(s.huge_dir).c_str());
   std::printf("mpod: mpod-mp-server/mpod-mp-client; DPDK 22.11: dpdk-client-server, the same work ported line for line "
               "(same packets: digest checked).\n");
-  std::printf("Mpps = server tx / time; best of %d runs (sides taking turns to go first). ratio = mpod/DPDK: above 1, "
-              "mpod is faster.\n\n",
+  std::printf("Mpps = server tx / time. %d pairs of runs, mpod's and DPDK's back to back (the side going first "
+              "alternating); ratio = mpod's Mpps / DPDK's in the same pair, median over the pairs (quartiles in "
+              "brackets): above 1, mpod is faster.\n\n",
               st.repeat);
-  const Run m = best(mpod, &Run::mpps), d = best(dpdk, &Run::mpps);
-  const Run mt = best(mpod, &Run::mpps_total), dt = best(dpdk, &Run::mpps_total);
-  std::vector<std::vector<std::string>> t = {{"measure", "mpod", "DPDK", "mpod/DPDK"}};
-  t.push_back({"Mpps, all clients attached -> server summary", fmt_rate(m.mpps, 3), fmt_rate(d.mpps, 3),
-               fmt_rate(m.mpps / d.mpps, 2)});
-  t.push_back({"Mpps, server start -> server exit", fmt_rate(mt.mpps_total, 3), fmt_rate(dt.mpps_total, 3),
-               fmt_rate(mt.mpps_total / dt.mpps_total, 2)});
-  t.push_back({"drops in the best run (of the packets)", std::to_string(m.drops),
-               dpdk.empty() ? "-" : std::to_string(d.drops), "-"});
+  std::vector<std::vector<std::string>> t = {
+      {"measure", "mpod median", "DPDK median", "mpod/DPDK per pair", "pairs mpod faster"}};
+  auto row = [&](const char* label, double Run::*m, int decimals) {
+    std::vector<double> a, b;  // DPDK's, mpod's: b/a is mpod/DPDK
+    for (auto& r : dpdk) a.push_back(r.*m);
+    for (auto& r : mpod) b.push_back(r.*m);
+    const bool paired = !dpdk.empty();
+    const PairedSummary ps = paired ? summarise_pairs(a, b) : PairedSummary{};
+    t.push_back({label, fmt(quantile(b, 0.5), decimals), paired ? fmt(ps.a_median, decimals) : "-",
+                 ratio_with_range(ps, 2), paired ? std::to_string(ps.b_above) + " of " + std::to_string(ps.pairs) : "-"});
+  };
+  row("Mpps, all clients attached -> server summary", &Run::mpps, 3);
+  row("Mpps, server start -> server exit", &Run::mpps_total, 3);
+  std::vector<double> md, dd;
+  for (auto& r : mpod) md.push_back(double(r.drops));
+  for (auto& r : dpdk) dd.push_back(double(r.drops));
+  t.push_back({"packets dropped on full rings", fmt(quantile(md, 0.5), 0), dpdk.empty() ? "-" : fmt(quantile(dd, 0.5), 0),
+               "-", "-"});
   print_table(t, 1);
-  std::printf("\nEvery run (Mpps attach->summary / start->exit, drops):\n");
+  std::printf("\nEvery run, in pairs (Mpps attach->summary / start->exit, drops):\n");
   for (int side = 0; side < 2; ++side) {
     const auto& runs = side ? dpdk : mpod;
     std::string line = side ? "  DPDK:" : "  mpod:";

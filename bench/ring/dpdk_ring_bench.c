@@ -1,16 +1,17 @@
-/* dpdk-ring-bench local|mpmc ELEMENTS [EAL options]
- * dpdk-ring-bench producer|consumer PAIR_FILE [EAL options]
+/* dpdk-ring-bench mpmc ELEMENTS [EAL options]
+ * dpdk-ring-bench producer|consumer TRIALS_FILE [EAL options]
  *
  * DPDK 22.11's rte_ring, measured the way mpod-bench-ring measures mpod's
  * Ring (same loops, same ring geometry, same hand-shake: ring_bench_shared.h).
  * Prints one line per row, "row name=... ns_per_elem=...", which
  * mpod-bench-ring parses:
- *   local     one thread on CPU 0: enqueue a burst, dequeue it (ring_perf_autotest)
- *   producer  primary, CPU 0: creates the ring, prints READY, feeds a consumer
+ *   producer  primary, CPU 0: creates the ring, prints READY, runs DPDK's
+ *             one-thread trials (enqueue a burst, dequeue it: ring_perf_autotest)
+ *             and feeds the consumer in the two-process ones
  *   consumer  secondary, CPU 1: finds the ring with rte_ring_lookup, prints
- *             READY, times each of DPDK's trials into PAIR_FILE (the
- *             two-process rows run as trials interleaved with mpod's:
- *             ring_bench_shared.h)
+ *             READY, times each of DPDK's two-process trials
+ *   Both take their turns and store their times in TRIALS_FILE, interleaved
+ *   with mpod's trials (ring_bench_shared.h).
  *   mpmc      4 producer and 4 consumer threads on CPUs 0-1, burst calls
  * Written in C against DPDK's public API only.
  */
@@ -51,42 +52,37 @@ static void die(const char* what) {
   exit(1);
 }
 
-/* ---- local: one thread, enqueue then dequeue the same burst ---- */
+/* ---- one-thread and two-process trials, interleaved with mpod's ----
+ * (ring_bench_shared.h): the producer process runs the one-thread trials
+ * alone and feeds the consumer process in the two-process ones; each waits
+ * its turn asleep, so only one library runs at a time. */
 
-static void run_local(uint64_t elements) {
-  struct rte_ring* r = rte_ring_create(RING_NAME, RING_BENCH_SLOTS, SOCKET_ID_ANY, 0);
-  if (!r) die("rte_ring_create failed");
-  ring_bench_pin_thread(RING_BENCH_PRODUCER_CPU, RING_BENCH_PRODUCER_CPU);
-  for (int i = 0; i < RING_BENCH_CASES; ++i) {
-    const struct ring_bench_case c = ring_bench_cases[i];
-    void* out[RING_BENCH_MAX_BURST];
-    const uint64_t iters = elements / c.burst;
-    uint64_t moved = 0;
-    const uint64_t t0 = ring_bench_now_ns();
-    for (uint64_t k = 0; k < iters; ++k) {
-      moved += enqueue(r, c.multi, c.burst);
-      moved += dequeue(r, c.multi, out, c.burst);
-    }
-    const uint64_t elapsed = ring_bench_now_ns() - t0;
-    if (moved != 2 * iters * c.burst) die("an enqueue or dequeue failed on a ring that had room");
-    char name[64];
-    ring_bench_row_name(name, sizeof name, "local", c.multi, c.burst);
-    ring_bench_print_row(name, iters * c.burst, elapsed, 0);
+/* One thread on CPU 0: enqueue a burst, dequeue it (ring_perf_autotest). */
+static uint64_t local(void* ring, struct ring_bench_case c, uint64_t elements) {
+  struct rte_ring* r = ring;
+  void* out[RING_BENCH_MAX_BURST];
+  const uint64_t iters = elements / c.burst;
+  uint64_t moved = 0;
+  const uint64_t t0 = ring_bench_now_ns();
+  for (uint64_t k = 0; k < iters; ++k) {
+    moved += enqueue(r, c.multi, c.burst);
+    moved += dequeue(r, c.multi, out, c.burst);
   }
-  rte_ring_free(r);
+  const uint64_t elapsed = ring_bench_now_ns() - t0;
+  if (moved != 2 * iters * c.burst) {
+    fprintf(stderr, "dpdk-ring-bench: an enqueue or dequeue failed on a ring that had room\n");
+    return 0;
+  }
+  return elapsed;
 }
 
-/* ---- producer (primary) and consumer (secondary) on two CPUs ----
- * Trials interleaved with mpod's (ring_bench_shared.h): each waits its turn
- * asleep, so only one library's pair runs at a time. */
-
-static int produce(void* ring, struct ring_bench_case c, uint64_t elements, const struct ring_bench_pair_shared* p,
+static int produce(void* ring, struct ring_bench_case c, uint64_t elements, const struct ring_bench_trials* p,
                    uint64_t* failed_calls) {
   struct rte_ring* r = ring;
   uint64_t failed = 0;
   for (uint64_t sent = 0; sent < elements; sent += c.burst)
     while (enqueue(r, c.multi, c.burst) == 0) {
-      if (ring_bench_pair_aborted(p)) return 0;
+      if (ring_bench_aborted(p)) return 0;
       ++failed;
       ring_bench_relax();
     }
@@ -94,14 +90,14 @@ static int produce(void* ring, struct ring_bench_case c, uint64_t elements, cons
   return 1;
 }
 
-static int consume(void* ring, struct ring_bench_case c, uint64_t elements, const struct ring_bench_pair_shared* p,
+static int consume(void* ring, struct ring_bench_case c, uint64_t elements, const struct ring_bench_trials* p,
                    uint64_t* failed_calls) {
   struct rte_ring* r = ring;
   void* out[RING_BENCH_MAX_BURST];
   uint64_t failed = 0;
   for (uint64_t got = 0; got < elements; got += c.burst)
     while (dequeue(r, c.multi, out, c.burst) == 0) {
-      if (ring_bench_pair_aborted(p)) return 0;
+      if (ring_bench_aborted(p)) return 0;
       ++failed;
       ring_bench_relax();
     }
@@ -109,28 +105,28 @@ static int consume(void* ring, struct ring_bench_case c, uint64_t elements, cons
   return 1;
 }
 
-static void run_producer(const char* pair_file) {
-  struct ring_bench_pair_shared* p = ring_bench_map_pair_file(pair_file);
+static void run_producer(const char* trials_file) {
+  struct ring_bench_trials* p = ring_bench_map_trials(trials_file);
   if (!p) exit(1);
   struct rte_ring* r = rte_ring_create(RING_NAME, RING_BENCH_SLOTS, SOCKET_ID_ANY, 0);
   if (!r) die("rte_ring_create failed");
   ring_bench_pin_thread(RING_BENCH_PRODUCER_CPU, RING_BENCH_PRODUCER_CPU);
   printf("READY\n");
   fflush(stdout);
-  if (!ring_bench_pair_producer(p, RING_BENCH_SIDE_DPDK, r, produce)) die("the run was aborted");
+  if (!ring_bench_run_producer(p, RING_BENCH_SIDE_DPDK, r, produce, local)) die("the run was aborted");
   /* No rte_ring_free: freeing asks the (exiting) secondary to sync its
    * memory map and logs a failure; exiting releases it all. */
 }
 
-static void run_consumer(const char* pair_file) {
-  struct ring_bench_pair_shared* p = ring_bench_map_pair_file(pair_file);
+static void run_consumer(const char* trials_file) {
+  struct ring_bench_trials* p = ring_bench_map_trials(trials_file);
   if (!p) exit(1);
   struct rte_ring* r = rte_ring_lookup(RING_NAME);
   if (!r) die("the primary's ring was not found");
   ring_bench_pin_thread(RING_BENCH_CONSUMER_CPU, RING_BENCH_CONSUMER_CPU);
   printf("READY\n");
   fflush(stdout);
-  if (!ring_bench_pair_consumer(p, RING_BENCH_SIDE_DPDK, r, consume)) die("the run was aborted");
+  if (!ring_bench_run_consumer(p, RING_BENCH_SIDE_DPDK, r, consume)) die("the run was aborted");
 }
 
 /* ---- mpmc: 4 producers and 4 consumers in this process ---- */
@@ -177,8 +173,8 @@ static void run_mpmc(uint64_t elements) {
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    fprintf(stderr, "usage: dpdk-ring-bench local|mpmc ELEMENTS [EAL options]\n"
-                    "       dpdk-ring-bench producer|consumer PAIR_FILE [EAL options]\n");
+    fprintf(stderr, "usage: dpdk-ring-bench mpmc ELEMENTS [EAL options]\n"
+                    "       dpdk-ring-bench producer|consumer TRIALS_FILE [EAL options]\n");
     return 2;
   }
   const char* mode = argv[1];
@@ -192,8 +188,7 @@ int main(int argc, char** argv) {
   argv[2] = argv[0]; /* EAL sees: program, EAL options */
   if (rte_eal_init(argc - 2, argv + 2) < 0) die("rte_eal_init failed");
   for (unsigned i = 0; i < RING_BENCH_MAX_BURST; ++i) objs[i] = (void*)(uintptr_t)(i + 1);
-  if (strcmp(mode, "local") == 0) run_local(elements);
-  else if (strcmp(mode, "producer") == 0) run_producer(arg);
+  if (strcmp(mode, "producer") == 0) run_producer(arg);
   else if (strcmp(mode, "consumer") == 0) run_consumer(arg);
   else if (strcmp(mode, "mpmc") == 0) run_mpmc(elements);
   else {

@@ -63,12 +63,13 @@ using namespace mpod_bench;
 constexpr uint64_t kDefaultElements = 4'000'000;
 constexpr uint64_t kQuickElements = 256'000;
 constexpr int kDefaultRepeat = 5;
-// Two-process rows: rounds of trials, each trial this many elements (a few
-// milliseconds: far shorter than the machine's changes of state).
+// One-thread and two-process rows: rounds of trials, each trial this many
+// elements (under a millisecond to tens of them: far shorter than the
+// machine's changes of state).
 constexpr uint64_t kDefaultRounds = 40;
-constexpr uint64_t kDefaultPairElements = 262'144;
+constexpr uint64_t kDefaultTrialElements = 262'144;
 constexpr uint64_t kQuickRounds = 3;
-constexpr uint64_t kQuickPairElements = 32'768;
+constexpr uint64_t kQuickTrialElements = 32'768;
 constexpr uint64_t kMemoryMb = 16;       // each side's primary: 8 hugepages of 2 MB
 constexpr long kHugepagesNeeded = 2 * 8 + 4;  // mpod's and DPDK's primaries are up at once, plus slack
 
@@ -76,8 +77,8 @@ struct Settings {
   uint64_t elements = kDefaultElements;
   int repeat = kDefaultRepeat;
   std::string sections = "local,pair,4p4c";  // which groups of rows to run
-  uint64_t rounds = kDefaultRounds;            // two-process rows: trials per side and case
-  uint64_t pair_elements = kDefaultPairElements;
+  uint64_t rounds = kDefaultRounds;            // local and pair rows: trials per side and row
+  uint64_t trial_elements = kDefaultTrialElements;
 };
 
 bool wants(const Settings& st, const char* section) {
@@ -112,10 +113,8 @@ Rows parse_rows(const std::string& out) {
   return rows;
 }
 
-// How long a child may take before it is killed: 30 s to start, then 1 us per
-// element and row (about 10x the slowest row seen) or, for the 4p4c rows,
-// their own time limit plus 5 s.
-double timeout_s(uint64_t elements, int rows) { return 30 + 1e-6 * double(elements) * rows; }
+// How long a 4p4c child may take before it is killed: 30 s to start, then
+// the rows' own time limit plus 5 s each.
 double mpmc_timeout_s() { return 30 + RING_BENCH_MPMC_CASES * (RING_BENCH_MPMC_LIMIT_S + 5); }
 
 // A failed child costs its rows, not the whole run: say so and keep what it printed.
@@ -151,9 +150,11 @@ void on_cpus(int first, int last, const std::function<void()>& fn) {
   if (err) std::rethrow_exception(err);
 }
 
-// The handle by value, as DPDK's side keeps its rte_ring pointer in a local:
-// through a reference, the ring's address is reloaded after every atomic.
-uint64_t mpod_local_case(mpod::Ring r, ring_bench_case c, uint64_t elements) {
+// One-thread trial: enqueue a burst, dequeue it. The handle by value, as
+// DPDK's side keeps its rte_ring pointer in a local: through a reference,
+// the ring's address is reloaded after every atomic. 0 if a call failed.
+uint64_t mpod_local(void* ring, ring_bench_case c, uint64_t elements) {
+  mpod::Ring r = *static_cast<mpod::Ring*>(ring);
   void* out[RING_BENCH_MAX_BURST];
   const uint64_t iters = elements / c.burst;
   uint64_t moved = 0;
@@ -163,23 +164,14 @@ uint64_t mpod_local_case(mpod::Ring r, ring_bench_case c, uint64_t elements) {
     moved += ring_bench::dequeue(r, c.multi, out, c.burst);
   }
   const uint64_t elapsed = ring_bench_now_ns() - t0;
-  if (moved != 2 * iters * c.burst) throw std::runtime_error("mpod: an enqueue or dequeue failed on a ring that had room");
+  if (moved != 2 * iters * c.burst) {
+    std::fprintf(stderr, "mpod-bench-ring: an enqueue or dequeue failed on a ring that had room\n");
+    return 0;
+  }
   return elapsed;
 }
 
-Rows mpod_local(mpod::Ring& ring, uint64_t elements) {
-  Rows rows;
-  on_cpus(RING_BENCH_PRODUCER_CPU, RING_BENCH_PRODUCER_CPU, [&] {
-    for (const ring_bench_case& c : ring_bench_cases) {
-      char name[64];
-      ring_bench_row_name(name, sizeof name, "local", c.multi, c.burst);
-      rows[name] = {double(mpod_local_case(ring, c, elements)) / double(elements / c.burst * c.burst), false};
-    }
-  });
-  return rows;
-}
-
-// `arg`: ELEMENTS (local, mpmc) or the pair trials' file (producer, consumer).
+// `arg`: ELEMENTS (mpmc) or the trials' file (producer, consumer).
 std::vector<std::string> dpdk_argv(const Scratch& s, const char* mode, const std::string& arg, bool primary, int lcore) {
   std::vector<std::string> a = {s.bin + "/dpdk-ring-bench", mode, arg,
                                 primary ? "--proc-type=primary" : "--proc-type=secondary", "-l", std::to_string(lcore)};
@@ -190,12 +182,12 @@ std::vector<std::string> dpdk_argv(const Scratch& s, const char* mode, const std
 }
 
 // One trial's enqueues; 0 if the run was aborted.
-int mpod_produce(void* ring, ring_bench_case c, uint64_t elements, const ring_bench_pair_shared* p, uint64_t* failed_calls) {
+int mpod_produce(void* ring, ring_bench_case c, uint64_t elements, const ring_bench_trials* p, uint64_t* failed_calls) {
   mpod::Ring r = *static_cast<mpod::Ring*>(ring);
   uint64_t failed = 0;
   for (uint64_t sent = 0; sent < elements; sent += c.burst)
     while (ring_bench::enqueue(r, c.multi, g_objs.p, c.burst) == 0) {
-      if (ring_bench_pair_aborted(p)) return 0;
+      if (ring_bench_aborted(p)) return 0;
       ++failed;
       ring_bench_relax();
     }
@@ -203,55 +195,60 @@ int mpod_produce(void* ring, ring_bench_case c, uint64_t elements, const ring_be
   return 1;
 }
 
-// Each case's trial times (ns per element), per side, in round order: entry
-// r of both sides ran next to each other in time.
-struct PairTrials {
-  std::vector<double> mpod[RING_BENCH_CASES], dpdk[RING_BENCH_CASES];
-  // Per trial, calls that found the ring full (producer) and empty
-  // (consumer), per call that moved a burst: which way the ring settled.
-  std::vector<double> full[2][RING_BENCH_CASES], empty[2][RING_BENCH_CASES];
+// Each row's trial times (ns per element), per side, in round order: entry
+// r of both sides ran next to each other in time. Rows as in
+// ring_bench_shared.h: one-thread rows, then two-process rows.
+struct Trials {
+  std::vector<double> ns[2][RING_BENCH_ROWS];  // [side][row]
+  // Two-process rows, per trial: calls that found the ring full (producer)
+  // and empty (consumer), per call that moved a burst.
+  std::vector<double> full[2][RING_BENCH_ROWS], empty[2][RING_BENCH_ROWS];
   uint32_t rounds = 0;
   uint64_t elements = 0;
+  bool dpdk = false;
 };
 
-// The pair trials' file: created here, mapped by all four processes.
-class PairFile {
+// The trials' file: created here, mapped by all four processes.
+class TrialsFile {
  public:
-  PairFile(const std::string& path, uint32_t rounds, uint64_t elements, bool dpdk_runs) : path_(path) {
+  TrialsFile(const std::string& path, uint32_t rounds, uint64_t elements, bool dpdk_runs, uint32_t wanted) : path_(path) {
     const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0 || ::ftruncate(fd, sizeof(ring_bench_pair_shared)) != 0)
+    if (fd < 0 || ::ftruncate(fd, sizeof(ring_bench_trials)) != 0)
       throw std::runtime_error("cannot create " + path + ": " + std::strerror(errno));
     ::close(fd);
-    p_ = ring_bench_map_pair_file(path.c_str());
+    p_ = ring_bench_map_trials(path.c_str());
     if (!p_) throw std::runtime_error("cannot map " + path);
     p_->turn = RING_BENCH_TURN_PENDING;
-    p_->trials = 2 * RING_BENCH_CASES * rounds;
+    p_->trials = 2 * RING_BENCH_ROWS * rounds;
     p_->rounds = rounds;
     p_->elements = elements;
     p_->dpdk_runs = dpdk_runs;
+    p_->wanted = wanted;
   }
-  ~PairFile() {
-    ::munmap(p_, sizeof(ring_bench_pair_shared));
+  ~TrialsFile() {
+    ::munmap(p_, sizeof(ring_bench_trials));
     ::unlink(path_.c_str());
   }
-  PairFile(const PairFile&) = delete;
-  PairFile& operator=(const PairFile&) = delete;
-  ring_bench_pair_shared* get() const { return p_; }
+  TrialsFile(const TrialsFile&) = delete;
+  TrialsFile& operator=(const TrialsFile&) = delete;
+  ring_bench_trials* get() const { return p_; }
   const std::string& path() const { return path_; }
 
  private:
   std::string path_;
-  ring_bench_pair_shared* p_ = nullptr;
+  ring_bench_trials* p_ = nullptr;
 };
 
-// The two-process rows: mpod's producer (a thread of this primary, CPU 0) and
-// mpod-ring-consumer (CPU 1), DPDK's producer and consumer (dpdk-ring-bench
-// children, CPUs 0 and 1), all alive at once, running trials in turn.
-PairTrials run_pairs(mpod::Runtime& rt, const Scratch& s, const Settings& st) {
+// The one-thread and two-process rows: mpod's producer (a thread of this
+// primary, CPU 0) and mpod-ring-consumer (CPU 1), DPDK's producer and
+// consumer (dpdk-ring-bench children, CPUs 0 and 1), all alive at once,
+// running trials in turn.
+Trials run_trials(mpod::Runtime& rt, const Scratch& s, const Settings& st, uint32_t wanted) {
   const bool dpdk = s.have_dpdk && !s.huge_dir.empty();  // DPDK secondaries need hugepages
-  PairFile file(s.mpod_dir + "/pair_trials", uint32_t(st.rounds), st.pair_elements, dpdk);
-  ring_bench_pair_shared* p = file.get();
-  const auto deadline = deadline_after(30 + 1e-6 * double(st.pair_elements) * p->trials);
+  TrialsFile file(s.mpod_dir + "/trials", uint32_t(st.rounds), st.trial_elements, dpdk, wanted);
+  ring_bench_trials* p = file.get();
+  // 1 us per element (about 10x the slowest trial seen) and 30 s to start.
+  const auto deadline = deadline_after(30 + 1e-6 * double(st.trial_elements) * p->trials);
   std::vector<std::string> argv = {s.bin + "/mpod-ring-consumer", "--proc-type=secondary",
                                    "--file-prefix=" + rt.options().file_prefix, "--runtime-dir=" + s.mpod_dir};
   if (s.huge_dir.empty()) argv.push_back("--no-huge");
@@ -276,9 +273,9 @@ PairTrials run_pairs(mpod::Runtime& rt, const Scratch& s, const Settings& st) {
   bool produced = false;
   std::thread producer([&] {
     ring_bench_pin_thread(RING_BENCH_PRODUCER_CPU, RING_BENCH_PRODUCER_CPU);
-    produced = ring_bench_pair_producer(p, RING_BENCH_SIDE_MPOD, &ring, mpod_produce) != 0;
+    produced = ring_bench_run_producer(p, RING_BENCH_SIDE_MPOD, &ring, mpod_produce, mpod_local) != 0;
   });
-  ring_bench_set_turn(p, ring_bench_first_trial(p));
+  ring_bench_set_turn(p, ring_bench_next_trial(p, 0));
   // Sleep through the trials, waking rarely (a wake-up may preempt a
   // measured process): stop them if a child dies, time runs out, or ^C.
   std::string failure;
@@ -287,31 +284,33 @@ PairTrials run_pairs(mpod::Runtime& rt, const Scratch& s, const Settings& st) {
       throw_if_interrupted();
       for (Child* c : children)
         if (c->failed()) failure = c->name() + " failed; it printed:\n" + c->output();
+      if (ring_bench_aborted(p)) failure = "a trial failed (see above)";
       if (Clock::now() > deadline) failure = "the trials did not finish in time";
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }
   } catch (...) {
-    ring_bench_abort_pairs(p);
+    ring_bench_abort_trials(p);
     producer.join();
     throw;
   }
-  if (!failure.empty()) ring_bench_abort_pairs(p);
+  if (!failure.empty()) ring_bench_abort_trials(p);
   producer.join();
   for (Child* c : children)
     if (c->finish(deadline_after(10)) != 0 && failure.empty()) failure = c->name() + " failed; it printed:\n" + c->output();
   if (failure.empty() && !produced) failure = "mpod's producer was aborted";
-  if (!failure.empty()) throw std::runtime_error("two-process rows: " + failure);
-  PairTrials out;
+  if (!failure.empty()) throw std::runtime_error("one-thread and two-process rows: " + failure);
+  Trials out;
   out.rounds = p->rounds;
   out.elements = p->elements;
+  out.dpdk = dpdk;
   for (uint32_t t = 0; t < p->trials; ++t) {
-    int c, side;
-    ring_bench_trial_of(t, &c, &side);
-    if (side == RING_BENCH_SIDE_DPDK && !dpdk) continue;
-    (side == RING_BENCH_SIDE_MPOD ? out.mpod : out.dpdk)[c].push_back(double(p->elapsed_ns[t]) / double(p->elements));
-    const double calls = double(p->elements / ring_bench_cases[c].burst);
-    out.full[side][c].push_back(double(p->full_polls[t]) / calls);
-    out.empty[side][c].push_back(double(p->empty_polls[t]) / calls);
+    if (!ring_bench_trial_runs(p, t)) continue;
+    int row, side;
+    ring_bench_trial_of(t, &row, &side);
+    out.ns[side][row].push_back(double(p->elapsed_ns[t]) / double(p->elements));
+    const double calls = double(p->elements / ring_bench_row_case(row).burst);
+    out.full[side][row].push_back(double(p->full_polls[t]) / calls);
+    out.empty[side][row].push_back(double(p->empty_polls[t]) / calls);
   }
   return out;
 }
@@ -389,20 +388,19 @@ Measured summarise(std::vector<Measured> runs, bool median) {
 
 struct MpodSide {
   std::unique_ptr<mpod::Runtime> rt;
-  mpod::Ring local, mpmc;
+  mpod::Ring mpmc;
 };
 
 MpodSide start_mpod(const Scratch& s) {
   MpodSide m;
   m.rt = mpod::Runtime::start(primary_options(s, "ringbench", kMemoryMb));
-  m.local = mpod::Ring::create(*m.rt, "bench_local", RING_BENCH_CAPACITY);
   m.mpmc = mpod::Ring::create(*m.rt, "bench_mpmc", RING_BENCH_CAPACITY);
   mpod::Ring::create(*m.rt, ring_bench::kPairRing, RING_BENCH_CAPACITY);
   return m;
 }
 
-// One repetition of the one-process sections, mpod and DPDK taking turns to
-// go first (the two-process rows run as interleaved trials: run_pairs).
+// One repetition of the 4p4c rows, mpod and DPDK taking turns to go first
+// (the other rows run as interleaved trials: run_trials).
 void run_once(MpodSide& m, const Scratch& s, const Settings& st, int rep, Results& results) {
   struct Section {
     const char* name;  // as --sections spells it
@@ -411,8 +409,6 @@ void run_once(MpodSide& m, const Scratch& s, const Settings& st, int rep, Result
   };
   const uint64_t n = st.elements;
   const Section sections[] = {
-      {"local", [&] { return mpod_local(m.local, n); },
-       [&] { return dpdk_single(s, "local", n, timeout_s(n, RING_BENCH_CASES)); }, s.have_dpdk},
       {"4p4c", [&] { return mpod_mpmc(m.mpmc, n); }, [&] { return dpdk_single(s, "mpmc", n, mpmc_timeout_s()); },
        s.have_dpdk},
   };
@@ -441,50 +437,54 @@ std::string every_run(const std::vector<Measured>& runs, bool mpps) {
   return out.empty() ? "-" : out;
 }
 
-// The two-process rows: per case, each side's median trial and the median
-// (and quartiles) of DPDK's time / mpod's time over the pairs of trials.
-void report_pairs(const PairTrials& pt, const Scratch& s) {
-  std::printf("Two processes, producer (primary) on CPU 0 -> consumer (secondary) on CPU 1: %u rounds of trials of %llu "
-              "elements, mpod's and DPDK's in alternation (the side going first alternating), all four processes up "
-              "throughout and the idle pair asleep. ratio = DPDK's trial time / the adjacent mpod trial's time: median "
-              "over the pairs (quartiles in brackets); above 1, mpod is faster.\n\n",
-              pt.rounds, (unsigned long long)pt.elements);
-  std::vector<std::vector<std::string>> t = {
-      {"sync", "burst", "mpod median ns/elem", "DPDK median ns/elem", "DPDK/mpod per pair", "pairs mpod faster",
-       "full/empty polls per call, mpod", "DPDK"}};
+// The trial rows: per row, each side's median trial and the median (and
+// quartiles) of DPDK's time / mpod's time over the pairs of trials.
+void report_trials(const Trials& tr, const Scratch& s) {
+  std::printf("One thread (CPU 0) and two processes (producer, primary, on CPU 0 -> consumer, secondary, on CPU 1): %u "
+              "rounds of trials of %llu elements per row, mpod's and DPDK's in alternation (the side going first "
+              "alternating), all four processes up throughout and the idle side asleep; rings of 4095 pointers (4096 "
+              "slots); %s. ratio = DPDK's trial time / the adjacent mpod trial's time: median over the pairs "
+              "(quartiles in brackets); above 1, mpod is faster.\n\n",
+              tr.rounds, (unsigned long long)tr.elements, memory_description(s.huge_dir).c_str());
+  std::vector<std::vector<std::string>> t = {{"test", "sync", "burst", "mpod median ns/elem", "DPDK median ns/elem",
+                                              "DPDK/mpod per pair", "pairs mpod faster", "full/empty polls per call, mpod",
+                                              "DPDK"}};
   std::vector<std::string> all;
-  for (int c = 0; c < RING_BENCH_CASES; ++c) {
-    const ring_bench_case rc = ring_bench_cases[c];
-    const bool dpdk = !pt.dpdk[c].empty();
-    const PairedSummary ps = dpdk ? summarise_pairs(pt.mpod[c], pt.dpdk[c]) : PairedSummary{};
-    t.push_back({rc.multi ? "MP/MC" : "SP/SC", std::to_string(rc.burst), fmt(quantile(pt.mpod[c], 0.5), 2),
-                 dpdk ? fmt(ps.b_median, 2) : "-", ratio_with_range(ps, 2),
-                 dpdk ? std::to_string(ps.b_above) + " of " + std::to_string(ps.pairs) : "-",
-                 fmt(quantile(pt.full[0][c], 0.5), 2) + " / " + fmt(quantile(pt.empty[0][c], 0.5), 2),
-                 dpdk ? fmt(quantile(pt.full[1][c], 0.5), 2) + " / " + fmt(quantile(pt.empty[1][c], 0.5), 2) : "-"});
+  for (int row = 0; row < RING_BENCH_ROWS; ++row) {
+    if (tr.ns[0][row].empty()) continue;  // not wanted
+    const ring_bench_case rc = ring_bench_row_case(row);
+    const bool pair = ring_bench_row_is_pair(row);
+    const PairedSummary ps = tr.dpdk ? summarise_pairs(tr.ns[0][row], tr.ns[1][row]) : PairedSummary{};
+    auto polls = [&](int side) {
+      return fmt(quantile(tr.full[side][row], 0.5), 2) + " / " + fmt(quantile(tr.empty[side][row], 0.5), 2);
+    };
+    t.push_back({pair ? "2 processes, CPU 0 -> CPU 1" : "1 thread, enqueue+dequeue", rc.multi ? "MP/MC" : "SP/SC",
+                 std::to_string(rc.burst), fmt(quantile(tr.ns[0][row], 0.5), 2), tr.dpdk ? fmt(ps.b_median, 2) : "-",
+                 ratio_with_range(ps, 2), tr.dpdk ? std::to_string(ps.b_above) + " of " + std::to_string(ps.pairs) : "-",
+                 pair ? polls(0) : "-", pair && tr.dpdk ? polls(1) : "-"});
     char name[64];
-    ring_bench_row_name(name, sizeof name, "pair", rc.multi, rc.burst);
+    ring_bench_row_name(name, sizeof name, pair ? "pair" : "local", rc.multi, rc.burst);
     std::string line = std::string("  ") + name + ":";
-    for (size_t r = 0; r < pt.mpod[c].size(); ++r)
-      line += " " + fmt(pt.mpod[c][r], 2) + (dpdk ? "/" + fmt(pt.dpdk[c][r], 2) : "");
+    for (size_t r = 0; r < tr.ns[0][row].size(); ++r)
+      line += " " + fmt(tr.ns[0][row][r], 2) + (tr.dpdk ? "/" + fmt(tr.ns[1][row][r], 2) : "");
     all.push_back(line);
   }
-  print_table(t, 2);
+  print_table(t, 3);
   std::printf("\nEvery pair of trials, in run order (ns/elem, mpod/DPDK):\n");
   for (auto& line : all) std::puts(line.c_str());
   if (!s.have_dpdk) std::printf("\nDPDK comparison skipped: built without libdpdk-dev\n");
   else if (s.huge_dir.empty())
-    std::printf("\nNo hugepages (scripts/hugepages.sh sets them up): DPDK's two-process trials skipped\n");
+    std::printf("\nNo hugepages (scripts/hugepages.sh sets them up): DPDK's trials skipped (its secondary needs them)\n");
   std::printf("\n");
 }
 
 void report(const Results& results, const Settings& st, const Scratch& s) {
-  std::printf("Ring: mpod beside DPDK 22.11 rte_ring, same run, %d runs of %llu elements per row (mpod and DPDK taking "
-              "turns to go first); rings of 4095 pointers (4096 slots); %s.\n",
+  std::printf("4 producer and 4 consumer threads of one process on CPUs 0-1, one MP/MC ring, burst calls: %d runs of %llu "
+              "elements per row (mpod and DPDK taking turns to go first); rings of 4095 pointers (4096 slots); %s.\n",
               st.repeat, (unsigned long long)st.elements,
               memory_description(s.huge_dir).c_str());
-  std::printf("best: each side's best run; median: its median run (4p4c runs are bimodal: a preempted thread may "
-              "stall its side).\n");
+  std::printf("best: each side's best run; median: its median run (runs are bimodal: a thread preempted between "
+              "claiming and publishing may stall its side).\n");
   std::printf("ratio = DPDK time per element / mpod time per element (= mpod Mpps / DPDK Mpps): above 1, mpod is faster.\n\n");
   std::vector<std::vector<std::string>> t = {
       {"test", "sync", "burst", "unit", "mpod best", "DPDK best", "ratio", "mpod median", "DPDK median", "ratio"}};
@@ -508,7 +508,6 @@ void report(const Results& results, const Settings& st, const Scratch& s) {
       all_runs.push_back(std::string("  ") + name + ": mpod " + every_run(runs.mpod, mpps) + "; DPDK " +
                          every_run(runs.dpdk, mpps));
   };
-  for (const ring_bench_case& c : ring_bench_cases) add("1 thread, enqueue+dequeue", "local", c.multi, c.burst, false);
   for (unsigned burst : ring_bench_mpmc_bursts) add("4 prod + 4 cons threads, CPUs 0-1", "4p4c", 1, burst, true);
   print_table(t, 2);
   std::printf("\nEvery run, in run order (ns/elem; 4p4c rows in Mpps, *: stopped at the %.0f s limit, Mpps over what it "
@@ -524,25 +523,26 @@ Settings parse_args(int argc, char** argv) {
   parse_options(argc, argv,
                 {value_option("--elements=", st.elements), value_option("--repeat=", st.repeat),
                  value_option("--sections=", st.sections), value_option("--rounds=", st.rounds),
-                 value_option("--pair-elements=", st.pair_elements),
+                 value_option("--trial-elements=", st.trial_elements),
                  {"--quick", [&](const std::string&) {
                     st.elements = kQuickElements, st.repeat = 1;
-                    st.rounds = kQuickRounds, st.pair_elements = kQuickPairElements;
+                    st.rounds = kQuickRounds, st.trial_elements = kQuickTrialElements;
                   }}},
                 [] {
                   std::fprintf(stderr,
-                               "usage: mpod-bench-ring [--elements=N (default %llu)] [--repeat=R (default %d)]\n"
-                               "                       [--rounds=R (default %llu)] [--pair-elements=N (default %llu)] [--quick]\n"
-                               "                       [--sections=local,pair,4p4c (default: all)]\n",
-                               (unsigned long long)kDefaultElements, kDefaultRepeat, (unsigned long long)kDefaultRounds,
-                               (unsigned long long)kDefaultPairElements);
+                               "usage: mpod-bench-ring [--rounds=R (default %llu)] [--trial-elements=N (default %llu)]\n"
+                               "                       [--elements=N (default %llu)] [--repeat=R (default %d)] [--quick]\n"
+                               "                       [--sections=local,pair,4p4c (default: all)]\n"
+                               "  local, pair: R rounds of interleaved trials of N elements; 4p4c: R runs of N elements\n",
+                               (unsigned long long)kDefaultRounds, (unsigned long long)kDefaultTrialElements,
+                               (unsigned long long)kDefaultElements, kDefaultRepeat);
                 });
   // Every burst and each producer's share must divide the count.
   st.elements = std::max<uint64_t>(RING_BENCH_ELEM_GRAIN, st.elements / RING_BENCH_ELEM_GRAIN * RING_BENCH_ELEM_GRAIN);
   st.repeat = std::max(1, st.repeat);
-  st.rounds = std::clamp<uint64_t>(st.rounds, 1, RING_BENCH_MAX_TRIALS / (2 * RING_BENCH_CASES));
-  st.pair_elements =
-      std::max<uint64_t>(RING_BENCH_ELEM_GRAIN, st.pair_elements / RING_BENCH_ELEM_GRAIN * RING_BENCH_ELEM_GRAIN);
+  st.rounds = std::clamp<uint64_t>(st.rounds, 1, RING_BENCH_MAX_TRIALS / (2 * RING_BENCH_ROWS));
+  st.trial_elements =
+      std::max<uint64_t>(RING_BENCH_ELEM_GRAIN, st.trial_elements / RING_BENCH_ELEM_GRAIN * RING_BENCH_ELEM_GRAIN);
   return st;
 }
 
@@ -550,17 +550,18 @@ int run(const Settings& st) {
   Scratch s("mpod-bench-ring", kHugepagesNeeded, "dpdk-ring-bench");
   s.dpdk_prefix = s.track_prefix("mpodring" + std::to_string(getpid()));
   MpodSide m = start_mpod(s);
-  Results results;
-  if (wants(st, "local") || wants(st, "4p4c"))
-    for (int rep = 0; rep < st.repeat; ++rep) run_once(m, s, st, rep, results);
-  std::optional<PairTrials> pairs;
-  if (wants(st, "pair")) {
+  const uint32_t wanted = (wants(st, "local") ? RING_BENCH_WANT_LOCAL : 0u) | (wants(st, "pair") ? RING_BENCH_WANT_PAIR : 0u);
+  std::optional<Trials> trials;
+  if (wanted) {
     const uint64_t t0 = ring_bench_now_ns();
-    pairs = run_pairs(*m.rt, s, st);
-    std::fprintf(stderr, "mpod-bench-ring: two-process trials: %.1f s\n", (ring_bench_now_ns() - t0) / 1e9);
+    trials = run_trials(*m.rt, s, st, wanted);
+    std::fprintf(stderr, "mpod-bench-ring: one-thread and two-process trials: %.1f s\n", (ring_bench_now_ns() - t0) / 1e9);
   }
-  if (wants(st, "local") || wants(st, "4p4c")) report(results, st, s);
-  if (pairs) report_pairs(*pairs, s);
+  Results results;
+  if (wants(st, "4p4c"))
+    for (int rep = 0; rep < st.repeat; ++rep) run_once(m, s, st, rep, results);
+  if (trials) report_trials(*trials, s);
+  if (wants(st, "4p4c")) report(results, st, s);
   return 0;
 }
 

@@ -84,162 +84,191 @@ static inline void ring_bench_relax(void) {
 #endif
 }
 
-/* ---- Two-process rows, interleaved ----
+/* ---- One-thread and two-process rows: interleaved trials ----
  *
  * The two vCPUs of this kind of machine are moved about by the host: the
  * cost of a cache line crossing from CPU 0 to CPU 1 changes 2-5x from one
- * moment to the next, for both libraries alike. So the two-process rows are
- * measured as many short trials, mpod's and DPDK's in alternation, with all
- * four processes (mpod's producer and consumer, DPDK's producer and
- * consumer) alive throughout and only one pair running at a time; each
- * trial is compared with the other library's trial next to it in time.
+ * moment to the next, and even one core's speed changes 1.5x, for both
+ * libraries alike. So these rows are measured as many short trials, mpod's
+ * and DPDK's in alternation, with all four processes (mpod's producer and
+ * consumer, DPDK's producer and consumer) alive throughout and only one
+ * side running at a time; each trial is compared with the other library's
+ * trial next to it in time.
  *
- * Schedule: round r runs every case c, and each case twice in a row, once
- * per side, the side going first alternating with r. Trial t is round
- * t / (2 * CASES), case (t / 2) % CASES, side (t % 2) ^ (r % 2), side 0 being
- * mpod and side 1 DPDK. Trial t may run once `turn` == t; its consumer
- * stores its time, then turn = t + 1 and wakes everyone. The pair whose turn
- * it is not sleeps in futex(2) on `turn`, so it takes no CPU from the pair
- * being measured. Everything lives in one plain file that the driver
- * creates and every process maps (MAP_SHARED): neither library's memory. */
+ * Rows: 0..CASES-1 are the one-thread rows (the producer process alone on
+ * CPU 0 enqueues a burst and dequeues it), CASES..2*CASES-1 the two-process
+ * rows (producer on CPU 0, consumer on CPU 1), case row % CASES. Both use
+ * the side's one ring, empty between trials.
+ *
+ * Schedule: round r runs every row, each twice in a row, once per side, the
+ * side going first alternating with r. Trial t is round t / (2 * ROWS), row
+ * (t / 2) % ROWS, side (t % 2) ^ (r % 2), side 0 being mpod and side 1
+ * DPDK. Trial t may run once `turn` == t; whoever timed it stores its time,
+ * then sets turn to the next trial that runs and wakes everyone. The side
+ * whose turn it is not sleeps in futex(2) on `turn`, so it takes no CPU from
+ * the side being measured. Everything lives in one plain file that the
+ * driver creates and every process maps (MAP_SHARED): neither library's
+ * memory. */
 #define RING_BENCH_SIDE_MPOD 0
 #define RING_BENCH_SIDE_DPDK 1
-#define RING_BENCH_MAX_TRIALS (2 * RING_BENCH_CASES * 1000) /* up to 1000 rounds */
-#define RING_BENCH_TURN_PENDING 0xfffffff0u /* before the driver starts trial 0 */
+#define RING_BENCH_ROWS (2 * RING_BENCH_CASES)
+#define RING_BENCH_MAX_TRIALS (2 * RING_BENCH_ROWS * 1000) /* up to 1000 rounds */
+#define RING_BENCH_TURN_PENDING 0xfffffff0u /* before the driver starts the first trial */
+#define RING_BENCH_WANT_LOCAL 1u
+#define RING_BENCH_WANT_PAIR 2u
 
-struct ring_bench_pair_shared {
+struct ring_bench_trials {
   uint32_t turn __attribute__((aligned(64)));  /* the trial that may run; == trials: all done */
   uint32_t ready __attribute__((aligned(64))); /* t + 1: trial t's consumer waits for go */
   uint32_t go __attribute__((aligned(64)));    /* t + 1: trial t's producer has started */
   uint32_t abort_run __attribute__((aligned(64)));
-  uint32_t trials;    /* 2 * CASES * rounds */
+  uint32_t trials;    /* 2 * ROWS * rounds */
   uint32_t rounds;
   uint64_t elements;  /* per trial */
   uint32_t dpdk_runs; /* 0: DPDK's side is not there (not built, or no hugepages); its trials are skipped */
+  uint32_t wanted;    /* RING_BENCH_WANT_*: which rows run; the others' trials are skipped */
   uint64_t elapsed_ns[RING_BENCH_MAX_TRIALS];
-  /* Calls that moved nothing during trial t: the producer's (ring full) and
-   * the consumer's (ring empty). They tell which way the ring settled. */
+  /* Two-process trials: calls that moved nothing during trial t, the
+   * producer's (ring full) and the consumer's (ring empty). They tell which
+   * way the ring settled. */
   uint64_t full_polls[RING_BENCH_MAX_TRIALS], empty_polls[RING_BENCH_MAX_TRIALS];
 };
 
-static inline void ring_bench_trial_of(uint32_t t, int* case_index, int* side) {
-  const uint32_t round = t / (2 * RING_BENCH_CASES);
-  *case_index = (int)((t / 2) % RING_BENCH_CASES);
+static inline int ring_bench_row_is_pair(int row) { return row >= RING_BENCH_CASES; }
+static inline struct ring_bench_case ring_bench_row_case(int row) { return ring_bench_cases[row % RING_BENCH_CASES]; }
+
+static inline void ring_bench_trial_of(uint32_t t, int* row, int* side) {
+  const uint32_t round = t / (2 * RING_BENCH_ROWS);
+  *row = (int)((t / 2) % RING_BENCH_ROWS);
   *side = (int)((t % 2) ^ (round % 2));
 }
 
-/* Whether trial t's side takes part in the run. */
-static inline int ring_bench_trial_runs(const struct ring_bench_pair_shared* p, uint32_t t) {
-  int c, side;
-  ring_bench_trial_of(t, &c, &side);
-  return side == RING_BENCH_SIDE_MPOD || p->dpdk_runs;
+/* Whether trial t runs: its side takes part and its row is wanted. */
+static inline int ring_bench_trial_runs(const struct ring_bench_trials* p, uint32_t t) {
+  int row, side;
+  ring_bench_trial_of(t, &row, &side);
+  const uint32_t kind = ring_bench_row_is_pair(row) ? RING_BENCH_WANT_PAIR : RING_BENCH_WANT_LOCAL;
+  return (side == RING_BENCH_SIDE_MPOD || p->dpdk_runs) && (p->wanted & kind);
 }
 
-/* The first trial at or after t whose side takes part; trials if none. */
-static inline uint32_t ring_bench_next_trial(const struct ring_bench_pair_shared* p, uint32_t t) {
+/* The first trial at or after t that runs; trials if none. */
+static inline uint32_t ring_bench_next_trial(const struct ring_bench_trials* p, uint32_t t) {
   while (t < p->trials && !ring_bench_trial_runs(p, t)) ++t;
   return t;
 }
 
-static inline uint32_t ring_bench_first_trial(const struct ring_bench_pair_shared* p) {
-  return ring_bench_next_trial(p, 0);
-}
-
-static inline int ring_bench_pair_aborted(const struct ring_bench_pair_shared* p) {
+static inline int ring_bench_aborted(const struct ring_bench_trials* p) {
   return __atomic_load_n(&p->abort_run, __ATOMIC_RELAXED) != 0;
 }
 
 /* Sleeps until turn == t (returns 1), or the run is aborted (returns 0). */
-static inline int ring_bench_wait_turn(struct ring_bench_pair_shared* p, uint32_t t) {
+static inline int ring_bench_wait_turn(struct ring_bench_trials* p, uint32_t t) {
   for (;;) {
     const uint32_t now = __atomic_load_n(&p->turn, __ATOMIC_ACQUIRE);
     if (now == t) return 1;
-    if (ring_bench_pair_aborted(p)) return 0;
+    if (ring_bench_aborted(p)) return 0;
     /* 50 ms: a dead partner's abort is noticed without a wake-up. */
     struct timespec limit = {0, 50 * 1000 * 1000};
     syscall(SYS_futex, &p->turn, FUTEX_WAIT, now, &limit, NULL, 0);
   }
 }
 
-static inline void ring_bench_set_turn(struct ring_bench_pair_shared* p, uint32_t t) {
+static inline void ring_bench_set_turn(struct ring_bench_trials* p, uint32_t t) {
   __atomic_store_n(&p->turn, t, __ATOMIC_RELEASE);
   syscall(SYS_futex, &p->turn, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 }
 
-static inline void ring_bench_abort_pairs(struct ring_bench_pair_shared* p) {
+/* After trial t: store its time and let the next trial run. */
+static inline void ring_bench_trial_done(struct ring_bench_trials* p, uint32_t t, uint64_t elapsed_ns) {
+  p->elapsed_ns[t] = elapsed_ns;
+  ring_bench_set_turn(p, ring_bench_next_trial(p, t + 1));
+}
+
+static inline void ring_bench_abort_trials(struct ring_bench_trials* p) {
   __atomic_store_n(&p->abort_run, 1, __ATOMIC_RELAXED);
   syscall(SYS_futex, &p->turn, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 }
 
 /* Spins (both processes of the running pair are awake) until *word == value;
  * returns 0 if the run was aborted. */
-static inline int ring_bench_pair_wait_for(const struct ring_bench_pair_shared* p, const uint32_t* word, uint32_t value) {
+static inline int ring_bench_spin_for(const struct ring_bench_trials* p, const uint32_t* word, uint32_t value) {
   while (__atomic_load_n(word, __ATOMIC_ACQUIRE) != value) {
-    if (ring_bench_pair_aborted(p)) return 0;
+    if (ring_bench_aborted(p)) return 0;
     ring_bench_relax();
   }
   return 1;
 }
 
-/* The producer of one side: for each of its trials, waits for its turn and
- * its consumer, then calls produce(ring, case, elements, p, failed_calls),
- * which counts its calls that found the ring full and returns 0 if it was
- * aborted. Finally waits until every trial has run, so that the
- * ring outlives its consumer's use of it. Returns 0 if aborted. */
-typedef int (*ring_bench_produce_fn)(void* ring, struct ring_bench_case c, uint64_t elements,
-                                     const struct ring_bench_pair_shared* p, uint64_t* failed_calls);
-static inline int ring_bench_pair_producer(struct ring_bench_pair_shared* p, int side, void* ring,
-                                           ring_bench_produce_fn produce) {
+/* A library's loops. produce/consume: one side of a two-process trial,
+ * counting the calls that found the ring full/empty; 0 if aborted. local:
+ * one thread enqueues a burst and dequeues it until `elements` went
+ * through; returns the nanoseconds it took, 0 if a call failed. */
+typedef int (*ring_bench_move_fn)(void* ring, struct ring_bench_case c, uint64_t elements,
+                                  const struct ring_bench_trials* p, uint64_t* failed_calls);
+typedef uint64_t (*ring_bench_local_fn)(void* ring, struct ring_bench_case c, uint64_t elements);
+
+/* The producer process of one side (CPU 0): runs its side's one-thread
+ * trials alone, and produces in its two-process trials once its consumer
+ * is ready. Finally waits until every trial has run, so that the ring
+ * outlives its consumer's use of it. Returns 0 if aborted or a local trial
+ * failed. */
+static inline int ring_bench_run_producer(struct ring_bench_trials* p, int side, void* ring, ring_bench_move_fn produce,
+                                          ring_bench_local_fn local) {
   for (uint32_t t = 0; t < p->trials; ++t) {
-    int c, s;
-    ring_bench_trial_of(t, &c, &s);
-    if (s != side) continue;
-    if (!ring_bench_wait_turn(p, t) || !ring_bench_pair_wait_for(p, &p->ready, t + 1)) return 0;
+    int row, s;
+    ring_bench_trial_of(t, &row, &s);
+    if (s != side || !ring_bench_trial_runs(p, t)) continue;
+    if (!ring_bench_wait_turn(p, t)) return 0;
+    if (!ring_bench_row_is_pair(row)) {
+      const uint64_t ns = local(ring, ring_bench_row_case(row), p->elements);
+      if (ns == 0) {
+        ring_bench_abort_trials(p);
+        return 0;
+      }
+      ring_bench_trial_done(p, t, ns);
+      continue;
+    }
+    if (!ring_bench_spin_for(p, &p->ready, t + 1)) return 0;
     __atomic_store_n(&p->go, t + 1, __ATOMIC_RELEASE);
-    if (!produce(ring, ring_bench_cases[c], p->elements, p, &p->full_polls[t])) return 0;
+    if (!produce(ring, ring_bench_row_case(row), p->elements, p, &p->full_polls[t])) return 0;
   }
   return ring_bench_wait_turn(p, p->trials);
 }
 
-/* The consumer of one side: for each of its trials, waits for its turn,
- * tells its producer, times consume() from go to its last element (consume
- * counts its calls that found the ring empty and returns 0 if aborted),
- * stores the time and hands the turn on. */
-typedef int (*ring_bench_consume_fn)(void* ring, struct ring_bench_case c, uint64_t elements,
-                                     const struct ring_bench_pair_shared* p, uint64_t* failed_calls);
-static inline int ring_bench_pair_consumer(struct ring_bench_pair_shared* p, int side, void* ring,
-                                           ring_bench_consume_fn consume) {
+/* The consumer process of one side (CPU 1): for each of its side's
+ * two-process trials, waits for its turn, tells its producer, times
+ * consume() from go to its last element and hands the turn on. */
+static inline int ring_bench_run_consumer(struct ring_bench_trials* p, int side, void* ring, ring_bench_move_fn consume) {
   for (uint32_t t = 0; t < p->trials; ++t) {
-    int c, s;
-    ring_bench_trial_of(t, &c, &s);
-    if (s != side) continue;
+    int row, s;
+    ring_bench_trial_of(t, &row, &s);
+    if (s != side || !ring_bench_row_is_pair(row) || !ring_bench_trial_runs(p, t)) continue;
     if (!ring_bench_wait_turn(p, t)) return 0;
     __atomic_store_n(&p->ready, t + 1, __ATOMIC_RELEASE);
-    if (!ring_bench_pair_wait_for(p, &p->go, t + 1)) return 0;
+    if (!ring_bench_spin_for(p, &p->go, t + 1)) return 0;
     const uint64_t t0 = ring_bench_now_ns();
-    if (!consume(ring, ring_bench_cases[c], p->elements, p, &p->empty_polls[t])) return 0;
-    p->elapsed_ns[t] = ring_bench_now_ns() - t0;
-    ring_bench_set_turn(p, ring_bench_next_trial(p, t + 1));
+    if (!consume(ring, ring_bench_row_case(row), p->elements, p, &p->empty_polls[t])) return 0;
+    ring_bench_trial_done(p, t, ring_bench_now_ns() - t0);
   }
   return 1;
 }
 
-/* Maps the driver's file of the interleaved rows (read-write, shared);
+/* Maps the driver's file of the interleaved trials (read-write, shared);
  * NULL with a message on stderr if it cannot. */
-static inline struct ring_bench_pair_shared* ring_bench_map_pair_file(const char* path) {
+static inline struct ring_bench_trials* ring_bench_map_trials(const char* path) {
   const int fd = open(path, O_RDWR | O_CLOEXEC);
   if (fd < 0) {
     fprintf(stderr, "ring bench: cannot open %s: %s (it is made by mpod-bench-ring; start me from it)\n", path,
             strerror(errno));
     return NULL;
   }
-  void* m = mmap(NULL, sizeof(struct ring_bench_pair_shared), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  void* m = mmap(NULL, sizeof(struct ring_bench_trials), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   close(fd);
   if (m == MAP_FAILED) {
     fprintf(stderr, "ring bench: cannot map %s: %s\n", path, strerror(errno));
     return NULL;
   }
-  return (struct ring_bench_pair_shared*)m;
+  return (struct ring_bench_trials*)m;
 }
 
 /* The 4-producer/4-consumer rows: threads of one process, all allowed on

@@ -158,16 +158,6 @@ template <bool kPointers, bool kIn>
   }
 }
 
-// Prefetches the slot lines of n elements from index `at` on (not past the
-// end of the slot array): for writing (kEnqueue) or for reading.
-template <bool kEnqueue>
-[[gnu::always_inline]] inline void ring_prefetch_claim(const RingHeader* h, uint32_t at, uint32_t n) noexcept {
-  const uint32_t idx = at & h->mask;
-  const unsigned char* first = h->slots + size_t(idx) * h->elem_size;
-  const size_t bytes = size_t(idx + n <= h->size ? n : h->size - idx) * h->elem_size;
-  for (size_t off = 0; off < bytes; off += 64) __builtin_prefetch(first + off, kEnqueue ? 1 : 0);
-}
-
 // One side's claim, copy and publish. kEnqueue: producers (room = free
 // slots), else consumers (room = published elements). Returns the number of
 // elements moved; *left (if given) receives the room that remained.
@@ -216,16 +206,6 @@ template <bool kEnqueue, bool kPointers>
       return 0;
     }
     if (single) break;  // the head moves with the tail, below: one store to our line per call
-    // A multi claim is a locked CAS, which waits until every store before
-    // it (the last call's slots and tail) has its line, and keeps the slot
-    // accesses after it from starting early. Ask for the slot lines first,
-    // so their trips from the other core overlap that wait: for a producer
-    // (for writing) this claim's and the next one's, for a consumer (for
-    // reading) only this claim's, as the next ones are still being written.
-    // Two processes on two cores, MP/MC burst 8: 0.85 of DPDK's rate
-    // without, 1.2 with (docs/data-plane.md). A single side has no locked
-    // instruction; prefetching there cost SP/SC a quarter of its rate.
-    ring_prefetch_claim<kEnqueue>(h, start, kEnqueue ? 2 * k : k);
     if (head.compare_exchange_weak(start, start + k, std::memory_order_acquire, std::memory_order_acquire)) break;
   }
   if (left) *left = room - k;
