@@ -91,6 +91,7 @@ bool wants(const Settings& st, const char* section) {
 struct Measured {
   double ns_per_elem;
   bool stopped;  // hit the time limit of the 4p4c rows: a throughput over what it moved
+  double elements = 0, elapsed_ns = 0;  // what it moved in how long
 };
 using Rows = std::map<std::string, Measured>;
 
@@ -106,6 +107,8 @@ Rows parse_rows(const std::string& out) {
     for (std::string w; words >> w;) {
       if (w.starts_with("name=")) name = w.substr(5);
       if (w.starts_with("ns_per_elem=")) m.ns_per_elem = std::strtod(w.c_str() + 12, nullptr);
+      if (w.starts_with("elements=")) m.elements = std::strtod(w.c_str() + 9, nullptr);
+      if (w.starts_with("elapsed_ns=")) m.elapsed_ns = std::strtod(w.c_str() + 11, nullptr);
       if (w == "stopped=1") m.stopped = true;
     }
     if (!name.empty() && m.ns_per_elem > 0) rows[name] = m;
@@ -351,7 +354,7 @@ Rows mpod_mpmc(mpod::Ring& ring, uint64_t elements) {
         throw std::runtime_error("mpod: the consumers did not get every element exactly once");
       char name[64];
       ring_bench_row_name(name, sizeof name, "4p4c", 1, burst);
-      rows[name] = {double(res.elapsed_ns) / double(res.moved), res.stopped != 0};
+      rows[name] = {double(res.elapsed_ns) / double(res.moved), res.stopped != 0, double(res.moved), double(res.elapsed_ns)};
     }
   });
   return rows;
@@ -483,11 +486,19 @@ void report(const Results& results, const Settings& st, const Scratch& s) {
               "elements per row (mpod and DPDK taking turns to go first); rings of 4095 pointers (4096 slots); %s.\n",
               st.repeat, (unsigned long long)st.elements,
               memory_description(s.huge_dir).c_str());
-  std::printf("best: each side's best run; median: its median run (runs are bimodal: a thread preempted between "
-              "claiming and publishing may stall its side).\n");
-  std::printf("ratio = DPDK time per element / mpod time per element (= mpod Mpps / DPDK Mpps): above 1, mpod is faster.\n\n");
-  std::vector<std::vector<std::string>> t = {
-      {"test", "sync", "burst", "unit", "mpod best", "DPDK best", "ratio", "mpod median", "DPDK median", "ratio"}};
+  std::printf("Runs are bimodal: a thread preempted between claiming and publishing may stall its side for a time "
+              "slice or more, or no thread is preempted at a bad moment and the run flies. best: each side's best run; "
+              "median: its median run; all runs: everything it moved / all the time it took.\n");
+  std::printf("ratio = mpod Mpps / DPDK Mpps: above 1, mpod is faster.\n\n");
+  std::vector<std::vector<std::string>> t = {{"test", "sync", "burst", "unit", "mpod best", "DPDK best", "ratio",
+                                              "mpod median", "DPDK median", "ratio", "mpod all runs", "DPDK all runs",
+                                              "ratio"}};
+  // Mpps over every run together.
+  auto overall = [](const std::vector<Measured>& runs) {
+    double n = 0, ns = 0;
+    for (auto& m : runs) n += m.elements, ns += m.elapsed_ns;
+    return ns > 0 ? 1e3 * n / ns : std::numeric_limits<double>::quiet_NaN();
+  };
   // ns per element, or Mpps for throughput rows; "*": stopped at the time limit.
   auto cell = [&](const Measured& m, bool mpps) {
     if (!std::isfinite(m.ns_per_elem)) return std::string("-");  // not measured
@@ -501,9 +512,10 @@ void report(const Results& results, const Settings& st, const Scratch& s) {
     const Samples runs = it == results.end() ? Samples{} : it->second;
     const Measured m = summarise(runs.mpod, false), d = summarise(runs.dpdk, false);
     const Measured mm = summarise(runs.mpod, true), dm = summarise(runs.dpdk, true);
+    const double om = overall(runs.mpod), od = overall(runs.dpdk);
     t.push_back({label, multi ? "MP/MC" : "SP/SC", std::to_string(burst), mpps ? "Mpps" : "ns/elem", cell(m, mpps),
                  cell(d, mpps), fmt(d.ns_per_elem / m.ns_per_elem, 2), cell(mm, mpps), cell(dm, mpps),
-                 fmt(dm.ns_per_elem / mm.ns_per_elem, 2)});
+                 fmt(dm.ns_per_elem / mm.ns_per_elem, 2), fmt(om, 1), fmt(od, 1), fmt(om / od, 2)});
     if (!runs.mpod.empty() || !runs.dpdk.empty())
       all_runs.push_back(std::string("  ") + name + ": mpod " + every_run(runs.mpod, mpps) + "; DPDK " +
                          every_run(runs.dpdk, mpps));
