@@ -1,4 +1,4 @@
-// mpod-bench-ring [--elements=N] [--repeat=R] [--rounds=R] [--pair-elements=N] [--quick]
+// mpod-bench-ring [--rounds=R] [--trial-elements=N] [--elements=N] [--repeat=R] [--quick]
 //                 [--sections=local,pair,4p4c]:
 // mpod's Ring beside DPDK 22.11's rte_ring in the same run, with a ratio per row.
 //
@@ -10,18 +10,18 @@
 //  - 4p4c: 4 producer and 4 consumer threads of one process on CPUs 0-1
 //    sharing one MP/MC ring with burst calls, in Mpps.
 //
-// This program is mpod's primary: it measures the in-process rows itself and
-// produces for mpod-ring-consumer. DPDK's rows come from dpdk-ring-bench
-// children.
-//  - local and 4p4c are repeated R times, mpod and DPDK taking turns to go
-//    first; each row shows each side's best and median run (with 8 threads
-//    on 2 CPUs runs are either fast or stalled by a preempted claimer, and
-//    how often they stall is the point).
-//  - pair runs as short trials, mpod's and DPDK's in alternation, and
-//    compares each trial with its neighbour (ring_bench_shared.h says why):
-//    on this VM the cost of a line crossing between the two vCPUs changes
-//    2-5x from one moment to the next, so separate runs of each side
-//    measured the machine as much as the rings.
+// This program is mpod's primary: it runs mpod's producer and its 4p4c
+// threads itself, with mpod-ring-consumer as its secondary. DPDK's rows come
+// from dpdk-ring-bench children.
+//  - local and pair run as short trials, mpod's and DPDK's in alternation,
+//    each compared with its neighbour (ring_bench_shared.h and
+//    docs/benchmarking.md say why): on this VM the cost of a line crossing
+//    between the two vCPUs changes 2-5x from one moment to the next, so
+//    separate runs of each side measured the machine as much as the rings.
+//  - 4p4c is repeated R times, mpod and DPDK taking turns to go first; each
+//    row shows each side's best and median run and all its runs together
+//    (with 8 threads on 2 CPUs runs are either fast or stalled by a
+//    preempted claimer, and how often they stall is the point).
 // Both rings hold 4095 elements in 4096 slots; both sides use hugepages when
 // there are enough.
 #include <fcntl.h>

@@ -46,10 +46,10 @@
 // claim is published — the other side too. With busy-polling threads on
 // every CPU it may wait milliseconds for a time slice (DPDK's rings stall
 // like this). So anything that waits on another thread's claim yields the CPU
-// after a short spin (ring_wait_turn), and a call that finds the ring empty
-// (full) while a producer's (consumer's) claim is in flight waits a moment
-// for it, yielding once (ring_wait_in_flight), instead of returning to a
-// caller who would spin on the ring and keep the claimer off the CPU.
+// after a short spin (ring_wait_turn), and a thread whose calls keep finding
+// the ring empty (full) with the other side's tail unmoved and a producer's
+// (consumer's) claim in flight yields once (ring_wait_in_flight), instead of
+// spinning on the ring and keeping the claimer off the CPU.
 #pragma once
 
 #include <atomic>
