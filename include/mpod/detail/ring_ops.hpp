@@ -108,6 +108,13 @@ struct RingHeader {
   alignas(128) std::atomic<uint32_t> cons_tail;
   alignas(128) unsigned char slots[1];  // size * elem_size bytes
 };
+static_assert(std::atomic<uint32_t>::is_always_lock_free, "ring indices are shared between processes: lock-free only");
+static_assert(std::is_standard_layout_v<RingHeader> && alignof(RingHeader) == 128);
+static_assert(offsetof(RingHeader, prod_tail) - offsetof(RingHeader, prod_head) == 128 &&
+                  offsetof(RingHeader, cons_head) - offsetof(RingHeader, prod_tail) == 128 &&
+                  offsetof(RingHeader, cons_tail) - offsetof(RingHeader, cons_head) == 128 &&
+                  offsetof(RingHeader, slots) - offsetof(RingHeader, cons_tail) == 128,
+              "layout version 4: each head (with its seen tail) and each tail on a 128-byte block of its own");
 
 enum class Amount : uint8_t { all, most };  // bulk, burst
 
