@@ -545,7 +545,7 @@ Settings parse_args(int argc, char** argv) {
                                "usage: mpod-bench-ring [--rounds=R (default %llu)] [--trial-elements=N (default %llu)]\n"
                                "                       [--elements=N (default %llu)] [--repeat=R (default %d)] [--quick]\n"
                                "                       [--sections=local,pair,4p4c (default: all)]\n"
-                               "  local, pair: R rounds of interleaved trials of N elements; 4p4c: R runs of N elements\n",
+                               "  local, pair: --rounds rounds of interleaved trials of --trial-elements each; 4p4c: --repeat runs of --elements\n",
                                (unsigned long long)kDefaultRounds, (unsigned long long)kDefaultTrialElements,
                                (unsigned long long)kDefaultElements, kDefaultRepeat);
                 });
