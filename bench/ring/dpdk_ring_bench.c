@@ -35,14 +35,16 @@
 /* What producers enqueue: distinct non-null pointers (never dereferenced). */
 static void* objs[RING_BENCH_MAX_BURST];
 
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+
 /* One call of each library's API for `n` elements: the single-object call for
  * n == 1 (what an application moving one packet uses), bulk otherwise. */
-static inline unsigned enqueue(struct rte_ring* r, int multi, unsigned n) {
+ALWAYS_INLINE unsigned enqueue(struct rte_ring* r, int multi, unsigned n) {
   if (n == 1) return (multi ? rte_ring_mp_enqueue(r, objs[0]) : rte_ring_sp_enqueue(r, objs[0])) == 0;
   return multi ? rte_ring_mp_enqueue_bulk(r, objs, n, NULL) : rte_ring_sp_enqueue_bulk(r, objs, n, NULL);
 }
 
-static inline unsigned dequeue(struct rte_ring* r, int multi, void** out, unsigned n) {
+ALWAYS_INLINE unsigned dequeue(struct rte_ring* r, int multi, void** out, unsigned n) {
   if (n == 1) return (multi ? rte_ring_mc_dequeue(r, out) : rte_ring_sc_dequeue(r, out)) == 0;
   return multi ? rte_ring_mc_dequeue_bulk(r, out, n, NULL) : rte_ring_sc_dequeue_bulk(r, out, n, NULL);
 }
@@ -57,31 +59,33 @@ static void die(const char* what) {
  * alone and feeds the consumer process in the two-process ones; each waits
  * its turn asleep, so only one library runs at a time. */
 
+/* The trial loops, inlined into one instance per case with its mode and
+ * burst as constants (as an application compiles its calls; mpod's side,
+ * mpod_ring_ops.hpp, is specialised the same way). */
+
 /* One thread on CPU 0: enqueue a burst, dequeue it (ring_perf_autotest). */
-static uint64_t local(void* ring, struct ring_bench_case c, uint64_t elements) {
-  struct rte_ring* r = ring;
+ALWAYS_INLINE uint64_t local_loop(struct rte_ring* r, int multi, unsigned burst, uint64_t elements) {
   void* out[RING_BENCH_MAX_BURST];
-  const uint64_t iters = elements / c.burst;
+  const uint64_t iters = elements / burst;
   uint64_t moved = 0;
   const uint64_t t0 = ring_bench_now_ns();
   for (uint64_t k = 0; k < iters; ++k) {
-    moved += enqueue(r, c.multi, c.burst);
-    moved += dequeue(r, c.multi, out, c.burst);
+    moved += enqueue(r, multi, burst);
+    moved += dequeue(r, multi, out, burst);
   }
   const uint64_t elapsed = ring_bench_now_ns() - t0;
-  if (moved != 2 * iters * c.burst) {
+  if (moved != 2 * iters * burst) {
     fprintf(stderr, "dpdk-ring-bench: an enqueue or dequeue failed on a ring that had room\n");
     return 0;
   }
   return elapsed;
 }
 
-static int produce(void* ring, struct ring_bench_case c, uint64_t elements, const struct ring_bench_trials* p,
-                   uint64_t* failed_calls) {
-  struct rte_ring* r = ring;
+ALWAYS_INLINE int produce_loop(struct rte_ring* r, int multi, unsigned burst, uint64_t elements,
+                               const struct ring_bench_trials* p, uint64_t* failed_calls) {
   uint64_t failed = 0;
-  for (uint64_t sent = 0; sent < elements; sent += c.burst)
-    while (enqueue(r, c.multi, c.burst) == 0) {
+  for (uint64_t sent = 0; sent < elements; sent += burst)
+    while (enqueue(r, multi, burst) == 0) {
       if (ring_bench_aborted(p)) return 0;
       ++failed;
       ring_bench_relax();
@@ -90,19 +94,64 @@ static int produce(void* ring, struct ring_bench_case c, uint64_t elements, cons
   return 1;
 }
 
-static int consume(void* ring, struct ring_bench_case c, uint64_t elements, const struct ring_bench_trials* p,
-                   uint64_t* failed_calls) {
-  struct rte_ring* r = ring;
+ALWAYS_INLINE int consume_loop(struct rte_ring* r, int multi, unsigned burst, uint64_t elements,
+                               const struct ring_bench_trials* p, uint64_t* failed_calls) {
   void* out[RING_BENCH_MAX_BURST];
   uint64_t failed = 0;
-  for (uint64_t got = 0; got < elements; got += c.burst)
-    while (dequeue(r, c.multi, out, c.burst) == 0) {
+  for (uint64_t got = 0; got < elements; got += burst)
+    while (dequeue(r, multi, out, burst) == 0) {
       if (ring_bench_aborted(p)) return 0;
       ++failed;
       ring_bench_relax();
     }
   *failed_calls = failed;
   return 1;
+}
+
+struct case_loops {
+  int multi;
+  unsigned burst;
+  uint64_t (*local)(struct rte_ring*, uint64_t);
+  int (*produce)(struct rte_ring*, uint64_t, const struct ring_bench_trials*, uint64_t*);
+  int (*consume)(struct rte_ring*, uint64_t, const struct ring_bench_trials*, uint64_t*);
+};
+
+#define CASE_LOOPS(NAME, MULTI, BURST)                                                                             \
+  static uint64_t local_##NAME(struct rte_ring* r, uint64_t e) { return local_loop(r, MULTI, BURST, e); }       \
+  static int produce_##NAME(struct rte_ring* r, uint64_t e, const struct ring_bench_trials* p, uint64_t* f) {    \
+    return produce_loop(r, MULTI, BURST, e, p, f);                                                               \
+  }                                                                                                              \
+  static int consume_##NAME(struct rte_ring* r, uint64_t e, const struct ring_bench_trials* p, uint64_t* f) {    \
+    return consume_loop(r, MULTI, BURST, e, p, f);                                                               \
+  }
+CASE_LOOPS(spsc_1, 0, 1)
+CASE_LOOPS(spsc_8, 0, 8)
+CASE_LOOPS(spsc_32, 0, 32)
+CASE_LOOPS(mpmc_1, 1, 1)
+CASE_LOOPS(mpmc_8, 1, 8)
+CASE_LOOPS(mpmc_32, 1, 32)
+#define CASE_ENTRY(NAME, MULTI, BURST) {MULTI, BURST, local_##NAME, produce_##NAME, consume_##NAME}
+static const struct case_loops all_case_loops[] = {
+    CASE_ENTRY(spsc_1, 0, 1), CASE_ENTRY(spsc_8, 0, 8), CASE_ENTRY(spsc_32, 0, 32),
+    CASE_ENTRY(mpmc_1, 1, 1), CASE_ENTRY(mpmc_8, 1, 8), CASE_ENTRY(mpmc_32, 1, 32)};
+_Static_assert(sizeof all_case_loops / sizeof all_case_loops[0] == RING_BENCH_CASES, "one instance per case");
+
+static const struct case_loops* loops_for(struct ring_bench_case c) {
+  for (unsigned i = 0; i < RING_BENCH_CASES; ++i)
+    if (all_case_loops[i].multi == c.multi && all_case_loops[i].burst == c.burst) return &all_case_loops[i];
+  fprintf(stderr, "dpdk-ring-bench: no loops for case multi=%d burst=%u: add them to all_case_loops\n", c.multi, c.burst);
+  abort();
+}
+
+/* The callbacks ring_bench_run_producer/consumer take. */
+static uint64_t local(void* ring, struct ring_bench_case c, uint64_t elements) { return loops_for(c)->local(ring, elements); }
+static int produce(void* ring, struct ring_bench_case c, uint64_t elements, const struct ring_bench_trials* p,
+                   uint64_t* failed_calls) {
+  return loops_for(c)->produce(ring, elements, p, failed_calls);
+}
+static int consume(void* ring, struct ring_bench_case c, uint64_t elements, const struct ring_bench_trials* p,
+                   uint64_t* failed_calls) {
+  return loops_for(c)->consume(ring, elements, p, failed_calls);
 }
 
 static void run_producer(const char* trials_file) {

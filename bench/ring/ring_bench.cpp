@@ -129,14 +129,6 @@ Rows rows_of(Child& c, bool ok, const std::string& what) {
 
 // ---- mpod's side ----
 
-// Fills the array producers enqueue: distinct non-null pointers, never dereferenced.
-struct Objs {
-  void* p[RING_BENCH_MAX_BURST];
-  Objs() {
-    for (unsigned i = 0; i < RING_BENCH_MAX_BURST; ++i) p[i] = reinterpret_cast<void*>(uintptr_t(i) + 1);
-  }
-};
-const Objs g_objs;
 
 // Runs fn on a new thread limited to CPUs first..last, and waits for it.
 void on_cpus(int first, int last, const std::function<void()>& fn) {
@@ -153,27 +145,6 @@ void on_cpus(int first, int last, const std::function<void()>& fn) {
   if (err) std::rethrow_exception(err);
 }
 
-// One-thread trial: enqueue a burst, dequeue it. The handle by value, as
-// DPDK's side keeps its rte_ring pointer in a local: through a reference,
-// the ring's address is reloaded after every atomic. 0 if a call failed.
-uint64_t mpod_local(void* ring, ring_bench_case c, uint64_t elements) {
-  mpod::Ring r = *static_cast<mpod::Ring*>(ring);
-  void* out[RING_BENCH_MAX_BURST];
-  const uint64_t iters = elements / c.burst;
-  uint64_t moved = 0;
-  const uint64_t t0 = ring_bench_now_ns();
-  for (uint64_t k = 0; k < iters; ++k) {
-    moved += ring_bench::enqueue(r, c.multi, g_objs.p, c.burst);
-    moved += ring_bench::dequeue(r, c.multi, out, c.burst);
-  }
-  const uint64_t elapsed = ring_bench_now_ns() - t0;
-  if (moved != 2 * iters * c.burst) {
-    std::fprintf(stderr, "mpod-bench-ring: an enqueue or dequeue failed on a ring that had room\n");
-    return 0;
-  }
-  return elapsed;
-}
-
 // `arg`: ELEMENTS (mpmc) or the trials' file (producer, consumer).
 std::vector<std::string> dpdk_argv(const Scratch& s, const char* mode, const std::string& arg, bool primary, int lcore) {
   std::vector<std::string> a = {s.bin + "/dpdk-ring-bench", mode, arg,
@@ -182,20 +153,6 @@ std::vector<std::string> dpdk_argv(const Scratch& s, const char* mode, const std
   a.insert(a.end(), eal.begin(), eal.end());
   if (primary) a.insert(a.end(), {"-m", std::to_string(kMemoryMb)});
   return a;
-}
-
-// One trial's enqueues; 0 if the run was aborted.
-int mpod_produce(void* ring, ring_bench_case c, uint64_t elements, const ring_bench_trials* p, uint64_t* failed_calls) {
-  mpod::Ring r = *static_cast<mpod::Ring*>(ring);
-  uint64_t failed = 0;
-  for (uint64_t sent = 0; sent < elements; sent += c.burst)
-    while (ring_bench::enqueue(r, c.multi, g_objs.p, c.burst) == 0) {
-      if (ring_bench_aborted(p)) return 0;
-      ++failed;
-      ring_bench_relax();
-    }
-  *failed_calls = failed;
-  return 1;
 }
 
 // Each row's trial times (ns per element), per side, in round order: entry
@@ -276,7 +233,7 @@ Trials run_trials(mpod::Runtime& rt, const Scratch& s, const Settings& st, uint3
   bool produced = false;
   std::thread producer([&] {
     ring_bench_pin_thread(RING_BENCH_PRODUCER_CPU, RING_BENCH_PRODUCER_CPU);
-    produced = ring_bench_run_producer(p, RING_BENCH_SIDE_MPOD, &ring, mpod_produce, mpod_local) != 0;
+    produced = ring_bench_run_producer(p, RING_BENCH_SIDE_MPOD, &ring, ring_bench::produce_trial, ring_bench::local_trial) != 0;
   });
   ring_bench_set_turn(p, ring_bench_next_trial(p, 0));
   // Sleep through the trials, waking rarely (a wake-up may preempt a
@@ -323,7 +280,7 @@ uint64_t mpmc_produce(ring_bench_worker* w) {
   uint64_t sent = 0;
   while (sent < w->share && !ring_bench_mpmc_stopped(w)) {
     const uint64_t left = w->share - sent;
-    const unsigned k = r.enqueue_burst(g_objs.p, left < w->burst ? unsigned(left) : w->burst, mpod::Sync::multi);
+    const unsigned k = r.enqueue_burst(ring_bench::g_objs.p, left < w->burst ? unsigned(left) : w->burst, mpod::Sync::multi);
     if (k == 0) ring_bench_relax();
     sent += k;
   }

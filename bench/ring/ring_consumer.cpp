@@ -12,25 +12,6 @@
 #include "mpod/runtime.hpp"
 #include "mpod_ring_ops.hpp"
 
-namespace {
-
-// One trial's dequeues; 0 if the run was aborted.
-int consume(void* ring, ring_bench_case c, uint64_t elements, const ring_bench_trials* p, uint64_t* failed_calls) {
-  mpod::Ring r = *static_cast<mpod::Ring*>(ring);  // by value, as DPDK's side holds its rte_ring* in a local
-  void* out[RING_BENCH_MAX_BURST];
-  uint64_t failed = 0;
-  for (uint64_t got = 0; got < elements; got += c.burst)
-    while (ring_bench::dequeue(r, c.multi, out, c.burst) == 0) {
-      if (ring_bench_aborted(p)) return 0;
-      ++failed;
-      ring_bench_relax();
-    }
-  *failed_calls = failed;
-  return 1;
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
   try {
     int first = 0;
@@ -45,7 +26,7 @@ int main(int argc, char** argv) {
     ring_bench_pin_thread(RING_BENCH_CONSUMER_CPU, RING_BENCH_CONSUMER_CPU);
     std::printf("READY\n");
     std::fflush(stdout);
-    if (!ring_bench_run_consumer(p, RING_BENCH_SIDE_MPOD, &ring, consume)) {
+    if (!ring_bench_run_consumer(p, RING_BENCH_SIDE_MPOD, &ring, ring_bench::consume_trial)) {
       std::fprintf(stderr, "mpod-ring-consumer: the run was aborted (a partner process died or the driver stopped)\n");
       return 1;
     }
