@@ -72,6 +72,7 @@ ALWAYS_INLINE uint64_t local_loop(struct rte_ring* r, int multi, unsigned burst,
   for (uint64_t k = 0; k < iters; ++k) {
     moved += enqueue(r, multi, burst);
     moved += dequeue(r, multi, out, burst);
+    ring_bench_keep(out);
   }
   const uint64_t elapsed = ring_bench_now_ns() - t0;
   if (moved != 2 * iters * burst) {
@@ -98,12 +99,14 @@ ALWAYS_INLINE int consume_loop(struct rte_ring* r, int multi, unsigned burst, ui
                                const struct ring_bench_trials* p, uint64_t* failed_calls) {
   void* out[RING_BENCH_MAX_BURST];
   uint64_t failed = 0;
-  for (uint64_t got = 0; got < elements; got += burst)
+  for (uint64_t got = 0; got < elements; got += burst) {
     while (dequeue(r, multi, out, burst) == 0) {
       if (ring_bench_aborted(p)) return 0;
       ++failed;
       ring_bench_relax();
     }
+    ring_bench_keep(out);
+  }
   *failed_calls = failed;
   return 1;
 }
@@ -199,6 +202,7 @@ static uint64_t mpmc_consume(struct ring_bench_worker* w) {
   for (;;) {
     const int last = ring_bench_mpmc_producers_finished(w);
     const unsigned k = rte_ring_mc_dequeue_burst(r, out, w->burst, NULL);
+    ring_bench_keep(out);
     got += k;
     if (k > 0) continue;
     if (last) return got;

@@ -56,6 +56,7 @@ uint64_t local_loop(void* ring, uint64_t elements) {
   for (uint64_t k = 0; k < iters; ++k) {
     moved += enqueue<kMulti, kBurst>(r, g_objs.p);
     moved += dequeue<kMulti, kBurst>(r, out);
+    ring_bench_keep(out);
   }
   const uint64_t elapsed = ring_bench_now_ns() - t0;
   if (moved != 2 * iters * kBurst) {
@@ -86,12 +87,14 @@ int consume_loop(void* ring, uint64_t elements, const ring_bench_trials* p, uint
   mpod::Ring r = *static_cast<mpod::Ring*>(ring);
   void* out[RING_BENCH_MAX_BURST];
   uint64_t failed = 0;
-  for (uint64_t got = 0; got < elements; got += kBurst)
+  for (uint64_t got = 0; got < elements; got += kBurst) {
     while (dequeue<kMulti, kBurst>(r, out) == 0) {
       if (ring_bench_aborted(p)) return 0;
       ++failed;
       ring_bench_relax();
     }
+    ring_bench_keep(out);
+  }
   *failed_calls = failed;
   return 1;
 }

@@ -294,6 +294,7 @@ uint64_t mpmc_consume(ring_bench_worker* w) {
   for (;;) {
     const bool last = ring_bench_mpmc_producers_finished(w);
     const unsigned k = r.dequeue_burst(out, w->burst, mpod::Sync::multi);
+    ring_bench_keep(out);
     got += k;
     if (k > 0) continue;
     if (last) return got;

@@ -84,6 +84,12 @@ static inline void ring_bench_relax(void) {
 #endif
 }
 
+/* Makes the compiler keep what a dequeue wrote to `out`: a consumer that
+ * never reads what it dequeued would let it drop the loads of the slots
+ * (both libraries' calls are inline), and the rows would measure the
+ * indices alone. A real consumer reads the pointers it takes. */
+static inline void ring_bench_keep(void* const* out) { __asm__ volatile("" : : "r"(out) : "memory"); }
+
 /* ---- One-thread and two-process rows: interleaved trials ----
  *
  * The two vCPUs of this kind of machine are moved about by the host: the

@@ -165,6 +165,28 @@ template <bool kPointers, bool kIn>
   }
 }
 
+// The room a side has from index `start`: free slots for producers
+// (capacity > 0), published elements for consumers (capacity == 0), from
+// the other side's tail as this side last saw it. When that gives too
+// little, or more than the ring holds (a seen value older than our head by
+// more than a ring's worth, stored by another thread of our side long ago,
+// or newer than the head we read), asks the other side and stores what it
+// says if it changed (a store takes our head's line from the other threads
+// of our side). `other` receives the tail value used.
+[[gnu::always_inline]] inline unsigned ring_room(std::atomic<uint32_t>& seen, const std::atomic<uint32_t>& other_tail,
+                                                 uint32_t capacity, uint32_t ring_capacity, uint32_t start, unsigned n,
+                                                 uint32_t& other) noexcept {
+  other = seen.load(std::memory_order_acquire);
+  unsigned room = capacity + other - start;
+  if (room < n || room > ring_capacity) [[unlikely]] {
+    const uint32_t was_seen = other;
+    other = other_tail.load(std::memory_order_acquire);
+    if (other != was_seen) seen.store(other, std::memory_order_release);
+    room = capacity + other - start;
+  }
+  return room;
+}
+
 // One side's claim, copy and publish. kEnqueue: producers (room = free
 // slots), else consumers (room = published elements). Returns the number of
 // elements moved; *left (if given) receives the room that remained.
@@ -183,37 +205,35 @@ template <bool kEnqueue, bool kPointers>
   // relaxed load a weakly ordered CPU could pair a newer head with an older
   // tail and see a huge, wrapped room.
   uint32_t start = head.load(std::memory_order_acquire);
-  bool waited = false;
-  unsigned room, k;
-  for (;;) {
-    uint32_t other = seen.load(std::memory_order_acquire);
-    room = capacity + other - start;
-    // Too little, or more than the ring holds: a seen value older than our
-    // head by more than a ring's worth (another thread of our side stored
-    // it long ago), or newer than the head we read. Ask the other side;
-    // store what it says only if it changed, since a store takes our head's
-    // line from the other threads of our side.
-    if (room < n || room > h->capacity) {
-      const uint32_t was_seen = other;
-      other = other_tail.load(std::memory_order_acquire);
-      if (other != was_seen) seen.store(other, std::memory_order_release);
-      room = capacity + other - start;
-    }
-    k = n <= room ? n : amount == Amount::all ? 0 : room;
-    if (k == 0) [[unlikely]] {
-      // Here the other side's tail was just read (room < n made us ask).
-      if (!waited && n != 0) {
-        waited = true;
-        if (ring_wait_in_flight(other_head, other_tail, other)) {
-          start = head.load(std::memory_order_acquire);
-          continue;
-        }
-      }
+  uint32_t other;  // the other side's tail as used for the room: seen, or just read
+  unsigned room = ring_room(seen, other_tail, capacity, h->capacity, start, n, other);
+  unsigned k = n <= room ? n : amount == Amount::all ? 0 : room;
+  if (k == 0) [[unlikely]] {
+    // Full (empty): the other side's tail was just read (room < n made us
+    // ask). Maybe wait once for a claim in flight, then look again.
+    if (n == 0 || !ring_wait_in_flight(other_head, other_tail, other)) {
       if (left) *left = room;
       return 0;
     }
-    if (single) break;  // the head moves with the tail, below: one store to our line per call
-    if (head.compare_exchange_weak(start, start + k, std::memory_order_acquire, std::memory_order_acquire)) break;
+    start = head.load(std::memory_order_acquire);
+    room = ring_room(seen, other_tail, capacity, h->capacity, start, n, other);
+    k = n <= room ? n : amount == Amount::all ? 0 : room;
+    if (k == 0) {
+      if (left) *left = room;
+      return 0;
+    }
+  }
+  // A single side owns its head; the head moves with the tail, below. Several
+  // threads claim with a CAS, recomputing the room after a lost race.
+  if (!single) {
+    while (!head.compare_exchange_weak(start, start + k, std::memory_order_acquire, std::memory_order_acquire)) {
+      room = ring_room(seen, other_tail, capacity, h->capacity, start, n, other);
+      k = n <= room ? n : amount == Amount::all ? 0 : room;
+      if (k == 0) {  // another thread took the room: report at once, the caller tries again
+        if (left) *left = room;
+        return 0;
+      }
+    }
   }
   if (left) *left = room - k;
 #ifdef MPOD_RING_TSAN
@@ -227,9 +247,8 @@ template <bool kEnqueue, bool kPointers>
 #endif
   ring_copy<kPointers, kEnqueue>(h, start, objs, k);
   if (single) {
-    // Nobody else claims on our side, and the other side reads only our
-    // tail; storing head and tail together means the other side's polling
-    // takes our line away from us once per call, not twice.
+    // Nobody else claims on our side: the head just follows the tail (the
+    // other side reads it only to see whether a claim is in flight).
     head.store(start + k, std::memory_order_relaxed);
   } else if (tail.load(std::memory_order_acquire) != start) [[unlikely]] {
     ring_wait_turn(tail, start);
