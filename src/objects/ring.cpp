@@ -18,7 +18,7 @@ namespace mpod {
 
 namespace {
 constexpr uint32_t kRingMagic = 0x474e4952;  // "RING"
-constexpr uint32_t kRingVersion = 4;  // 2: indices 128 bytes apart; 3: each side's seen tail; 4: heads and tails on separate lines
+constexpr uint32_t kRingVersion = 5;  // 2: indices 128 bytes apart; 3: each side's seen tail; 4: heads and tails on separate lines; 5: only producers keep a seen tail
 constexpr const char* kPrefix = "RG_";
 }  // namespace
 

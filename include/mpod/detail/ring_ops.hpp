@@ -8,16 +8,16 @@
 // index & mask. Producers may fill up to `capacity` slots past the consumers'
 // tail; consumers may take up to the producers' tail.
 //
-// Each side also keeps, beside its head, the other side's tail as it last
-// read it (prod_seen: cons_tail; cons_seen: prod_tail). The room that value
-// gives is a lower bound, so a call reads the other side's tail only when
-// that bound is too small: a producer that is ahead of its consumer no longer
-// pulls the consumers' line to its core on every call (nor they its line),
-// which halves the lines that cross between two cores per call. A side's
-// head (with its seen value) and its tail are on separate lines: the other
-// side polls the tail, and its reads then never take away the line the
-// head's CAS needs (layout version 4). A seen
-// value more than a ring's worth behind is recognised and re-read; one
+// Producers also keep, beside their head, the consumers' tail as a producer
+// last read it (prod_seen). The room that value gives is a lower bound, so
+// a producer reads the consumers' tail only when that bound is too small: a
+// producer that is ahead of its consumer no longer pulls the consumers' line
+// to its core on every call. Consumers read the producers' tail on every
+// call, as DPDK's do: a consumer that keeps up empties what it saw each time,
+// so a seen value would only add a branch and a store (layout version 5). A
+// side's head and its tail are on separate lines: the other side polls the
+// tail, and its reads then never take away the line the head's CAS needs. A
+// seen value more than a ring's worth behind is recognised and re-read; one
 // behind by a multiple of 2^32 indices (give or take a ring's worth) is not:
 // a thread stopped for 2^32 elements between two instructions, the same
 // wrap DPDK's 32-bit head CAS accepts.
@@ -26,9 +26,9 @@
 //  - A producer loads cons_tail with acquire before claiming: the consumers'
 //    reads of those slots happened before it overwrites them. A consumer
 //    loads prod_tail with acquire before claiming: the producers' writes of
-//    those slots are visible to its reads. A seen value is stored with
-//    release after that acquire and loaded with acquire, so a thread that
-//    uses another thread's seen value is ordered after the same tail store.
+//    those slots are visible to its reads. The seen value is stored with
+//    release after that acquire and loaded with acquire, so a producer that
+//    uses another producer's seen value is ordered after the same tail store.
 //  - Claiming (a head CAS; a single producer/consumer stores its head just
 //    before its tail) only arbitrates among threads of one side. But
 //    reading the head (first, and on a failed CAS) is acquire, so it is
@@ -94,8 +94,9 @@ struct RingHeader {
   Sync producers;
   Sync consumers;
   char name[kRingMaxNameLen + 1];
-  // Each side's head (with its seen value) and its tail on lines of their
-  // own, 128 bytes apart so the adjacent-line prefetcher does not pair them.
+  // Each side's head (the producers' with their seen value) and its tail on
+  // lines of their own, 128 bytes apart so the adjacent-line prefetcher does
+  // not pair them.
   // The other side polls only our tail: its reads never take away the line
   // our head CAS needs, so a multi-producer's claim and its publish each
   // find their line where they left it (one line crossing per call, not two
@@ -104,7 +105,6 @@ struct RingHeader {
   std::atomic<uint32_t> prod_seen;  // cons_tail as a producer last read it
   alignas(128) std::atomic<uint32_t> prod_tail;
   alignas(128) std::atomic<uint32_t> cons_head;
-  std::atomic<uint32_t> cons_seen;  // prod_tail as a consumer last read it
   alignas(128) std::atomic<uint32_t> cons_tail;
   alignas(128) unsigned char slots[1];  // size * elem_size bytes
 };
@@ -114,7 +114,7 @@ static_assert(offsetof(RingHeader, prod_tail) - offsetof(RingHeader, prod_head) 
                   offsetof(RingHeader, cons_head) - offsetof(RingHeader, prod_tail) == 128 &&
                   offsetof(RingHeader, cons_tail) - offsetof(RingHeader, cons_head) == 128 &&
                   offsetof(RingHeader, slots) - offsetof(RingHeader, cons_tail) == 128,
-              "layout version 4: each head (with its seen tail) and each tail on a 128-byte block of its own");
+              "layout versions 4 and 5: each head and each tail on a 128-byte block of its own");
 
 enum class Amount : uint8_t { all, most };  // bulk, burst
 
@@ -165,22 +165,27 @@ template <bool kPointers, bool kIn>
   }
 }
 
-// The room a side has from index `start`: free slots for producers
-// (capacity > 0), published elements for consumers (capacity == 0), from
-// the other side's tail as this side last saw it. When that gives too
-// little, or more than the ring holds (a seen value older than our head by
-// more than a ring's worth, stored by another thread of our side long ago,
-// or newer than the head we read), asks the other side and stores what it
-// says if it changed (a store takes our head's line from the other threads
-// of our side). `other` receives the tail value used.
-[[gnu::always_inline]] inline unsigned ring_room(std::atomic<uint32_t>& seen, const std::atomic<uint32_t>& other_tail,
-                                                 uint32_t capacity, uint32_t ring_capacity, uint32_t start, unsigned n,
-                                                 uint32_t& other) noexcept {
+// The room a side has from index `start`; `other` receives the other side's
+// tail value it used. Consumers: the elements the producers have published.
+// Producers: the free slots, from the consumers' tail as a producer last saw
+// it; when that gives too little, or more than the ring holds (a seen value
+// older than our head by more than a ring's worth, stored by another
+// producer long ago, or newer than the head we read), reads the consumers'
+// tail and stores it if it changed (a store takes our head's line from the
+// other producers).
+template <bool kEnqueue>
+[[gnu::always_inline]] inline unsigned ring_room(RingHeader* h, uint32_t start, unsigned n, uint32_t& other) noexcept {
+  if constexpr (!kEnqueue) {
+    other = h->prod_tail.load(std::memory_order_acquire);
+    return other - start;
+  }
+  std::atomic<uint32_t>& seen = h->prod_seen;
+  const uint32_t capacity = h->capacity;
   other = seen.load(std::memory_order_acquire);
   unsigned room = capacity + other - start;
-  if (room < n || room > ring_capacity) [[unlikely]] {
+  if (room < n || room > capacity) [[unlikely]] {
     const uint32_t was_seen = other;
-    other = other_tail.load(std::memory_order_acquire);
+    other = h->cons_tail.load(std::memory_order_acquire);
     if (other != was_seen) seen.store(other, std::memory_order_release);
     room = capacity + other - start;
   }
@@ -196,17 +201,15 @@ template <bool kEnqueue, bool kPointers>
   assert(!kPointers || h->elem_size == 8);  // the pointer API is for 8-byte rings
   std::atomic<uint32_t>& head = kEnqueue ? h->prod_head : h->cons_head;
   std::atomic<uint32_t>& tail = kEnqueue ? h->prod_tail : h->cons_tail;
-  std::atomic<uint32_t>& seen = kEnqueue ? h->prod_seen : h->cons_seen;
   const std::atomic<uint32_t>& other_head = kEnqueue ? h->cons_head : h->prod_head;
   const std::atomic<uint32_t>& other_tail = kEnqueue ? h->cons_tail : h->prod_tail;
   const bool single = ring_is_single(sync, kEnqueue ? h->producers : h->consumers);
-  const uint32_t capacity = kEnqueue ? h->capacity : 0;
   // Acquire: our head must be read before the other side's tail; with a
   // relaxed load a weakly ordered CPU could pair a newer head with an older
   // tail and see a huge, wrapped room.
   uint32_t start = head.load(std::memory_order_acquire);
-  uint32_t other;  // the other side's tail as used for the room: seen, or just read
-  unsigned room = ring_room(seen, other_tail, capacity, h->capacity, start, n, other);
+  uint32_t other;  // the other side's tail as used for the room
+  unsigned room = ring_room<kEnqueue>(h, start, n, other);
   unsigned k = n <= room ? n : amount == Amount::all ? 0 : room;
   if (k == 0) [[unlikely]] {
     // Full (empty): the other side's tail was just read (room < n made us
@@ -216,7 +219,7 @@ template <bool kEnqueue, bool kPointers>
       return 0;
     }
     start = head.load(std::memory_order_acquire);
-    room = ring_room(seen, other_tail, capacity, h->capacity, start, n, other);
+    room = ring_room<kEnqueue>(h, start, n, other);
     k = n <= room ? n : amount == Amount::all ? 0 : room;
     if (k == 0) {
       if (left) *left = room;
@@ -227,7 +230,7 @@ template <bool kEnqueue, bool kPointers>
   // threads claim with a CAS, recomputing the room after a lost race.
   if (!single) {
     while (!head.compare_exchange_weak(start, start + k, std::memory_order_acquire, std::memory_order_acquire)) {
-      room = ring_room(seen, other_tail, capacity, h->capacity, start, n, other);
+      room = ring_room<kEnqueue>(h, start, n, other);
       k = n <= room ? n : amount == Amount::all ? 0 : room;
       if (k == 0) {  // another thread took the room: report at once, the caller tries again
         if (left) *left = room;
