@@ -1,8 +1,9 @@
 /* What mpod-bench-ring, mpod-ring-consumer and dpdk-ring-bench agree on:
- * the ring geometry, the rows, the output line, and the hand-shake between a
- * producer and a consumer process. Plain C (and valid C++), so mpod's and
- * DPDK's sides run the same protocol from one definition and the only thing
- * that differs between the two columns of the table is the ring library.
+ * the ring geometry, the rows, the interleaved trials (turns, the
+ * producer/consumer hand-shake, times) and the 4p4c harness. Plain C (and
+ * valid C++), so mpod's and DPDK's sides run the same protocol from one
+ * definition and the only thing that differs between the two columns of the
+ * table is the ring library.
  */
 #ifndef MPOD_BENCH_RING_SHARED_H
 #define MPOD_BENCH_RING_SHARED_H
