@@ -21,9 +21,10 @@
 // A second figure uses server start to server exit (includes start-up).
 // Runs come in pairs, mpod's and DPDK's back to back, the side going first
 // alternating; the table compares each run with its partner (median of the
-// per-pair ratios, bench/common/paired.hpp says why) and lists every run. --pods (root): every mpod process is PID 1 of its
-// own pod (unshare --pid --fork --mount-proc --uts --ipc --net); DPDK's
-// processes cannot run that way and stay plain processes.
+// per-pair ratios, bench/common/paired.hpp says why) and lists every run.
+// --pods (root): every mpod process is PID 1 of its own pod (unshare --pid
+// --fork --mount-proc --uts --ipc --net); DPDK's processes cannot run that
+// way and stay plain processes.
 #include <unistd.h>
 
 #include <algorithm>
