@@ -79,6 +79,7 @@ struct Settings {
   std::string sections = "local,pair,4p4c";  // which groups of rows to run
   uint64_t rounds = kDefaultRounds;            // local and pair rows: trials per side and row
   uint64_t trial_elements = kDefaultTrialElements;
+  bool mpod_only = false;  // skip DPDK's side (quicker A/B runs of two mpod builds)
 };
 
 bool wants(const Settings& st, const char* section) {
@@ -398,9 +399,13 @@ std::string every_run(const std::vector<Measured>& runs, bool mpps) {
   return out.empty() ? "-" : out;
 }
 
+const char* skipped_why(const Settings& st) {
+  return st.mpod_only ? "--mpod-only" : "built without libdpdk-dev (apt-get install libdpdk-dev, rebuild)";
+}
+
 // The trial rows: per row, each side's median trial and the median (and
 // quartiles) of DPDK's time / mpod's time over the pairs of trials.
-void report_trials(const Trials& tr, const Scratch& s) {
+void report_trials(const Trials& tr, const Scratch& s, const Settings& st) {
   std::printf("One thread (CPU 0) and two processes (producer, primary, on CPU 0 -> consumer, secondary, on CPU 1): %u "
               "rounds of trials of %llu elements per row, mpod's and DPDK's in alternation (the side going first "
               "alternating), all four processes up throughout and the idle side asleep; rings of 4095 pointers (4096 "
@@ -433,7 +438,7 @@ void report_trials(const Trials& tr, const Scratch& s) {
   print_table(t, 3);
   std::printf("\nEvery pair of trials, in run order (ns/elem, mpod/DPDK):\n");
   for (auto& line : all) std::puts(line.c_str());
-  if (!s.have_dpdk) std::printf("\nDPDK comparison skipped: built without libdpdk-dev\n");
+  if (!s.have_dpdk) std::printf("\nDPDK comparison skipped: %s\n", skipped_why(st));
   else if (s.huge_dir.empty())
     std::printf("\nNo hugepages (scripts/hugepages.sh sets them up): DPDK's trials skipped (its secondary needs them)\n");
   std::printf("\n");
@@ -484,7 +489,7 @@ void report(const Results& results, const Settings& st, const Scratch& s) {
               "moved):\n",
               double(RING_BENCH_MPMC_LIMIT_S));
   for (auto& line : all_runs) std::puts(line.c_str());
-  if (!s.have_dpdk) std::printf("\nDPDK comparison skipped: built without libdpdk-dev (apt-get install libdpdk-dev, rebuild)\n");
+  if (!s.have_dpdk) std::printf("\nDPDK comparison skipped: %s\n", skipped_why(st));
   else if (s.huge_dir.empty()) std::printf("\nNo hugepages (scripts/hugepages.sh sets them up): plain memory for both\n");
 }
 
@@ -494,6 +499,7 @@ Settings parse_args(int argc, char** argv) {
                 {value_option("--elements=", st.elements), value_option("--repeat=", st.repeat),
                  value_option("--sections=", st.sections), value_option("--rounds=", st.rounds),
                  value_option("--trial-elements=", st.trial_elements),
+                 {"--mpod-only", [&](const std::string&) { st.mpod_only = true; }},
                  {"--quick", [&](const std::string&) {
                     st.elements = kQuickElements, st.repeat = 1;
                     st.rounds = kQuickRounds, st.trial_elements = kQuickTrialElements;
@@ -502,7 +508,7 @@ Settings parse_args(int argc, char** argv) {
                   std::fprintf(stderr,
                                "usage: mpod-bench-ring [--rounds=R (default %llu)] [--trial-elements=N (default %llu)]\n"
                                "                       [--elements=N (default %llu)] [--repeat=R (default %d)] [--quick]\n"
-                               "                       [--sections=local,pair,4p4c (default: all)]\n"
+                               "                       [--sections=local,pair,4p4c (default: all)] [--mpod-only]\n"
                                "  local, pair: --rounds rounds of interleaved trials of --trial-elements each; 4p4c: --repeat runs of --elements\n",
                                (unsigned long long)kDefaultRounds, (unsigned long long)kDefaultTrialElements,
                                (unsigned long long)kDefaultElements, kDefaultRepeat);
@@ -519,6 +525,7 @@ Settings parse_args(int argc, char** argv) {
 int run(const Settings& st) {
   Scratch s("mpod-bench-ring", kHugepagesNeeded, "dpdk-ring-bench");
   s.dpdk_prefix = s.track_prefix("mpodring" + std::to_string(getpid()));
+  if (st.mpod_only) s.have_dpdk = false;
   MpodSide m = start_mpod(s);
   const uint32_t wanted = (wants(st, "local") ? RING_BENCH_WANT_LOCAL : 0u) | (wants(st, "pair") ? RING_BENCH_WANT_PAIR : 0u);
   std::optional<Trials> trials;
@@ -530,7 +537,7 @@ int run(const Settings& st) {
   Results results;
   if (wants(st, "4p4c"))
     for (int rep = 0; rep < st.repeat; ++rep) run_once(m, s, st, rep, results);
-  if (trials) report_trials(*trials, s);
+  if (trials) report_trials(*trials, s, st);
   if (wants(st, "4p4c")) report(results, st, s);
   return 0;
 }

@@ -18,7 +18,7 @@ namespace mpod {
 
 namespace {
 constexpr uint32_t kRingMagic = 0x474e4952;  // "RING"
-constexpr uint32_t kRingVersion = 5;  // 2: indices 128 bytes apart; 3: each side's seen tail; 4: heads and tails on separate lines; 5: only producers keep a seen tail
+constexpr uint32_t kRingVersion = 6;  // 2: indices 128 bytes apart; 3: each side's seen tail; 4: heads and tails on separate lines; 5: only producers keep a seen tail; 6: one claim in flight per side (same layout, new protocol)
 constexpr const char* kPrefix = "RG_";
 }  // namespace
 
@@ -45,11 +45,14 @@ namespace detail {
 // the CPU is better given to it than spent spinning.
 constexpr uint32_t kSpinsBeforeYield = 16;
 
-void ring_wait_turn(const std::atomic<uint32_t>& tail, uint32_t start) noexcept {
-  // Yield only while the tail stands still: if it moves, the claims ahead
-  // of ours are being published by running threads and ours comes soon.
+uint32_t ring_wait_quiet(const std::atomic<uint32_t>& head, const std::atomic<uint32_t>& tail) noexcept {
+  // Tail first: if the head read after it is the same value, nothing was
+  // claimed in between, so no claim is in flight. Yield only while the tail
+  // stands still: if it moves, the claimer is running and done soon.
   uint32_t last = tail.load(std::memory_order_acquire), still = 0;
-  while (last != start) {
+  for (;;) {
+    const uint32_t now_head = head.load(std::memory_order_acquire);
+    if (now_head == last) return now_head;
     if (++still % kSpinsBeforeYield == 0)
       ::sched_yield();
     else

@@ -36,20 +36,28 @@
 //    uses a fence there); the CAS's success order is acquire too, as GCC
 //    wants it no weaker than the failure order.
 //  - Publishing stores the tail with release after the slots are copied.
-//    With several producers (consumers), each first waits, with acquire
-//    loads, until the tail reaches its own claim's start: so it publishes
-//    after every earlier claim, and by transitivity its release covers their
-//    copies too.
+//    With several producers (consumers), a thread claims only after an
+//    acquire load found its side's tail equal to the head it claims from:
+//    every earlier claim has published, and by transitivity its release
+//    covers their copies too.
 //
-// More threads than CPUs: a thread preempted between claiming and publishing
-// holds back every later claim of its side, and — because nothing past its
-// claim is published — the other side too. With busy-polling threads on
-// every CPU it may wait milliseconds for a time slice (DPDK's rings stall
-// like this). So anything that waits on another thread's claim yields the CPU
-// after a short spin (ring_wait_turn), and a thread whose calls keep finding
-// the ring empty (full) with the other side's tail unmoved and a producer's
-// (consumer's) claim in flight yields once (ring_wait_in_flight), instead of
-// spinning on the ring and keeping the claimer off the CPU.
+// One claim in flight per side (layout version 6): a multi side claims only
+// while no claim of its side is in flight, as DPDK's HTS mode does, where
+// DPDK's default mode lets claims queue up and publish in turn. With more
+// threads than CPUs that queue is what stalls: a thread preempted between
+// claiming and publishing holds back every later claim, each later claimer
+// waits holding its own claim, and the whole queue needs a time slice per
+// member to drain. With busy-polling threads on every CPU, DPDK's rings then
+// spin for whole time slices; ours yielded, and 8 threads on 2 CPUs settled
+// into a round-robin of yields (a switch every ~5 us, ~4 elements moved per
+// switch). Now a thread waits for a claim in flight before it claims
+// (ring_wait_quiet), so it holds nothing while it spins or yields. The cost:
+// claims of one side no longer overlap their copies (one pointer copy of a
+// burst, a few ns). A thread whose calls keep finding the ring empty (full)
+// with the other side's tail unmoved and a claim in flight yields once
+// (ring_wait_in_flight), instead of spinning on the ring and keeping the
+// claimer off the CPU.
+
 #pragma once
 
 #include <atomic>
@@ -119,9 +127,11 @@ static_assert(offsetof(RingHeader, prod_tail) - offsetof(RingHeader, prod_head) 
 enum class Amount : uint8_t { all, most };  // bulk, burst
 
 // Out of line (src/objects/ring.cpp): the waits, rare and slow by nature.
-// Waits until `tail` reaches `start` (every earlier claim of the side is
-// published), yielding the CPU after a short spin. Acquire.
-void ring_wait_turn(const std::atomic<uint32_t>& tail, uint32_t start) noexcept;
+// Waits until the side has no claim in flight (its tail equals its head),
+// yielding the CPU after a short spin while the tail stands still, and
+// returns that head. Both loads acquire: the claims before it published
+// their slots before we publish ours.
+uint32_t ring_wait_quiet(const std::atomic<uint32_t>& head, const std::atomic<uint32_t>& tail) noexcept;
 // Called when a call found the ring full (empty) with the other side's tail
 // at `tail_now`. Counts, per thread, the calls that found that same tail;
 // on the kSpinsBeforeYield-th, if the other side has a claim in flight
@@ -192,6 +202,37 @@ template <bool kEnqueue>
   return room;
 }
 
+// How many of n a call moves when it has `room`: bulk all or nothing, burst
+// as many as fit.
+[[gnu::always_inline]] inline unsigned ring_amount(unsigned n, unsigned room, Amount amount) noexcept {
+  return n <= room ? n : amount == Amount::all ? 0 : room;
+}
+
+struct RingClaim {
+  uint32_t start;  // the first index claimed (if ring_amount(n, room) > 0)
+  unsigned room;   // the room from there
+};
+
+// A multi side's claim after a first attempt found a claim in flight or lost
+// its CAS: waits until the side is quiet, then claims ring_amount(n, room)
+// from there (none if that is 0). Out of the inline path, so the common
+// case stays one load, one compare and one CAS; it returns the room, not
+// the amount, so the caller recomputes the amount where n is known.
+template <bool kEnqueue>
+[[gnu::noinline]] RingClaim ring_claim_contended(RingHeader* h, unsigned n, Amount amount) noexcept {
+  std::atomic<uint32_t>& head = kEnqueue ? h->prod_head : h->cons_head;
+  const std::atomic<uint32_t>& tail = kEnqueue ? h->prod_tail : h->cons_tail;
+  for (;;) {
+    uint32_t start = ring_wait_quiet(head, tail), other;
+    const unsigned room = ring_room<kEnqueue>(h, start, n, other);
+    const unsigned k = ring_amount(n, room, amount);
+    if (k == 0) return {start, room};
+    if (tail.load(std::memory_order_acquire) == start &&
+        head.compare_exchange_weak(start, start + k, std::memory_order_acquire, std::memory_order_acquire))
+      return {start, room};
+  }
+}
+
 // One side's claim, copy and publish. kEnqueue: producers (room = free
 // slots), else consumers (room = published elements). Returns the number of
 // elements moved; *left (if given) receives the room that remained.
@@ -227,15 +268,23 @@ template <bool kEnqueue, bool kPointers>
     }
   }
   // A single side owns its head; the head moves with the tail, below. Several
-  // threads claim with a CAS, recomputing the room after a lost race.
-  if (!single) {
-    while (!head.compare_exchange_weak(start, start + k, std::memory_order_acquire, std::memory_order_acquire)) {
-      room = ring_room<kEnqueue>(h, start, n, other);
-      k = n <= room ? n : amount == Amount::all ? 0 : room;
-      if (k == 0) {  // another thread took the room: report at once, the caller tries again
-        if (left) *left = room;
-        return 0;
-      }
+  // threads claim with a CAS, and only while no claim of their side is in
+  // flight (tail == head): a CAS that succeeds from such a head leaves
+  // exactly one claim in flight, so a claimer never waits for an earlier
+  // one to publish, and a thread that waits holds no claim itself. (If
+  // claims could queue up behind a preempted claimer, each of them would
+  // also wait holding a claim, yield, and need a time slice in turn to
+  // publish: 8 busy threads on 2 CPUs then round-robin in yields; see
+  // docs/data-plane.md.) After a lost race or a claim in flight, wait until
+  // the side is quiet and recompute the room.
+  if (!single && (tail.load(std::memory_order_acquire) != start ||
+                  !head.compare_exchange_weak(start, start + k, std::memory_order_acquire, std::memory_order_acquire)))
+      [[unlikely]] {
+    const RingClaim c = ring_claim_contended<kEnqueue>(h, n, amount);
+    start = c.start, room = c.room, k = ring_amount(n, room, amount);
+    if (k == 0) {  // another thread took the room: report at once, the caller tries again
+      if (left) *left = room;
+      return 0;
     }
   }
   if (left) *left = room - k;
@@ -253,9 +302,8 @@ template <bool kEnqueue, bool kPointers>
     // Nobody else claims on our side: the head just follows the tail (the
     // other side reads it only to see whether a claim is in flight).
     head.store(start + k, std::memory_order_relaxed);
-  } else if (tail.load(std::memory_order_acquire) != start) [[unlikely]] {
-    ring_wait_turn(tail, start);
   }
+  assert(tail.load(std::memory_order_relaxed) == start);  // ours is the one claim in flight
   tail.store(start + k, std::memory_order_release);
   return k;
 }
