@@ -38,6 +38,15 @@ struct RingOptions {
   uint32_t elem_size = 8;     // bytes per element: a multiple of 4, at most 1024
   Sync producers = Sync::multi;
   Sync consumers = Sync::multi;
+  // A thread whose calls find the ring empty (full) 1024 times in a row,
+  // with nothing of the other side moving or in flight, yields the CPU once
+  // (sched_yield: ~0.5 us when nothing else wants the CPU). With more busy
+  // threads than CPUs (a CPU-limited pod), that hands the CPU to the threads
+  // that would refill (drain) the ring; without it a poller holds its CPU
+  // for its whole time slice. Turn it off for threads on CPUs of their own
+  // whose polls must never enter the kernel (DPDK's rings never yield).
+  // A claim of the other side seen in flight is yielded to either way.
+  bool yield_when_idle = true;
 };
 
 class Ring {
@@ -97,6 +106,7 @@ class Ring {
   unsigned free_count() const noexcept;
   unsigned capacity() const noexcept;
   uint32_t elem_size() const noexcept;
+  bool yields_when_idle() const noexcept;  // RingOptions::yield_when_idle, as created
   std::string name() const;
 
   using Header = detail::RingHeader;  // in shared memory

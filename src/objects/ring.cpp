@@ -18,7 +18,7 @@ namespace mpod {
 
 namespace {
 constexpr uint32_t kRingMagic = 0x474e4952;  // "RING"
-constexpr uint32_t kRingVersion = 6;  // 2: indices 128 bytes apart; 3: each side's seen tail; 4: heads and tails on separate lines; 5: only producers keep a seen tail; 6: one claim in flight per side (same layout, new protocol)
+constexpr uint32_t kRingVersion = 6;  // 2: indices 128 bytes apart; 3: each side's seen tail; 4: heads and tails on separate lines; 5: only producers keep a seen tail; 6: one claim in flight per side, yield_when_idle
 constexpr const char* kPrefix = "RG_";
 }  // namespace
 
@@ -44,6 +44,12 @@ namespace detail {
 // after this many pauses (a microsecond or so) is probably preempted, and
 // the CPU is better given to it than spent spinning.
 constexpr uint32_t kSpinsBeforeYield = 16;
+// A caller that found the ring empty (full) this many times in a row, with
+// nothing of the other side moving, yields once (RingOptions::
+// yield_when_idle): 10-40 us of polling per yield, so on a CPU of its own
+// the ~0.5 us syscall costs a few percent of idle polling and never comes
+// while elements flow.
+constexpr uint32_t kIdlePollsBeforeYield = 1024;
 
 uint32_t ring_wait_quiet(const std::atomic<uint32_t>& head, const std::atomic<uint32_t>& tail) noexcept {
   // Tail first: if the head read after it is the same value, nothing was
@@ -74,7 +80,8 @@ struct InFlightWatch {
 thread_local InFlightWatch t_in_flight{};
 }  // namespace
 
-bool ring_wait_in_flight(const std::atomic<uint32_t>& head, const std::atomic<uint32_t>& tail, uint32_t tail_now) noexcept {
+bool ring_wait_in_flight(const std::atomic<uint32_t>& head, const std::atomic<uint32_t>& tail, uint32_t tail_now,
+                         bool idle_yield) noexcept {
   // Usually a full (empty) ring is just that, or the other side's claimer
   // is running and publishes within nanoseconds: report at once. Reading
   // the other side's head on every such call would take its line away from
@@ -86,9 +93,13 @@ bool ring_wait_in_flight(const std::atomic<uint32_t>& head, const std::atomic<ui
     w = InFlightWatch{&tail, tail_now, 0};
     return false;
   }
-  if (++w.polls < kSpinsBeforeYield) return false;
-  w.polls = 0;
-  if (head.load(std::memory_order_relaxed) == tail_now) return false;  // nothing in flight: really full or empty
+  if (++w.polls % kSpinsBeforeYield != 0) return false;
+  if (head.load(std::memory_order_relaxed) == tail_now) {  // nothing in flight: really full or empty
+    // Idle this long: if the other side's threads are waiting for a CPU,
+    // give them ours (a poller would otherwise keep it for its time slice).
+    if (!idle_yield || w.polls < kIdlePollsBeforeYield) return false;
+    w.polls = 0;
+  }
   ::sched_yield();
   return tail.load(std::memory_order_relaxed) != tail_now;
 }
@@ -124,6 +135,7 @@ Ring Ring::create(Runtime& rt, std::string_view name, uint32_t capacity, RingOpt
   h->elem_size = o.elem_size;
   h->producers = o.producers;
   h->consumers = o.consumers;
+  h->yield_when_idle = o.yield_when_idle;
   std::memcpy(h->name, name.data(), name.size());
   std::atomic_ref<uint32_t>(h->magic).store(kRingMagic, std::memory_order_release);
   return Ring(h);
@@ -170,6 +182,7 @@ unsigned Ring::count() const noexcept {
 unsigned Ring::free_count() const noexcept { return h_->capacity - count(); }
 unsigned Ring::capacity() const noexcept { return h_->capacity; }
 uint32_t Ring::elem_size() const noexcept { return h_->elem_size; }
+bool Ring::yields_when_idle() const noexcept { return h_->yield_when_idle; }
 std::string Ring::name() const { return h_->name; }
 
 }  // namespace mpod

@@ -61,6 +61,15 @@ TEST_F(RingTest, BadCapacitiesNamesAndDuplicatesAreClearErrors) {
   EXPECT_EQ(code_of([&] { Ring::lookup(rt, "taken"); }), Errc::not_found);
 }
 
+TEST_F(RingTest, YieldWhenIdleIsOnUnlessTurnedOffAndSeenByEveryLookup) {
+  EXPECT_TRUE(Ring::create(*rt_, "yields", 8).yields_when_idle());
+  EXPECT_TRUE(Ring::lookup(*rt_, "yields").yields_when_idle());
+  RingOptions o;
+  o.yield_when_idle = false;
+  Ring::create(*rt_, "spins", 8, o);
+  EXPECT_FALSE(Ring::lookup(*rt_, "spins").yields_when_idle());
+}
+
 TEST_F(RingTest, BulkIsAllOrNothingBurstTakesWhatFitsAcrossManyWraps) {
   Ring r = Ring::create(*rt_, "wrap", 100);  // not a power of two: exactly 100 fit
   EXPECT_EQ(r.capacity(), 100u);
@@ -196,13 +205,13 @@ namespace {
 // Each test first calls with a tail value of its own, so the per-thread
 // count of calls on the same tail starts at zero whatever ran before.
 void reset_watch(const std::atomic<uint32_t>& head, const std::atomic<uint32_t>& tail) {
-  EXPECT_FALSE(detail::ring_wait_in_flight(head, tail, 0xdead));
+  EXPECT_FALSE(detail::ring_wait_in_flight(head, tail, 0xdead, true));
 }
 
 TEST(RingWaitInFlight, NothingInFlightIsReportedAtOnce) {
   std::atomic<uint32_t> head{7}, tail{7};
   reset_watch(head, tail);
-  for (int i = 0; i < 100; ++i) EXPECT_FALSE(detail::ring_wait_in_flight(head, tail, 7));
+  for (int i = 0; i < 100; ++i) EXPECT_FALSE(detail::ring_wait_in_flight(head, tail, 7, true));
 }
 
 TEST(RingWaitInFlight, AClaimStuckInFlightIsNeverWaitedOnForLong) {
@@ -210,7 +219,7 @@ TEST(RingWaitInFlight, AClaimStuckInFlightIsNeverWaitedOnForLong) {
   reset_watch(head, tail);
   const auto t0 = std::chrono::steady_clock::now();
   // Every 16th call yields the CPU and looks again: the tail has not moved.
-  for (int i = 0; i < 1000; ++i) EXPECT_FALSE(detail::ring_wait_in_flight(head, tail, 7));
+  for (int i = 0; i < 1000; ++i) EXPECT_FALSE(detail::ring_wait_in_flight(head, tail, 7, true));
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(500)) << "it must not wait for the claim";
 }
 
@@ -218,18 +227,30 @@ TEST(RingWaitInFlight, TheSixteenthCallOnTheSameTailLooksForAClaimAndReportsATai
   std::atomic<uint32_t> head{9}, tail{7};
   reset_watch(head, tail);
   // The first call on tail 7 starts the count; 15 more report full/empty at once.
-  for (int i = 0; i < 16; ++i) EXPECT_FALSE(detail::ring_wait_in_flight(head, tail, 7)) << "call " << i;
+  for (int i = 0; i < 16; ++i) EXPECT_FALSE(detail::ring_wait_in_flight(head, tail, 7, true)) << "call " << i;
   // The claimer publishes while the 17th call gives it the CPU: worth another try.
   tail.store(9);
-  EXPECT_TRUE(detail::ring_wait_in_flight(head, tail, 7));
+  EXPECT_TRUE(detail::ring_wait_in_flight(head, tail, 7, true));
 }
 
 TEST(RingWaitInFlight, WithNothingInFlightTheSixteenthCallDoesNotWait) {
   std::atomic<uint32_t> head{7}, tail{7};
   reset_watch(head, tail);
-  for (int i = 0; i < 16; ++i) EXPECT_FALSE(detail::ring_wait_in_flight(head, tail, 7));
+  for (int i = 0; i < 16; ++i) EXPECT_FALSE(detail::ring_wait_in_flight(head, tail, 7, true));
   tail.store(8);  // moved, but head == the tail the caller saw: nothing was in flight, no second look
-  EXPECT_FALSE(detail::ring_wait_in_flight(head, tail, 7));
+  EXPECT_FALSE(detail::ring_wait_in_flight(head, tail, 7, true));
+}
+
+TEST(RingWaitInFlight, AfterAThousandIdleCallsItYieldsOnlyIfTheRingAllowsIt) {
+  for (bool idle_yield : {true, false}) {
+    std::atomic<uint32_t> head{7}, tail{7};
+    reset_watch(head, tail);
+    // Nothing in flight: the 16th, 32nd, ... calls look and report at once.
+    for (int i = 0; i < 1024; ++i) EXPECT_FALSE(detail::ring_wait_in_flight(head, tail, 7, idle_yield)) << "call " << i;
+    tail.store(8);  // the other side moves while the 1025th call yields (if it does)
+    EXPECT_EQ(detail::ring_wait_in_flight(head, tail, 7, idle_yield), idle_yield)
+        << (idle_yield ? "the 1025th idle call did not yield and look again" : "a ring without yield_when_idle yielded");
+  }
 }
 
 TEST(RingLayout, EachSidesHeadAndTailAreOnLinesOfTheirOwn) {

@@ -101,6 +101,7 @@ struct RingHeader {
   uint32_t elem_size;
   Sync producers;
   Sync consumers;
+  bool yield_when_idle;  // RingOptions::yield_when_idle
   char name[kRingMaxNameLen + 1];
   // Each side's head (the producers' with their seen value) and its tail on
   // lines of their own, 128 bytes apart so the adjacent-line prefetcher does
@@ -134,10 +135,14 @@ enum class Amount : uint8_t { all, most };  // bulk, burst
 uint32_t ring_wait_quiet(const std::atomic<uint32_t>& head, const std::atomic<uint32_t>& tail) noexcept;
 // Called when a call found the ring full (empty) with the other side's tail
 // at `tail_now`. Counts, per thread, the calls that found that same tail;
-// on the kSpinsBeforeYield-th, if the other side has a claim in flight
-// (its head != tail: a claimer probably preempted), yields the CPU once.
-// Returns whether the tail has moved since (worth another try).
-bool ring_wait_in_flight(const std::atomic<uint32_t>& head, const std::atomic<uint32_t>& tail, uint32_t tail_now) noexcept;
+// on every kSpinsBeforeYield-th, if the other side has a claim in flight
+// (its head != tail: a claimer probably preempted), yields the CPU once;
+// with `idle_yield`, on the kIdlePollsBeforeYield-th (1024) it yields even
+// with nothing in flight (the threads that would move the ring may be
+// waiting for a CPU). Returns whether the tail has moved since it yielded
+// (worth another try).
+bool ring_wait_in_flight(const std::atomic<uint32_t>& head, const std::atomic<uint32_t>& tail, uint32_t tail_now,
+                         bool idle_yield) noexcept;
 
 inline bool ring_is_single(Sync call, Sync ring) noexcept { return (call == Sync::by_ring ? ring : call) == Sync::single; }
 
@@ -255,7 +260,7 @@ template <bool kEnqueue, bool kPointers>
   if (k == 0) [[unlikely]] {
     // Full (empty): the other side's tail was just read (room < n made us
     // ask). Maybe wait once for a claim in flight, then look again.
-    if (n == 0 || !ring_wait_in_flight(other_head, other_tail, other)) {
+    if (n == 0 || !ring_wait_in_flight(other_head, other_tail, other, h->yield_when_idle)) {
       if (left) *left = room;
       return 0;
     }
