@@ -18,7 +18,7 @@ namespace mpod {
 
 namespace {
 constexpr uint32_t kRingMagic = 0x474e4952;  // "RING"
-constexpr uint32_t kRingVersion = 6;  // 2: indices 128 bytes apart; 3: each side's seen tail; 4: heads and tails on separate lines; 5: only producers keep a seen tail; 6: one claim in flight per side, yield_when_idle
+constexpr uint32_t kRingVersion = 7;  // 2: indices 128 bytes apart; 3: each side's seen tail; 4: heads and tails on separate lines; 5: only producers keep a seen tail; 6: yield_when_idle, one claim in flight per side; 7: a claim stuck behind a stopped one is withdrawn
 constexpr const char* kPrefix = "RG_";
 }  // namespace
 
@@ -51,22 +51,30 @@ constexpr uint32_t kSpinsBeforeYield = 16;
 // while elements flow.
 constexpr uint32_t kIdlePollsBeforeYield = 1024;
 
-uint32_t ring_wait_quiet(const std::atomic<uint32_t>& head, const std::atomic<uint32_t>& tail) noexcept {
-  // Tail first: if the head read after it is the same value, nothing was
-  // claimed in between, so no claim is in flight. Yield only while the tail
-  // stands still: if it moves, the claimer is running and done soon.
+bool ring_wait_turn(std::atomic<uint32_t>& head, const std::atomic<uint32_t>& tail, uint32_t start, uint32_t end) noexcept {
+  // While the tail moves, the claims ahead are being published by running
+  // threads and ours comes soon: spin. When it stands still, the claim at
+  // its front is probably held by a preempted thread, which may need a time
+  // slice to publish. Waiting holding our claim would make every later
+  // claimer wait for us in turn (8 threads on 2 CPUs then settle into a
+  // round-robin of yields, docs/data-plane.md): withdraw it if no one has
+  // claimed after us, and yield holding nothing.
   uint32_t last = tail.load(std::memory_order_acquire), still = 0;
-  for (;;) {
-    const uint32_t now_head = head.load(std::memory_order_acquire);
-    if (now_head == last) return now_head;
-    if (++still % kSpinsBeforeYield == 0)
+  while (last != start) {
+    if (++still % kSpinsBeforeYield == 0) {
+      uint32_t ours = end;
+      // Release: whoever claims these slots next is ordered after our copy.
+      const bool withdrawn = head.compare_exchange_strong(ours, start, std::memory_order_acq_rel, std::memory_order_relaxed);
       ::sched_yield();
-    else
+      if (withdrawn) return false;
+    } else {
       os::cpu_relax();
+    }
     const uint32_t now = tail.load(std::memory_order_acquire);
     if (now != last) still = 0;
     last = now;
   }
+  return true;
 }
 
 namespace {

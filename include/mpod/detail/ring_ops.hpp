@@ -36,27 +36,31 @@
 //    uses a fence there); the CAS's success order is acquire too, as GCC
 //    wants it no weaker than the failure order.
 //  - Publishing stores the tail with release after the slots are copied.
-//    With several producers (consumers), a thread claims only after an
-//    acquire load found its side's tail equal to the head it claims from:
-//    every earlier claim has published, and by transitivity its release
-//    covers their copies too.
+//    With several producers (consumers), each first waits, with acquire
+//    loads, until the tail reaches its own claim's start: so it publishes
+//    after every earlier claim, and by transitivity its release covers their
+//    copies too. A claim withdrawn (below) moves the head back with release,
+//    so whoever claims those slots next is ordered after its copy.
 //
-// One claim in flight per side (layout version 6): a multi side claims only
-// while no claim of its side is in flight, as DPDK's HTS mode does, where
-// DPDK's default mode lets claims queue up and publish in turn. With more
-// threads than CPUs that queue is what stalls: a thread preempted between
-// claiming and publishing holds back every later claim, each later claimer
-// waits holding its own claim, and the whole queue needs a time slice per
-// member to drain. With busy-polling threads on every CPU, DPDK's rings then
-// spin for whole time slices; ours yielded, and 8 threads on 2 CPUs settled
-// into a round-robin of yields (a switch every ~5 us, ~4 elements moved per
-// switch). Now a thread waits for a claim in flight before it claims
-// (ring_wait_quiet), so it holds nothing while it spins or yields. The cost:
-// claims of one side no longer overlap their copies (one pointer copy of a
-// burst, a few ns). A thread whose calls keep finding the ring empty (full)
-// with the other side's tail unmoved and a claim in flight yields once
-// (ring_wait_in_flight), instead of spinning on the ring and keeping the
-// claimer off the CPU.
+// More threads than CPUs (version 7): a thread preempted between claiming
+// and publishing holds back every later claim of its side, and — because
+// nothing past its claim is published — the other side too. DPDK's rings
+// then spin for whole time slices. A waiter that yields while holding its
+// own claim makes the next claimer wait for it in turn: 8 threads on 2 CPUs
+// settled into a round-robin of yields (a switch every ~5 us, ~4 elements
+// moved per switch; version 5). So a claimer whose turn does not come
+// (ring_wait_turn: the tail still for 16 pauses) withdraws its claim if no
+// one claimed after it (head back to its start), yields holding nothing,
+// and claims again. Claims still overlap their copies while every claimer
+// runs. (Version 6 instead let a side claim only while none of its claims
+// was in flight, as DPDK's HTS mode does; that serialised two threads on
+// two CPUs: the uncached two-thread mempool row went from 5.2 to 6.2-6.9
+// ns per object.) A thread whose calls keep finding the ring empty (full)
+// with the other side's tail unmoved yields once (ring_wait_in_flight):
+// on the 16th such call if a claim of the other side is in flight, on the
+// 1024th in any case if the ring yields when idle
+// (RingOptions::yield_when_idle), so a poller hands its CPU to the threads
+// that would move the ring.
 
 #pragma once
 
@@ -128,11 +132,14 @@ static_assert(offsetof(RingHeader, prod_tail) - offsetof(RingHeader, prod_head) 
 enum class Amount : uint8_t { all, most };  // bulk, burst
 
 // Out of line (src/objects/ring.cpp): the waits, rare and slow by nature.
-// Waits until the side has no claim in flight (its tail equals its head),
-// yielding the CPU after a short spin while the tail stands still, and
-// returns that head. Both loads acquire: the claims before it published
-// their slots before we publish ours.
-uint32_t ring_wait_quiet(const std::atomic<uint32_t>& head, const std::atomic<uint32_t>& tail) noexcept;
+// A multi claimer of [start, end) waits until its side's tail reaches
+// `start` (every earlier claim published; acquire). When the tail has not
+// moved for kSpinsBeforeYield pauses, the claim ahead is probably held by a
+// preempted thread: if ours is the last claim (head == end) it withdraws it
+// (head back to start, release), yields, and returns false: the caller
+// claims again, holding nothing while others run. Otherwise it yields and
+// waits on. Returns true when it is the caller's turn to publish.
+bool ring_wait_turn(std::atomic<uint32_t>& head, const std::atomic<uint32_t>& tail, uint32_t start, uint32_t end) noexcept;
 // Called when a call found the ring full (empty) with the other side's tail
 // at `tail_now`. Counts, per thread, the calls that found that same tail;
 // on every kSpinsBeforeYield-th, if the other side has a claim in flight
@@ -207,36 +214,9 @@ template <bool kEnqueue>
   return room;
 }
 
-// How many of n a call moves when it has `room`: bulk all or nothing, burst
-// as many as fit.
-[[gnu::always_inline]] inline unsigned ring_amount(unsigned n, unsigned room, Amount amount) noexcept {
-  return n <= room ? n : amount == Amount::all ? 0 : room;
-}
-
-struct RingClaim {
-  uint32_t start;  // the first index claimed (if ring_amount(n, room) > 0)
-  unsigned room;   // the room from there
-};
-
-// A multi side's claim after a first attempt found a claim in flight or lost
-// its CAS: waits until the side is quiet, then claims ring_amount(n, room)
-// from there (none if that is 0). Out of the inline path, so the common
-// case stays one load, one compare and one CAS; it returns the room, not
-// the amount, so the caller recomputes the amount where n is known.
-template <bool kEnqueue>
-[[gnu::noinline]] RingClaim ring_claim_contended(RingHeader* h, unsigned n, Amount amount) noexcept {
-  std::atomic<uint32_t>& head = kEnqueue ? h->prod_head : h->cons_head;
-  const std::atomic<uint32_t>& tail = kEnqueue ? h->prod_tail : h->cons_tail;
-  for (;;) {
-    uint32_t start = ring_wait_quiet(head, tail), other;
-    const unsigned room = ring_room<kEnqueue>(h, start, n, other);
-    const unsigned k = ring_amount(n, room, amount);
-    if (k == 0) return {start, room};
-    if (tail.load(std::memory_order_acquire) == start &&
-        head.compare_exchange_weak(start, start + k, std::memory_order_acquire, std::memory_order_acquire))
-      return {start, room};
-  }
-}
+template <bool kEnqueue, bool kPointers>
+unsigned ring_move_again(RingHeader* h, std::conditional_t<kEnqueue, const void*, void*> objs, unsigned n, Sync sync,
+                         Amount amount, unsigned* left) noexcept;
 
 // One side's claim, copy and publish. kEnqueue: producers (room = free
 // slots), else consumers (room = published elements). Returns the number of
@@ -283,23 +263,15 @@ template <bool kEnqueue, bool kPointers>
     }
   }
   // A single side owns its head; the head moves with the tail, below. Several
-  // threads claim with a CAS, and only while no claim of their side is in
-  // flight (tail == head): a CAS that succeeds from such a head leaves
-  // exactly one claim in flight, so a claimer never waits for an earlier
-  // one to publish, and a thread that waits holds no claim itself. (If
-  // claims could queue up behind a preempted claimer, each of them would
-  // also wait holding a claim, yield, and need a time slice in turn to
-  // publish: 8 busy threads on 2 CPUs then round-robin in yields; see
-  // docs/data-plane.md.) After a lost race or a claim in flight, wait until
-  // the side is quiet and recompute the room.
-  if (!single && (tail.load(std::memory_order_acquire) != start ||
-                  !head.compare_exchange_weak(start, start + k, std::memory_order_acquire, std::memory_order_acquire)))
-      [[unlikely]] {
-    const RingClaim c = ring_claim_contended<kEnqueue>(h, n, amount);
-    start = c.start, room = c.room, k = ring_amount(n, room, amount);
-    if (k == 0) {  // another thread took the room: report at once, the caller tries again
-      if (left) *left = room;
-      return 0;
+  // threads claim with a CAS, recomputing the room after a lost race.
+  if (!single) {
+    while (!head.compare_exchange_weak(start, start + k, std::memory_order_acquire, std::memory_order_acquire)) {
+      room = ring_room<kEnqueue>(h, start, n, other);
+      k = n <= room ? n : amount == Amount::all ? 0 : room;
+      if (k == 0) {  // another thread took the room: report at once, the caller tries again
+        if (left) *left = room;
+        return 0;
+      }
     }
   }
   if (left) *left = room - k;
@@ -317,10 +289,20 @@ template <bool kEnqueue, bool kPointers>
     // Nobody else claims on our side: the head just follows the tail (the
     // other side reads it only to see whether a claim is in flight).
     head.store(start + k, std::memory_order_relaxed);
+  } else if (tail.load(std::memory_order_acquire) != start) [[unlikely]] {
+    if (!ring_wait_turn(head, tail, start, start + k))  // withdrew the claim: claim again
+      return ring_move_again<kEnqueue, kPointers>(h, objs, n, sync, amount, left);
   }
-  assert(tail.load(std::memory_order_relaxed) == start);  // ours is the one claim in flight
   tail.store(start + k, std::memory_order_release);
   return k;
+}
+
+// ring_move once more, after a multi claim was withdrawn (ring_wait_turn):
+// out of line, so the retry adds nothing to the inline path.
+template <bool kEnqueue, bool kPointers>
+[[gnu::noinline]] unsigned ring_move_again(RingHeader* h, std::conditional_t<kEnqueue, const void*, void*> objs, unsigned n,
+                                           Sync sync, Amount amount, unsigned* left) noexcept {
+  return ring_move<kEnqueue, kPointers>(h, objs, n, sync, amount, left);
 }
 
 }  // namespace detail
