@@ -218,10 +218,16 @@ template <bool kEnqueue, bool kPointers>
 unsigned ring_move_again(RingHeader* h, std::conditional_t<kEnqueue, const void*, void*> objs, unsigned n, Sync sync,
                          Amount amount, unsigned* left) noexcept;
 
+// What ring_move<..., kRetry = true> returns when it withdrew its claim.
+inline constexpr unsigned kRingWithdrawn = ~0u;
+
 // One side's claim, copy and publish. kEnqueue: producers (room = free
 // slots), else consumers (room = published elements). Returns the number of
 // elements moved; *left (if given) receives the room that remained.
-template <bool kEnqueue, bool kPointers>
+// kRetry: called from ring_move_again's loop, which it tells of a withdrawn
+// claim with kRingWithdrawn instead of calling it again (no recursion: a
+// long stall may withdraw thousands of times).
+template <bool kEnqueue, bool kPointers, bool kRetry = false>
 [[gnu::always_inline]] inline unsigned ring_move(RingHeader* h, std::conditional_t<kEnqueue, const void*, void*> objs, unsigned n, Sync sync,
                           Amount amount, unsigned* left) noexcept {
   assert(!kPointers || h->elem_size == 8);  // the pointer API is for 8-byte rings
@@ -290,19 +296,24 @@ template <bool kEnqueue, bool kPointers>
     // other side reads it only to see whether a claim is in flight).
     head.store(start + k, std::memory_order_relaxed);
   } else if (tail.load(std::memory_order_acquire) != start) [[unlikely]] {
-    if (!ring_wait_turn(head, tail, start, start + k))  // withdrew the claim: claim again
-      return ring_move_again<kEnqueue, kPointers>(h, objs, n, sync, amount, left);
+    if (!ring_wait_turn(head, tail, start, start + k)) {  // withdrew the claim: claim again
+      if constexpr (kRetry) return kRingWithdrawn;
+      else return ring_move_again<kEnqueue, kPointers>(h, objs, n, sync, amount, left);
+    }
   }
   tail.store(start + k, std::memory_order_release);
   return k;
 }
 
-// ring_move once more, after a multi claim was withdrawn (ring_wait_turn):
+// ring_move again, until it does not withdraw its claim (ring_wait_turn):
 // out of line, so the retry adds nothing to the inline path.
 template <bool kEnqueue, bool kPointers>
 [[gnu::noinline]] unsigned ring_move_again(RingHeader* h, std::conditional_t<kEnqueue, const void*, void*> objs, unsigned n,
                                            Sync sync, Amount amount, unsigned* left) noexcept {
-  return ring_move<kEnqueue, kPointers>(h, objs, n, sync, amount, left);
+  for (;;) {
+    const unsigned k = ring_move<kEnqueue, kPointers, true>(h, objs, n, sync, amount, left);
+    if (k != kRingWithdrawn) return k;
+  }
 }
 
 }  // namespace detail
