@@ -15,7 +15,8 @@
 // enough free, plain memory for both otherwise. Each measurement is repeated
 // R times with mpod and DPDK taking turns to go first; the table keeps each
 // side's best run (on a shared 2-core machine the slower runs measure the
-// neighbours, not the pool) and every run is listed under it.
+// neighbours, not the pool), the median of the per-repetition ratios, and
+// every run is listed under it.
 #include <unistd.h>
 
 #include <algorithm>
@@ -34,6 +35,7 @@
 #include "common/interrupt.hpp"
 #include "common/mpod_primary.hpp"
 #include "common/options.hpp"
+#include "common/paired.hpp"
 #include "common/scratch.hpp"
 #include "common/table.hpp"
 #include "mempool_bench_shared.h"
@@ -189,8 +191,11 @@ void report(const Results& results, const Settings& st, const Scratch& s) {
               "turns to go first).\n",
               st.repeat);
   std::printf("mpod threads: std::threads pinned to CPU 0 (and 1); DPDK threads: EAL lcores 0 (and 1), -l 0-1.\n");
-  std::printf("ratio = DPDK ns/obj / mpod ns/obj: above 1, mpod is faster.\n\n");
-  std::vector<std::vector<std::string>> t = {{"cache", "bulk", "threads", "mpod ns/obj", "DPDK ns/obj", "ratio"}};
+  std::printf("ratio = DPDK ns/obj / mpod ns/obj: above 1, mpod is faster. per pair: each run of a row against the "
+              "other side's run of it in the same repetition (seconds apart: the other rows ran between), median "
+              "and quartiles of those ratios (bench/common/paired.hpp).\n\n");
+  std::vector<std::vector<std::string>> t = {{"cache", "bulk", "threads", "mpod ns/obj", "DPDK ns/obj", "ratio",
+                                              "DPDK/mpod per pair", "pairs mpod faster"}};
   std::vector<std::string> all;
   for (const mempool_bench_case& c : mempool_bench_cases) {
     char name[64];
@@ -198,8 +203,11 @@ void report(const Results& results, const Settings& st, const Scratch& s) {
     auto it = results.find(name);
     const Samples runs = it == results.end() ? Samples{} : it->second;
     const double m = best(runs.mpod), d = best(runs.dpdk);
+    const bool paired = !runs.mpod.empty() && runs.mpod.size() == runs.dpdk.size();
+    const PairedSummary ps = paired ? summarise_pairs(runs.mpod, runs.dpdk) : PairedSummary{};
     t.push_back({c.cache ? std::to_string(c.cache) : "none", std::to_string(c.bulk), std::to_string(c.threads),
-                 fmt(m, 2), fmt(d, 2), fmt(d / m, 2)});
+                 fmt(m, 2), fmt(d, 2), fmt(d / m, 2), paired ? ratio_with_range(ps, 2) : "-",
+                 paired ? std::to_string(ps.b_above) + " of " + std::to_string(ps.pairs) : "-"});
     all.push_back("  " + std::string(name) + ": mpod " + list_runs(runs.mpod) + "; DPDK " + list_runs(runs.dpdk));
   }
   print_table(t, 3);
