@@ -70,13 +70,19 @@ static int run_worker(void* arg) {
 }
 
 int main(int argc, char** argv) {
-  if (argc < 2) {
-    fprintf(stderr, "usage: dpdk-mempool-bench OBJECTS [EAL options]\n");
+  if (argc < 3) {
+    fprintf(stderr, "usage: dpdk-mempool-bench OBJECTS ROW|all [EAL options]\n"
+                    "  ROW: index into mempool_bench_cases (mempool_bench_shared.h), or all\n");
     return 2;
   }
   const uint64_t objects = strtoull(argv[1], NULL, 10);
-  argv[1] = argv[0]; /* EAL sees: prog, EAL options */
-  if (rte_eal_init(argc - 1, argv + 1) < 0) die("rte_eal_init failed");
+  const int only = strcmp(argv[2], "all") == 0 ? -1 : atoi(argv[2]);
+  if (only >= MEMPOOL_BENCH_CASES) {
+    fprintf(stderr, "dpdk-mempool-bench: row %d does not exist (0..%d)\n", only, MEMPOOL_BENCH_CASES - 1);
+    return 2;
+  }
+  argv[2] = argv[0]; /* EAL sees: prog, EAL options */
+  if (rte_eal_init(argc - 2, argv + 2) < 0) die("rte_eal_init failed");
   const unsigned second = rte_get_next_lcore(rte_lcore_id(), 1, 0);
   if (second >= RTE_MAX_LCORE) die("two-thread rows need two lcores (-l 0-1)");
 
@@ -87,6 +93,7 @@ int main(int argc, char** argv) {
   if (!cached || !uncached) die("rte_mempool_create failed");
 
   for (int i = 0; i < MEMPOOL_BENCH_CASES; ++i) {
+    if (only >= 0 && i != only) continue;
     const struct mempool_bench_case c = mempool_bench_cases[i];
     uint32_t arrived = 0;
     struct worker w[MEMPOOL_BENCH_MAX_THREADS];

@@ -12,11 +12,11 @@
 // mpod's threads are plain std::threads of this process (pinned like EAL
 // pins its lcores); DPDK's are EAL lcores of a dpdk-mempool-bench child
 // (-l 0-1, rte_eal_remote_launch). Both on 2 MB hugepages when there are
-// enough free, plain memory for both otherwise. Each measurement is repeated
-// R times with mpod and DPDK taking turns to go first; the table keeps each
-// side's best run (on a shared 2-core machine the slower runs measure the
-// neighbours, not the pool), the median of the per-repetition ratios, and
-// every run is listed under it.
+// enough free, plain memory for both otherwise. Each row is run R times,
+// mpod's run and DPDK's (a child per row) back to back, taking turns to go
+// first; the table keeps each side's best run (on a shared 2-core machine
+// the slower runs measure the neighbours, not the pool), the median of the
+// ratios of back-to-back runs, and every run is listed under it.
 #include <unistd.h>
 
 #include <algorithm>
@@ -48,7 +48,7 @@ using namespace mpod_bench;
 
 constexpr uint64_t kDefaultObjects = 16'000'000;  // per thread and row
 constexpr uint64_t kQuickObjects = 1'000'000;
-constexpr int kDefaultRepeat = 5;
+constexpr int kDefaultRepeat = 15;
 constexpr uint64_t kMemoryMb = 16;             // each side: 8 hugepages of 2 MB
 constexpr long kHugepagesNeeded = 2 * 8 + 8;   // mpod's runtime and DPDK's child are up at once, plus slack
 
@@ -79,15 +79,16 @@ Rows parse_rows(const std::string& out) {
   return rows;
 }
 
-Rows dpdk_rows(const Scratch& s, uint64_t objects) {
-  std::vector<std::string> a = {s.bin + "/dpdk-mempool-bench", std::to_string(objects), "--proc-type=primary",
-                                "-l", "0-1", "-m", std::to_string(kMemoryMb)};
+// Row `row` (an index into mempool_bench_cases) in a dpdk-mempool-bench child.
+Rows dpdk_rows(const Scratch& s, uint64_t objects, int row) {
+  std::vector<std::string> a = {s.bin + "/dpdk-mempool-bench", std::to_string(objects), std::to_string(row),
+                                "--proc-type=primary", "-l", "0-1", "-m", std::to_string(kMemoryMb)};
   const std::vector<std::string> eal = s.dpdk_eal_options(s.dpdk_prefix);
   a.insert(a.end(), eal.begin(), eal.end());
   Child c;
   c.start(a);
-  // 30 s to start, then 1 us per object and row: about 20x the slowest row seen.
-  const bool ok = c.finish(deadline_after(30 + 1e-6 * double(objects) * 2 * MEMPOOL_BENCH_CASES)) == 0;
+  // 30 s to start, then 1 us per object: about 20x the slowest row seen.
+  const bool ok = c.finish(deadline_after(30 + 1e-6 * double(objects) * 2)) == 0;
   if (!ok)
     std::fprintf(stderr, "mpod-bench-mempool: dpdk-mempool-bench failed or timed out; its rows are missing. It printed:\n%s\n",
                  c.output().c_str());
@@ -128,10 +129,12 @@ MpodSide start_mpod(const Scratch& s) {
   return m;
 }
 
-// Thread t on CPU t, as EAL places lcores 0 and 1.
-Rows mpod_rows(MpodSide& m, uint64_t objects) {
+// Row `row` (an index into mempool_bench_cases); thread t on CPU t, as EAL
+// places lcores 0 and 1.
+Rows mpod_rows(MpodSide& m, uint64_t objects, int row) {
   Rows rows;
-  for (const mempool_bench_case& c : mempool_bench_cases) {
+  {
+    const mempool_bench_case& c = mempool_bench_cases[row];
     throw_if_interrupted();
     mpod::Mempool& pool = c.cache ? m.cached : m.uncached;
     uint32_t arrived = 0;
@@ -187,13 +190,13 @@ void report(const Results& results, const Settings& st, const Scratch& s) {
               "takes %u objects in calls of <bulk> and puts them back, %llu objects per thread and row; %s.\n",
               MEMPOOL_BENCH_OBJECTS, MEMPOOL_BENCH_ELT_SIZE, MEMPOOL_BENCH_KEEP, (unsigned long long)st.objects,
               memory_description(s.huge_dir).c_str());
-  std::printf("ns/obj = one get + one put of one object, mean over the threads; best of %d runs (mpod and DPDK taking "
-              "turns to go first).\n",
+  std::printf("ns/obj = one get + one put of one object, mean over the threads; best of %d runs (row by row, mpod's "
+              "and DPDK's runs back to back, taking turns to go first).\n",
               st.repeat);
   std::printf("mpod threads: std::threads pinned to CPU 0 (and 1); DPDK threads: EAL lcores 0 (and 1), -l 0-1.\n");
   std::printf("ratio = DPDK ns/obj / mpod ns/obj: above 1, mpod is faster. per pair: each run of a row against the "
-              "other side's run of it in the same repetition (seconds apart: the other rows ran between), median "
-              "and quartiles of those ratios (bench/common/paired.hpp).\n\n");
+              "other side's run of it just before or after (a DPDK child's start apart), median and quartiles of "
+              "those ratios (bench/common/paired.hpp).\n\n");
   std::vector<std::vector<std::string>> t = {{"cache", "bulk", "threads", "mpod ns/obj", "DPDK ns/obj", "ratio",
                                               "DPDK/mpod per pair", "pairs mpod faster"}};
   std::vector<std::string> all;
@@ -239,17 +242,22 @@ int run(const Settings& st) {
   s.dpdk_prefix = s.track_prefix("mpodmempool" + std::to_string(getpid()));
   MpodSide m = start_mpod(s);
   Results results;
+  // Row by row, the two sides back to back (the side going first
+  // alternating), so that each pair of runs is as close in time as a DPDK
+  // child's start allows.
   for (int rep = 0; rep < st.repeat; ++rep) {
-    const bool dpdk_first = rep % 2 == 1;
-    for (int turn = 0; turn < 2; ++turn) {
-      const bool dpdk = (turn == 0) == dpdk_first;
-      if (dpdk && !s.have_dpdk) continue;
-      const uint64_t t0 = mempool_bench_now_ns();
-      for (auto& [name, ns] : dpdk ? dpdk_rows(s, st.objects) : mpod_rows(m, st.objects))
-        (dpdk ? results[name].dpdk : results[name].mpod).push_back(ns);
-      std::fprintf(stderr, "mpod-bench-mempool: run %d/%d, %s: %.1f s\n", rep + 1, st.repeat, dpdk ? "DPDK" : "mpod",
-                   double(mempool_bench_now_ns() - t0) / 1e9);
+    const uint64_t t0 = mempool_bench_now_ns();
+    for (int row = 0; row < MEMPOOL_BENCH_CASES; ++row) {
+      const bool dpdk_first = (rep + row) % 2 == 1;
+      for (int turn = 0; turn < 2; ++turn) {
+        const bool dpdk = (turn == 0) == dpdk_first;
+        if (dpdk && !s.have_dpdk) continue;
+        for (auto& [name, ns] : dpdk ? dpdk_rows(s, st.objects, row) : mpod_rows(m, st.objects, row))
+          (dpdk ? results[name].dpdk : results[name].mpod).push_back(ns);
+      }
     }
+    std::fprintf(stderr, "mpod-bench-mempool: repetition %d/%d: %.1f s\n", rep + 1, st.repeat,
+                 double(mempool_bench_now_ns() - t0) / 1e9);
   }
   report(results, st, s);
   m.cached = {};
