@@ -386,38 +386,38 @@ TEST(RingWithdrawnClaim, AClaimWithALaterClaimBehindItWaitsForItsTurn) {
   EXPECT_EQ(head.load(), 4u);
 }
 
-// Through ring_move: the waiter never publishes past the stopped claim, and
-// finishes once it is published, in order.
+// Through ring_move: `late` (a call of one element) runs behind a stopped
+// claim of one side, [tail, stopped_end); it must not publish past it, and
+// must finish, one element further, once it is published.
+template <typename Late>
+void behind_stopped_claim(std::atomic<uint32_t>& head, std::atomic<uint32_t>& tail, uint32_t stopped_end, Late late) {
+  const uint32_t stopped_start = tail.load();
+  head.store(stopped_end);
+  std::thread t(late);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(tail.load(), stopped_start) << "published past a claim in flight";
+  tail.store(stopped_end, std::memory_order_release);  // the stopped claimer publishes
+  t.join();
+  EXPECT_EQ(head.load(), stopped_end + 1);
+  EXPECT_EQ(tail.load(), stopped_end + 1);
+}
+
 TEST(RingWithdrawnClaim, AProducerBehindAStoppedClaimPublishesAfterIt) {
   SmallRing r;
   // A stopped producer claimed slots 0 and 1 and copied items 1 and 2 into them.
   auto** slots = reinterpret_cast<void**>(r.h->slots);
   slots[0] = item(1), slots[1] = item(2);
   r.next_in = 3;
-  r.h->prod_head.store(2);
-  std::thread late([&] { EXPECT_EQ(r.put(1, Sync::multi), 1u); });
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  EXPECT_EQ(r.h->prod_tail.load(), 0u) << "published past a claim in flight";
-  r.h->prod_tail.store(2, std::memory_order_release);  // the stopped producer publishes
-  late.join();
-  EXPECT_EQ(r.h->prod_head.load(), 3u);
-  EXPECT_EQ(r.h->prod_tail.load(), 3u);
+  behind_stopped_claim(r.h->prod_head, r.h->prod_tail, 2, [&] { EXPECT_EQ(r.put(1, Sync::multi), 1u); });
   EXPECT_EQ(r.take(7), 3u) << "items 1, 2, 3 in order";
 }
 
 TEST(RingWithdrawnClaim, AConsumerBehindAStoppedClaimPublishesAfterIt) {
   SmallRing r;
   ASSERT_EQ(r.put(3), 3u);
-  // A stopped consumer claimed slot 0 (item 1) and has not published.
-  r.h->cons_head.store(1);
+  // A stopped consumer claimed slot 0 (item 1).
   r.next_out = 2;
-  std::thread late([&] { EXPECT_EQ(r.take(1, Sync::multi), 1u) << "item 2"; });
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  EXPECT_EQ(r.h->cons_tail.load(), 0u) << "published past a claim in flight";
-  r.h->cons_tail.store(1, std::memory_order_release);  // the stopped consumer publishes
-  late.join();
-  EXPECT_EQ(r.h->cons_head.load(), 2u);
-  EXPECT_EQ(r.h->cons_tail.load(), 2u);
+  behind_stopped_claim(r.h->cons_head, r.h->cons_tail, 1, [&] { EXPECT_EQ(r.take(1, Sync::multi), 1u) << "item 2"; });
   EXPECT_EQ(r.take(7), 1u) << "item 3";
 }
 
