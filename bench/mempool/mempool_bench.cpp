@@ -132,40 +132,36 @@ MpodSide start_mpod(const Scratch& s) {
 // Row `row` (an index into mempool_bench_cases); thread t on CPU t, as EAL
 // places lcores 0 and 1.
 Rows mpod_rows(MpodSide& m, uint64_t objects, int row) {
-  Rows rows;
-  {
-    const mempool_bench_case& c = mempool_bench_cases[row];
-    throw_if_interrupted();
-    mpod::Mempool& pool = c.cache ? m.cached : m.uncached;
-    uint32_t arrived = 0;
-    uint64_t elapsed[MEMPOOL_BENCH_MAX_THREADS] = {};
-    bool failed[MEMPOOL_BENCH_MAX_THREADS] = {};
-    std::vector<std::thread> threads;
-    for (unsigned t = 0; t < c.threads; ++t)
-      threads.emplace_back([&, t] {
-        mempool_bench_pin_thread(int(t));
-        void* held[MEMPOOL_BENCH_KEEP];
-        if (!iterate(pool, held, c.bulk, mempool_bench_warmup(objects))) failed[t] = true;
-        mempool_bench_barrier(&arrived, c.threads);
-        const uint64_t t0 = mempool_bench_now_ns();
-        if (!iterate(pool, held, c.bulk, mempool_bench_iterations(objects))) failed[t] = true;
-        elapsed[t] = mempool_bench_now_ns() - t0;
-      });  // the thread's cache goes back to the pool when it exits
-    for (auto& t : threads) t.join();
-    uint64_t ns = 0;
-    for (unsigned t = 0; t < c.threads; ++t) {
-      if (failed[t]) throw std::runtime_error("mpod: a get failed on a pool with objects to spare");
-      ns += elapsed[t];
-    }
-    char name[64];
-    mempool_bench_row_name(name, sizeof name, c);
-    rows[name] = double(ns) / double(mempool_bench_iterations(objects) * MEMPOOL_BENCH_KEEP * c.threads);
+  const mempool_bench_case& c = mempool_bench_cases[row];
+  throw_if_interrupted();
+  mpod::Mempool& pool = c.cache ? m.cached : m.uncached;
+  uint32_t arrived = 0;
+  uint64_t elapsed[MEMPOOL_BENCH_MAX_THREADS] = {};
+  bool failed[MEMPOOL_BENCH_MAX_THREADS] = {};
+  std::vector<std::thread> threads;
+  for (unsigned t = 0; t < c.threads; ++t)
+    threads.emplace_back([&, t] {
+      mempool_bench_pin_thread(int(t));
+      void* held[MEMPOOL_BENCH_KEEP];
+      if (!iterate(pool, held, c.bulk, mempool_bench_warmup(objects))) failed[t] = true;
+      mempool_bench_barrier(&arrived, c.threads);
+      const uint64_t t0 = mempool_bench_now_ns();
+      if (!iterate(pool, held, c.bulk, mempool_bench_iterations(objects))) failed[t] = true;
+      elapsed[t] = mempool_bench_now_ns() - t0;
+    });  // the thread's cache goes back to the pool when it exits
+  for (auto& t : threads) t.join();
+  uint64_t ns = 0;
+  for (unsigned t = 0; t < c.threads; ++t) {
+    if (failed[t]) throw std::runtime_error("mpod: a get failed on a pool with objects to spare");
+    ns += elapsed[t];
   }
+  char name[64];
+  mempool_bench_row_name(name, sizeof name, c);
   for (mpod::Mempool* p : {&m.cached, &m.uncached})
     if (p->available() != MEMPOOL_BENCH_OBJECTS)
       throw std::runtime_error("mpod: " + std::to_string(p->available()) + " objects of " +
-                               std::to_string(MEMPOOL_BENCH_OBJECTS) + " free in '" + p->name() + "' after the rows");
-  return rows;
+                               std::to_string(MEMPOOL_BENCH_OBJECTS) + " free in '" + p->name() + "' after row " + name);
+  return {{name, double(ns) / double(mempool_bench_iterations(objects) * MEMPOOL_BENCH_KEEP * c.threads)}};
 }
 
 // ---- the run ----
