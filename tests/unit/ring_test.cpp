@@ -421,5 +421,53 @@ TEST(RingWithdrawnClaim, AConsumerBehindAStoppedClaimPublishesAfterIt) {
   EXPECT_EQ(r.take(7), 1u) << "item 3";
 }
 
+// Version 8: a multi publisher leaves its side's new tail in `published` on
+// the head's line; single publishers leave the word behind, and the next
+// multi claimer then reads the tail instead.
+TEST(RingPublishedWord, MultiPublishersLeaveItAtTheTailSingleOnesLeaveItBehind) {
+  SmallRing r;
+  ASSERT_EQ(r.put(3, Sync::multi), 3u);
+  EXPECT_EQ(r.h->prod_published.load(), 3u);
+  ASSERT_EQ(r.put(2, Sync::single), 2u);
+  EXPECT_EQ(r.h->prod_published.load(), 3u) << "a single producer does not store it";
+  EXPECT_EQ(r.h->prod_tail.load(), 5u);
+  ASSERT_EQ(r.put(1, Sync::multi), 1u) << "a stale word sends the claimer to the tail";
+  EXPECT_EQ(r.h->prod_published.load(), 6u);
+  ASSERT_EQ(r.take(2, Sync::multi), 2u);
+  EXPECT_EQ(r.h->cons_published.load(), 2u);
+  ASSERT_EQ(r.take(1, Sync::single), 1u);
+  EXPECT_EQ(r.h->cons_published.load(), 2u);
+  ASSERT_EQ(r.take(3, Sync::multi), 3u);
+  EXPECT_EQ(r.h->cons_published.load(), 6u);
+  EXPECT_EQ(r.h->cons_tail.load(), 6u);
+}
+
+// A claimer that finds the word at its start does not read the tail: here
+// the tail is made to look behind (a state publishers never leave), which
+// would make a claimer that read it wait until the tail is put right.
+TEST(RingPublishedWord, AClaimerThatFindsItAtItsStartDoesNotWaitForTheTail) {
+  for (bool producer : {true, false}) {
+    SmallRing r;
+    ASSERT_EQ(r.put(2, Sync::multi), 2u);
+    if (!producer) {
+      ASSERT_EQ(r.take(1, Sync::multi), 1u);
+    }
+    std::atomic<uint32_t>& tail = producer ? r.h->prod_tail : r.h->cons_tail;
+    const uint32_t start = tail.load();
+    ASSERT_EQ((producer ? r.h->prod_published : r.h->cons_published).load(), start);
+    tail.store(start - 1);
+    std::atomic<bool> done{false};
+    std::thread t([&] {
+      EXPECT_EQ(producer ? r.put(1, Sync::multi) : r.take(1, Sync::multi), 1u);
+      done = true;
+    });
+    for (int i = 0; i < 2000 && !done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    EXPECT_TRUE(done.load()) << (producer ? "producer" : "consumer") << " waited for the tail";
+    if (!done) tail.store(start);  // let it finish
+    t.join();
+    EXPECT_EQ(tail.load(), start + 1);
+  }
+}
+
 }  // namespace
 }  // namespace mpod

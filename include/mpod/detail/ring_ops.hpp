@@ -41,6 +41,22 @@
 //    after every earlier claim, and by transitivity its release covers their
 //    copies too. A claim withdrawn (below) moves the head back with release,
 //    so whoever claims those slots next is ordered after its copy.
+//  - A multi publisher then also stores the new tail, with release, in its
+//    side's `published` word on the head's line (version 8), which a
+//    claimer loads (acquire) before its head CAS. The word is never ahead of
+//    the tail (stored after it, by the thread that stored that tail value).
+//    So if it equals the start our CAS claimed from, the tail had reached
+//    that start before the CAS; and it cannot have passed it, as the tail
+//    never passes the head, which the CAS found at that start: every earlier
+//    claim is published, and the acquire orders us after their copies.
+//    Then the claimer does not read the tail at all. Why it matters: the
+//    other side polls the tail, and on this machine (AMD EPYC under KVM)
+//    the publisher's load of it after the CAS missed, a second line crossing
+//    per call after the one the CAS waits for (the store buffer's drain).
+//    Two processes, MP/MC, DPDK/mpod per pair: burst 8 0.95-0.98 -> 1.53,
+//    burst 32 0.99-1.16 -> 1.46 (A/B, docs/data-plane.md). A stale word
+//    (single calls do not store it, a slower publisher overwrites a newer
+//    value) only sends the claimer to the tail, as before.
 //
 // More threads than CPUs (version 7): a thread preempted between claiming
 // and publishing holds back every later claim of its side, and — because
@@ -116,8 +132,12 @@ struct RingHeader {
   // when the other side reads between them).
   alignas(128) std::atomic<uint32_t> prod_head;
   std::atomic<uint32_t> prod_seen;  // cons_tail as a producer last read it
+  // Each side's tail as the last multi publisher of that side left it, on
+  // the head's line (layout version 8): see "Publishing" above.
+  std::atomic<uint32_t> prod_published;
   alignas(128) std::atomic<uint32_t> prod_tail;
   alignas(128) std::atomic<uint32_t> cons_head;
+  std::atomic<uint32_t> cons_published;
   alignas(128) std::atomic<uint32_t> cons_tail;
   alignas(128) unsigned char slots[1];  // size * elem_size bytes
 };
@@ -258,6 +278,10 @@ template <bool kEnqueue, bool kPointers, bool kRetry = false>
   // relaxed load a weakly ordered CPU could pair a newer head with an older
   // tail and see a huge, wrapped room.
   uint32_t start = head.load(std::memory_order_acquire);
+  // Several claimers: how far our side has published, from the head's line
+  // and before claiming (used at the publish, below).
+  std::atomic<uint32_t>& published_at = kEnqueue ? h->prod_published : h->cons_published;
+  const uint32_t published = single ? 0 : published_at.load(std::memory_order_acquire);
   uint32_t other;  // the other side's tail as used for the room
   unsigned room = ring_room<kEnqueue>(h, start, n, other);
   unsigned k = ring_amount(n, room, amount);
@@ -303,13 +327,17 @@ template <bool kEnqueue, bool kPointers, bool kRetry = false>
     // Nobody else claims on our side: the head just follows the tail (the
     // other side reads it only to see whether a claim is in flight).
     head.store(start + k, std::memory_order_relaxed);
-  } else if (tail.load(std::memory_order_acquire) != start) [[unlikely]] {
+  } else if (published != start && tail.load(std::memory_order_acquire) != start) [[unlikely]] {
+    // Our turn comes when every earlier claim is published: known at once
+    // if `published`, read before our claim, is our start; otherwise read
+    // the tail (a line the other side's polling keeps taking away), and wait.
     if (!ring_wait_turn(head, tail, start, start + k)) {  // withdrew the claim: claim again
       if constexpr (kRetry) return kRingWithdrawn;
       else return ring_move_again<kEnqueue, kPointers>(h, objs, n, sync, amount, left);
     }
   }
   tail.store(start + k, std::memory_order_release);
+  if (!single) published_at.store(start + k, std::memory_order_release);  // after the tail: never ahead of it
   return k;
 }
 
