@@ -41,22 +41,40 @@
 //    after every earlier claim, and by transitivity its release covers their
 //    copies too. A claim withdrawn (below) moves the head back with release,
 //    so whoever claims those slots next is ordered after its copy.
-//  - A multi publisher then also stores the new tail, with release, in its
-//    side's `published` word on the head's line (version 8), which a
-//    claimer loads (acquire) before its head CAS. The word is never ahead of
+//  - A multi producer then also stores the new tail, with release, in the
+//    producers' `published` word on their head's line (versions 8 and 9),
+//    which a multi producer loads (acquire) before its head CAS. The word is never ahead of
 //    the tail (stored after it, by the thread that stored that tail value).
 //    So if it equals the start our CAS claimed from, the tail had reached
 //    that start before the CAS; and it cannot have passed it, as the tail
 //    never passes the head, which the CAS found at that start: every earlier
 //    claim is published, and the acquire orders us after their copies.
+//    (This holds within one lap of the 32-bit indices: the word must never
+//    lag a start by a multiple of 2^32. In version 8 single producers left
+//    it alone, so a word left at 0 by single calls matched a multi claim
+//    again after 2^32 elements, with no thread stopped, and that claim
+//    published past one still in flight; a review found it. Version 9: a
+//    single producer stores its start, which is then the tail, in the word
+//    whenever it re-reads the consumers' tail (ring_room), which it does at
+//    least once per `capacity` elements; so the word lags the tail by at
+//    most a capacity plus one call (2^31), a start lies at most a capacity
+//    (2^30) past the tail, and a lagging word cannot equal a start. Storing
+//    it on every single publish instead cost the one-thread SP/SC burst 1
+//    row a sixth of its speed, a branch on crossing 2^30 still 15% (A/B). A
+//    larger lag needs a thread stopped between its tail and word stores, or
+//    between loading the word and its CAS, for 2^31 elements: the wrap the
+//    paragraph above accepts.)
 //    Then the claimer does not read the tail at all. Why it matters: the
 //    other side polls the tail, and on this machine (AMD EPYC under KVM)
 //    the publisher's load of it after the CAS missed, a second line crossing
 //    per call after the one the CAS waits for (the store buffer's drain).
 //    Two processes, MP/MC, DPDK/mpod per pair: burst 8 0.95-0.98 -> 1.53,
-//    burst 32 0.99-1.16 -> 1.46 (A/B, docs/data-plane.md). A stale word
-//    (single calls do not store it, a slower publisher overwrites a newer
-//    value) only sends the claimer to the tail, as before.
+//    burst 32 0.99-1.16 -> 1.46 (A/B, docs/data-plane.md). A word behind
+//    the tail (a slower publisher overwrote a newer value) only sends the
+//    claimer to the tail, as before. Consumers have no such word: producers
+//    read the consumers' tail only to refresh their seen value, so a
+//    consumer's check finds that line on its own core (version 9 dropped
+//    version 8's consumer word: no change in the A/B rows).
 //
 // More threads than CPUs (version 7): a thread preempted between claiming
 // and publishing holds back every later claim of its side, and — because
@@ -132,12 +150,12 @@ struct RingHeader {
   // when the other side reads between them).
   alignas(128) std::atomic<uint32_t> prod_head;
   std::atomic<uint32_t> prod_seen;  // cons_tail as a producer last read it
-  // Each side's tail as the last multi publisher of that side left it, on
-  // the head's line (layout version 8): see "Publishing" above.
+  // The producers' tail as the last producer to store it left it (maybe an
+  // older value than another's), on the head's line (layout version 9):
+  // see "Memory orderings" above.
   std::atomic<uint32_t> prod_published;
   alignas(128) std::atomic<uint32_t> prod_tail;
   alignas(128) std::atomic<uint32_t> cons_head;
-  std::atomic<uint32_t> cons_published;
   alignas(128) std::atomic<uint32_t> cons_tail;
   alignas(128) unsigned char slots[1];  // size * elem_size bytes
 };
@@ -214,9 +232,13 @@ template <bool kPointers, bool kIn>
 // older than our head by more than a ring's worth, stored by another
 // producer long ago, or newer than the head we read), reads the consumers'
 // tail and stores it if it changed (a store takes our head's line from the
-// other producers).
+// other producers). A single producer, whose start is its side's tail, then
+// also stores that in the published word: it re-reads the consumers' tail at
+// least once per `capacity` elements, which bounds how far the word lags
+// (see Memory orderings), at no cost to its fast path.
 template <bool kEnqueue>
-[[gnu::always_inline]] inline unsigned ring_room(RingHeader* h, uint32_t start, unsigned n, uint32_t& other) noexcept {
+[[gnu::always_inline]] inline unsigned ring_room(RingHeader* h, uint32_t start, unsigned n, uint32_t& other,
+                                                 bool single) noexcept {
   if constexpr (!kEnqueue) {
     other = h->prod_tail.load(std::memory_order_acquire);
     return other - start;
@@ -229,6 +251,7 @@ template <bool kEnqueue>
     const uint32_t was_seen = other;
     other = h->cons_tail.load(std::memory_order_acquire);
     if (other != was_seen) seen.store(other, std::memory_order_release);
+    if (single) h->prod_published.store(start, std::memory_order_release);
     room = capacity + other - start;
   }
   return room;
@@ -278,12 +301,15 @@ template <bool kEnqueue, bool kPointers, bool kRetry = false>
   // relaxed load a weakly ordered CPU could pair a newer head with an older
   // tail and see a huge, wrapped room.
   uint32_t start = head.load(std::memory_order_acquire);
-  // Several claimers: how far our side has published, from the head's line
-  // and before claiming (used at the publish, below).
-  std::atomic<uint32_t>& published_at = kEnqueue ? h->prod_published : h->cons_published;
-  const uint32_t published = single ? 0 : published_at.load(std::memory_order_acquire);
+  // Several producers: how far they have published, from the head's line
+  // and before claiming (used at the publish, below). Consumers keep no such
+  // word: the producers seldom read the consumers' tail (only to refresh
+  // their seen value), so it stays on the consumer's core.
+  uint32_t published = 0;
+  if constexpr (kEnqueue)
+    if (!single) published = h->prod_published.load(std::memory_order_acquire);
   uint32_t other;  // the other side's tail as used for the room
-  unsigned room = ring_room<kEnqueue>(h, start, n, other);
+  unsigned room = ring_room<kEnqueue>(h, start, n, other, single);
   unsigned k = ring_amount(n, room, amount);
   if (k == 0) [[unlikely]] {
     // Full (empty): the other side's tail was just read (room < n made us
@@ -293,7 +319,8 @@ template <bool kEnqueue, bool kPointers, bool kRetry = false>
       return 0;
     }
     start = head.load(std::memory_order_acquire);
-    room = ring_room<kEnqueue>(h, start, n, other);
+    if (kEnqueue && !single) published = h->prod_published.load(std::memory_order_acquire);
+    room = ring_room<kEnqueue>(h, start, n, other, single);
     k = ring_amount(n, room, amount);
     if (k == 0) {
       if (left) *left = room;
@@ -304,7 +331,7 @@ template <bool kEnqueue, bool kPointers, bool kRetry = false>
   // threads claim with a CAS, recomputing the room after a lost race.
   if (!single) {
     while (!head.compare_exchange_weak(start, start + k, std::memory_order_acquire, std::memory_order_acquire)) {
-      room = ring_room<kEnqueue>(h, start, n, other);
+      room = ring_room<kEnqueue>(h, start, n, other, single);
       k = ring_amount(n, room, amount);
       if (k == 0) {  // another thread took the room: report at once, the caller tries again
         if (left) *left = room;
@@ -327,10 +354,11 @@ template <bool kEnqueue, bool kPointers, bool kRetry = false>
     // Nobody else claims on our side: the head just follows the tail (the
     // other side reads it only to see whether a claim is in flight).
     head.store(start + k, std::memory_order_relaxed);
-  } else if (published != start && tail.load(std::memory_order_acquire) != start) [[unlikely]] {
+  } else if (!(kEnqueue && published == start) && tail.load(std::memory_order_acquire) != start) [[unlikely]] {
     // Our turn comes when every earlier claim is published: known at once
-    // if `published`, read before our claim, is our start; otherwise read
-    // the tail (a line the other side's polling keeps taking away), and wait.
+    // if a producer's `published`, read before its claim, is its start;
+    // otherwise read the tail (for producers a line the consumers' polling
+    // keeps taking away), and wait.
     if (!ring_wait_turn(head, tail, start, start + k)) {  // withdrew the claim: claim again
       if constexpr (kRetry) return kRingWithdrawn;
       else if constexpr (kEnqueue && kPointers) {
@@ -348,7 +376,11 @@ template <bool kEnqueue, bool kPointers, bool kRetry = false>
     }
   }
   tail.store(start + k, std::memory_order_release);
-  if (!single) published_at.store(start + k, std::memory_order_release);  // after the tail: never ahead of it
+  if constexpr (kEnqueue) {
+    // After the tail: never ahead of it. (Single producers store the word
+    // when they refresh their seen value, in ring_room.)
+    if (!single) h->prod_published.store(start + k, std::memory_order_release);
+  }
   return k;
 }
 
