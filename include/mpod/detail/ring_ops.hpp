@@ -55,10 +55,15 @@
 //    again after 2^32 elements, with no thread stopped, and that claim
 //    published past one still in flight; a review found it. Version 9: a
 //    single producer stores its start, which is then the tail, in the word
-//    whenever it re-reads the consumers' tail (ring_room), which it does at
-//    least once per `capacity` elements; so the word lags the tail by at
-//    most a capacity plus one call (2^31), a start lies at most a capacity
-//    (2^30) past the tail, and a lagging word cannot equal a start. Storing
+//    whenever it re-reads the consumers' tail (ring_room), and a multi
+//    producer call that re-read it but moved nothing stores the tail
+//    (ring_moved_nothing; a second review found that a failing multi bulk
+//    refreshed the seen value for the single calls after it, which then
+//    never re-read). So after every refresh of the seen value the word is
+//    at least the tail of that moment, and a single producer moves at most
+//    a capacity on one refresh: the word lags the tail by at most a
+//    capacity (2^30), a start lies at most a capacity past the tail, and a
+//    lagging word cannot equal a start. Storing
 //    it on every single publish instead cost the one-thread SP/SC burst 1
 //    row a sixth of its speed, a branch on crossing 2^30 still 15% (A/B). A
 //    larger lag needs a thread stopped between its tail and word stores, or
@@ -233,9 +238,9 @@ template <bool kPointers, bool kIn>
 // producer long ago, or newer than the head we read), reads the consumers'
 // tail and stores it if it changed (a store takes our head's line from the
 // other producers). A single producer, whose start is its side's tail, then
-// also stores that in the published word: it re-reads the consumers' tail at
-// least once per `capacity` elements, which bounds how far the word lags
-// (see Memory orderings), at no cost to its fast path.
+// also stores that in the published word: between two re-reads it moves at
+// most a capacity, which bounds how far the word lags (see Memory
+// orderings), at no cost to its fast path.
 template <bool kEnqueue>
 [[gnu::always_inline]] inline unsigned ring_room(RingHeader* h, uint32_t start, unsigned n, uint32_t& other,
                                                  bool single) noexcept {
@@ -263,6 +268,21 @@ template <bool kEnqueue>
 // written out.)
 [[gnu::always_inline]] inline unsigned ring_amount(unsigned n, unsigned room, Amount amount) noexcept {
   return n <= room ? n : amount == Amount::all ? 0 : room;
+}
+
+// What a call that moves nothing returns. A multi producer's call may have
+// re-read the consumers' tail into the seen value (ring_room) and then not
+// published, which would let single producers after it find room by that
+// seen value without re-reading, and so without storing the published word,
+// for as long as they liked: it brings the word up to the tail itself (never
+// ahead of it; see Memory orderings). Only calls that found the ring full
+// (or lost the room to another producer) pay the load.
+template <bool kEnqueue>
+[[gnu::always_inline]] inline unsigned ring_moved_nothing(RingHeader* h, bool single, unsigned room, unsigned* left) noexcept {
+  if constexpr (kEnqueue)
+    if (!single) h->prod_published.store(h->prod_tail.load(std::memory_order_acquire), std::memory_order_release);
+  if (left) *left = room;
+  return 0;
 }
 
 template <bool kEnqueue, bool kPointers>
@@ -314,18 +334,13 @@ template <bool kEnqueue, bool kPointers, bool kRetry = false>
   if (k == 0) [[unlikely]] {
     // Full (empty): the other side's tail was just read (room < n made us
     // ask). Maybe wait once for a claim in flight, then look again.
-    if (n == 0 || !ring_wait_in_flight(other_head, other_tail, other, h->yield_when_idle)) {
-      if (left) *left = room;
-      return 0;
-    }
+    if (n == 0 || !ring_wait_in_flight(other_head, other_tail, other, h->yield_when_idle))
+      return ring_moved_nothing<kEnqueue>(h, single, room, left);
     start = head.load(std::memory_order_acquire);
     if (kEnqueue && !single) published = h->prod_published.load(std::memory_order_acquire);
     room = ring_room<kEnqueue>(h, start, n, other, single);
     k = ring_amount(n, room, amount);
-    if (k == 0) {
-      if (left) *left = room;
-      return 0;
-    }
+    if (k == 0) return ring_moved_nothing<kEnqueue>(h, single, room, left);
   }
   // A single side owns its head; the head moves with the tail, below. Several
   // threads claim with a CAS, recomputing the room after a lost race.
@@ -333,10 +348,8 @@ template <bool kEnqueue, bool kPointers, bool kRetry = false>
     while (!head.compare_exchange_weak(start, start + k, std::memory_order_acquire, std::memory_order_acquire)) {
       room = ring_room<kEnqueue>(h, start, n, other, single);
       k = ring_amount(n, room, amount);
-      if (k == 0) {  // another thread took the room: report at once, the caller tries again
-        if (left) *left = room;
-        return 0;
-      }
+      if (k == 0)  // another thread took the room: report at once, the caller tries again
+        return ring_moved_nothing<kEnqueue>(h, single, room, left);
     }
   }
   if (left) *left = room - k;
