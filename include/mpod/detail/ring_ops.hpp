@@ -44,7 +44,9 @@
 //  - A multi producer then also stores the new tail, with release, in the
 //    producers' `published` word on their head's line (versions 8 and 9),
 //    which a multi producer loads (acquire) before its head CAS. The word is never ahead of
-//    the tail (stored after it, by the thread that stored that tail value).
+//    the tail: every value stored in it is one the tail had already reached
+//    (a publisher's new tail, stored after it; a tail value just loaded; a
+//    single producer's start, which is its side's tail).
 //    So if it equals the start our CAS claimed from, the tail had reached
 //    that start before the CAS; and it cannot have passed it, as the tail
 //    never passes the head, which the CAS found at that start: every earlier
@@ -55,20 +57,24 @@
 //    again after 2^32 elements, with no thread stopped, and that claim
 //    published past one still in flight; a review found it. Version 9: a
 //    single producer stores its start, which is then the tail, in the word
-//    whenever it re-reads the consumers' tail (ring_room), and a multi
-//    producer call that re-read it but moved nothing stores the tail
-//    (ring_moved_nothing; a second review found that a failing multi bulk
-//    refreshed the seen value for the single calls after it, which then
-//    never re-read). So after every refresh of the seen value the word is
-//    at least the tail of that moment, and a single producer moves at most
-//    a capacity on one refresh: the word lags the tail by at most a
-//    capacity (2^30), a start lies at most a capacity past the tail, and a
-//    lagging word cannot equal a start. Storing
+//    whenever it re-reads the consumers' tail (ring_room), and every multi
+//    producer call ends by storing either its new tail or, if it moved
+//    nothing, a tail it just loaded (ring_moved_nothing; a second review
+//    found that a failing multi bulk refreshed the seen value for the
+//    single calls after it, which then never re-read). So after every
+//    refresh of the seen value the word is at least the tail of that
+//    moment (give or take what other threads publish during the few
+//    instructions between a thread's tail and word stores), and a single
+//    producer moves at most a capacity on one refresh: the word lags the
+//    tail by about a capacity (2^30) at most, a start lies at most a
+//    capacity past the tail, and a lagging word cannot equal a start, which
+//    would take a lag of 2^32 minus a capacity (at least 3 * 2^30). Storing
 //    it on every single publish instead cost the one-thread SP/SC burst 1
 //    row a sixth of its speed, a branch on crossing 2^30 still 15% (A/B). A
-//    larger lag needs a thread stopped between its tail and word stores, or
-//    between loading the word and its CAS, for 2^31 elements: the wrap the
-//    paragraph above accepts.)
+//    lag that large needs a thread stopped between its tail and word
+//    stores, or between loading the word and its CAS, for about that many
+//    elements: the wrap the paragraph above accepts. Three reviews went
+//    over this argument; the third found no hole.)
 //    Then the claimer does not read the tail at all. Why it matters: the
 //    other side polls the tail, and on this machine (AMD EPYC under KVM)
 //    the publisher's load of it after the CAS missed, a second line crossing
@@ -275,12 +281,19 @@ template <bool kEnqueue>
 // published, which would let single producers after it find room by that
 // seen value without re-reading, and so without storing the published word,
 // for as long as they liked: it brings the word up to the tail itself (never
-// ahead of it; see Memory orderings). Only calls that found the ring full
-// (or lost the room to another producer) pay the load.
+// ahead of it; see Memory orderings). Every multi producer call that moves
+// nothing (a full ring, a bulk that does not fit, room lost to another
+// producer, n == 0) pays the tail's load; it stores only if the word
+// differs, so producers polling a full ring do not keep writing the line
+// the others' CAS needs.
 template <bool kEnqueue>
 [[gnu::always_inline]] inline unsigned ring_moved_nothing(RingHeader* h, bool single, unsigned room, unsigned* left) noexcept {
   if constexpr (kEnqueue)
-    if (!single) h->prod_published.store(h->prod_tail.load(std::memory_order_acquire), std::memory_order_release);
+    if (!single) {
+      const uint32_t tail = h->prod_tail.load(std::memory_order_acquire);
+      if (h->prod_published.load(std::memory_order_relaxed) != tail)
+        h->prod_published.store(tail, std::memory_order_release);
+    }
   if (left) *left = room;
   return 0;
 }
