@@ -386,19 +386,21 @@ template <bool kEnqueue, bool kPointers, bool kRetry = false>
     // otherwise read the tail (for producers a line the consumers' polling
     // keeps taking away), and wait.
     if (!ring_wait_turn(head, tail, start, start + k)) {  // withdrew the claim: claim again
-      if constexpr (kRetry) return kRingWithdrawn;
-      else if constexpr (kEnqueue && kPointers) {
+      if constexpr (kRetry) {
+        return kRingWithdrawn;
+      } else {
         // enqueue(obj) passes &obj: handing that address to the out-of-line
         // retry made GCC keep obj on the stack on every call (a store and a
         // reload more before the next CAS drains the store buffer). A copy
         // made here, on the slow path, leaves obj in a register. A/B, one
         // thread, MP/MC burst 1: 0.96 -> 0.97 of DPDK's rate.
-        if (__builtin_constant_p(n) && n == 1) {
-          void* const one = *static_cast<void* const*>(objs);
-          return ring_move_again<kEnqueue, kPointers>(h, &one, n, sync, amount, left);
-        }
+        if constexpr (kEnqueue && kPointers)
+          if (__builtin_constant_p(n) && n == 1) {
+            void* const one = *static_cast<void* const*>(objs);
+            return ring_move_again<kEnqueue, kPointers>(h, &one, n, sync, amount, left);
+          }
         return ring_move_again<kEnqueue, kPointers>(h, objs, n, sync, amount, left);
-      } else return ring_move_again<kEnqueue, kPointers>(h, objs, n, sync, amount, left);
+      }
     }
   }
   tail.store(start + k, std::memory_order_release);
