@@ -60,7 +60,12 @@ namespace {
 
 using namespace mpod_bench;
 
-constexpr uint64_t kDefaultElements = 4'000'000;
+// 4p4c rows: elements per run per side. At 4 M a run of mpod's lasted
+// 10-40 ms, a few scheduler slices, and a DPDK run that no preemption
+// happened to hit now and then moved 100-230 Mpps; the row is about runs
+// that meet preemption, so each lasts long enough to meet it (mpod's
+// 100-500 ms; DPDK's stall until the 5 s limit).
+constexpr uint64_t kDefaultElements = 40'000'000;
 constexpr uint64_t kQuickElements = 256'000;
 constexpr int kDefaultRepeat = 5;
 // One-thread and two-process rows: rounds of trials, each trial this many
