@@ -326,7 +326,7 @@ template <bool kEnqueue, bool kPointers, bool kRetry = false>
   // rows did not move beyond their spread. Not for a multi call of one
   // element known at compile time (enqueue(obj), dequeue(&obj)): there the
   // fields' addresses kept in registers (and on the stack) came out faster,
-  // one-thread MP/MC burst 1 0.93-0.96 -> 0.96-1.00 of DPDK's rate (A/B,
+  // one-thread MP/MC burst 1 0.95-0.96 -> 0.96-0.99 of DPDK's rate (A/B,
   // both benches' loops 64-byte aligned), the other rows unchanged.
   if (single || !(__builtin_constant_p(n) && n == 1)) asm("" : "+r"(h));
 #endif
