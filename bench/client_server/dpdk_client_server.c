@@ -6,14 +6,17 @@
  * Written in C against DPDK's public API only; every step mirrors the mpod
  * example's, line for line where the work is per packet:
  *
- *   server C N BURST RING_SIZE SEED [EAL options, --proc-type=primary]
+ *   server C N BURST RING_SIZE SEED PAYLOAD POOL_OPS [EAL options, --proc-type=primary]
  *     The primary. Creates the pool MProc_pktmbuf_pool (rte_mempool of
- *     C*RING_SIZE + (C+1)*(2*256 + 2*512) buffers of 2048 bytes, cache 256),
+ *     C*RING_SIZE + (C+1)*(2*256 + 2*512) buffers of 2048 bytes, cache 256,
+ *     on the mempool handler POOL_OPS: ring_mp_mc is rte_mempool_create's
+ *     default; ring_mt_rts and ring_mt_hts are DPDK's handlers for
+ *     overcommitted CPUs),
  *     one SP/SC ring of exactly RING_SIZE per client (RING_F_EXACT_SZ: the
  *     same capacity as mpod's Ring::create(RING_SIZE)), the control block;
  *     waits for all C clients; generates N packets exactly as mpod-mp-server
- *     does (4096 flows, splitmix64 generator, payload of 46..1500 bytes filled
- *     8 bytes at a time and checksummed, flow hash % C picks the client, bursts
+ *     does (4096 flows, splitmix64 generator, payload of 46..1500 bytes, or of
+ *     PAYLOAD bytes if not 0, filled 8 bytes at a time and checksummed, flow hash % C picks the client, bursts
  *     of BURST, a full ring drops and gives the buffers back, control block
  *     counters published after every burst); says finish; waits until every
  *     client has drained its ring; checks every buffer is back; prints
@@ -25,7 +28,7 @@
  *     sequence growing), gives the buffers back, and when the server says
  *     finish and the ring is empty, flushes its cache and prints
  *       summary role=client id=<K> rx=<packets> bad=<bad> pid=<pid>
- *   digest SEED C N
+ *   digest SEED C N PAYLOAD
  *     No EAL: prints a digest of the first N packets the server would make
  *     (per-client counts, sums of lengths and checksums), which the driver
  *     compares with the same digest computed from mpod's packet.hpp, so the
@@ -125,11 +128,15 @@ static inline uint32_t payload_checksum(const uint8_t* p, uint32_t len) {
   return (uint32_t)(mix64(a ^ mix64(b) ^ len));
 }
 
-static inline void fill_packet(void* buf, const struct five_tuple* f, uint64_t seq) {
+static inline uint32_t payload_length(uint64_t seq, uint32_t fixed) {
+  return fixed ? fixed : MIN_PAYLOAD + (uint32_t)(mix64(seq) % (MAX_PAYLOAD - MIN_PAYLOAD + 1));
+}
+
+static inline void fill_packet(void* buf, const struct five_tuple* f, uint64_t seq, uint32_t fixed_len) {
   struct packet_header* h = buf;
   h->flow = *f;
   h->seq = seq;
-  h->len = MIN_PAYLOAD + (uint32_t)(mix64(seq) % (MAX_PAYLOAD - MIN_PAYLOAD + 1));
+  h->len = payload_length(seq, fixed_len);
   uint8_t* p = payload(buf);
   struct rng bytes = {seq ^ 0x243f6a8885a308d3ull};
   for (uint32_t i = 0; i < h->len; i += 8) {
@@ -237,6 +244,7 @@ static void make_flows(uint64_t seed, uint32_t clients) {
 struct server {
   uint32_t clients;
   uint64_t packets, burst, ring_size;
+  uint32_t payload; /* 0: mixed lengths */
   struct rte_mempool* pool;
   struct rte_ring* rings[MAX_CLIENTS];
   struct control* ctl;
@@ -280,7 +288,7 @@ static void server_generate(void) {
     backoff_reset(&backoff);
     for (uint32_t i = 0; i < b; ++i) {
       const struct flow* f = &flows[rng_next(&srv.rng) % FLOWS];
-      fill_packet(bufs[i], &f->tuple, srv.generated + i);
+      fill_packet(bufs[i], &f->tuple, srv.generated + i, srv.payload);
       srv.pending[f->client][srv.npending[f->client]++] = bufs[i];
     }
     srv.generated += b;
@@ -291,14 +299,19 @@ static void server_generate(void) {
   }
 }
 
-static int run_server(uint32_t clients, uint64_t packets, uint64_t burst, uint64_t ring_size, uint64_t seed) {
+static int run_server(uint32_t clients, uint64_t packets, uint64_t burst, uint64_t ring_size, uint64_t seed,
+                      uint32_t payload, const char* pool_ops) {
   srv.clients = clients;
+  srv.payload = payload;
   srv.packets = packets;
   srv.burst = burst;
   srv.ring_size = ring_size;
   const uint64_t n = clients * ring_size + (clients + 1) * (2 * POOL_CACHE + 2 * MAX_BURST);
-  srv.pool = rte_mempool_create(POOL_NAME, (unsigned)n, BUF_SIZE, POOL_CACHE, 0, NULL, NULL, NULL, NULL, SOCKET_ID_ANY, 0);
-  if (!srv.pool) die("rte_mempool_create failed");
+  /* What rte_mempool_create does, with the handler named rather than the default. */
+  srv.pool = rte_mempool_create_empty(POOL_NAME, (unsigned)n, BUF_SIZE, POOL_CACHE, 0, SOCKET_ID_ANY, 0);
+  if (!srv.pool) die("rte_mempool_create_empty failed");
+  if (rte_mempool_set_ops_byname(srv.pool, pool_ops, NULL) != 0) die("rte_mempool_set_ops_byname failed (unknown POOL_OPS?)");
+  if (rte_mempool_populate_default(srv.pool) < 0) die("rte_mempool_populate_default failed");
   for (uint32_t k = 0; k < clients; ++k) {
     char name[RTE_RING_NAMESIZE];
     snprintf(name, sizeof name, RING_FMT, k);
@@ -314,8 +327,8 @@ static int run_server(uint32_t clients, uint64_t packets, uint64_t burst, uint64
   __atomic_store_n(&srv.ctl->magic, CONTROL_MAGIC, __ATOMIC_RELEASE);
   make_flows(seed, clients);
   srv.rng.s = seed;
-  printf("server: primary ready (pid %d): pool %s of %llu buffers of %u bytes, rings of %llu\n", getpid(), POOL_NAME,
-         (unsigned long long)n, BUF_SIZE, (unsigned long long)ring_size);
+  printf("server: primary ready (pid %d): pool %s of %llu buffers of %u bytes (handler %s), rings of %llu\n", getpid(),
+         POOL_NAME, (unsigned long long)n, BUF_SIZE, pool_ops, (unsigned long long)ring_size);
 
   /* Wait for every client. */
   uint8_t seen[MAX_CLIENTS] = {0};
@@ -513,7 +526,7 @@ static int run_client(uint32_t id, uint32_t burst) {
 
 /* ---- digest: what the server would generate, without EAL ---- */
 
-static int run_digest(uint64_t seed, uint32_t clients, uint64_t packets) {
+static int run_digest(uint64_t seed, uint32_t clients, uint64_t packets, uint32_t payload) {
   static uint8_t buf[BUF_SIZE];
   uint64_t per_client[MAX_CLIENTS] = {0};
   uint64_t len_sum = 0, sum = 0;
@@ -521,7 +534,7 @@ static int run_digest(uint64_t seed, uint32_t clients, uint64_t packets) {
   struct rng r = {seed};
   for (uint64_t i = 0; i < packets; ++i) {
     const struct flow* f = &flows[rng_next(&r) % FLOWS];
-    fill_packet(buf, &f->tuple, i);
+    fill_packet(buf, &f->tuple, i, payload);
     const struct packet_header* h = (const struct packet_header*)buf;
     ++per_client[f->client];
     len_sum += h->len;
@@ -533,11 +546,15 @@ static int run_digest(uint64_t seed, uint32_t clients, uint64_t packets) {
   return 0;
 }
 
+static int payload_ok(uint32_t payload) { return payload == 0 || (payload >= MIN_PAYLOAD && payload <= MAX_PAYLOAD); }
+
 static void usage(void) {
   fprintf(stderr,
-          "usage: dpdk-client-server server CLIENTS PACKETS BURST RING_SIZE SEED [EAL options]\n"
+          "usage: dpdk-client-server server CLIENTS PACKETS BURST RING_SIZE SEED PAYLOAD POOL_OPS [EAL options]\n"
           "       dpdk-client-server client ID BURST [EAL options]\n"
-          "       dpdk-client-server digest SEED CLIENTS PACKETS\n");
+          "       dpdk-client-server digest SEED CLIENTS PACKETS PAYLOAD\n"
+          "PAYLOAD: bytes of every packet's payload, 46..1500, or 0 for mixed lengths\n"
+          "POOL_OPS: the pool's mempool handler (ring_mp_mc, DPDK's default; ring_mt_rts; ring_mt_hts)\n");
   exit(2);
 }
 
@@ -545,22 +562,26 @@ int main(int argc, char** argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   if (argc < 2) usage();
   if (strcmp(argv[1], "digest") == 0) {
-    if (argc != 5) usage();
+    if (argc != 6) usage();
     const uint32_t clients = (uint32_t)strtoul(argv[3], NULL, 10);
-    if (clients < 1 || clients > MAX_CLIENTS) usage();
-    return run_digest(strtoull(argv[2], NULL, 10), clients, strtoull(argv[4], NULL, 10));
+    const uint32_t payload = (uint32_t)strtoul(argv[5], NULL, 10);
+    if (clients < 1 || clients > MAX_CLIENTS || !payload_ok(payload)) usage();
+    return run_digest(strtoull(argv[2], NULL, 10), clients, strtoull(argv[4], NULL, 10), payload);
   }
   const int server = strcmp(argv[1], "server") == 0;
-  const int app_args = server ? 7 : 4; /* index of the first EAL option: after the role's numbers */
+  const int app_args = server ? 9 : 4; /* index of the first EAL option: after the role's arguments */
   if ((!server && strcmp(argv[1], "client") != 0) || argc < app_args) usage();
-  uint64_t nums[5] = {0};
-  for (int i = 2; i < app_args; ++i) nums[i - 2] = strtoull(argv[i], NULL, 10);
+  uint64_t nums[6] = {0};
+  for (int i = 2; i < app_args && i < 8; ++i) nums[i - 2] = strtoull(argv[i], NULL, 10);
+  const char* pool_ops = server ? argv[8] : NULL;
   argv[app_args - 1] = argv[0]; /* EAL sees: prog, EAL options */
   if (rte_eal_init(argc - (app_args - 1), argv + (app_args - 1)) < 0) die("rte_eal_init failed");
   int rc;
   if (server) {
-    if (nums[0] < 1 || nums[0] > MAX_CLIENTS || nums[2] < 1 || nums[2] > MAX_BURST || nums[3] < 1) usage();
-    rc = run_server((uint32_t)nums[0], nums[1], nums[2], nums[3], nums[4]);
+    if (nums[0] < 1 || nums[0] > MAX_CLIENTS || nums[2] < 1 || nums[2] > MAX_BURST || nums[3] < 1 ||
+        !payload_ok((uint32_t)nums[5]))
+      usage();
+    rc = run_server((uint32_t)nums[0], nums[1], nums[2], nums[3], nums[4], (uint32_t)nums[5], pool_ops);
   } else {
     if (nums[0] >= MAX_CLIENTS || nums[1] < 1 || nums[1] > MAX_BURST) usage();
     rc = run_client((uint32_t)nums[0], (uint32_t)nums[1]);

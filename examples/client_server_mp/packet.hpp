@@ -4,7 +4,9 @@
 // A packet is one 2048-byte buffer from the pool: a PacketHeader (the flow's
 // 5-tuple, a sequence number, the payload length and a checksum of the
 // payload) followed by the payload, whose bytes are a function of the
-// sequence number. The flow's hash picks the client (hash % clients), as the
+// sequence number. Payloads are 46..1500 bytes, Ethernet's range: each drawn
+// from it by default, or all of one length (46: minimum-size 64-byte frames,
+// the size packet rates are usually quoted at). The flow's hash picks the client (hash % clients), as the
 // NIC's RSS hash does in DPDK's example.
 #pragma once
 
@@ -95,12 +97,19 @@ inline uint32_t payload_checksum(const uint8_t* p, uint32_t len) {
   return uint32_t(mix64(a ^ mix64(b) ^ len));
 }
 
-// Writes packet `seq` of flow `f` into a buffer of kBufSize bytes.
-inline void fill_packet(void* buf, const FiveTuple& f, uint64_t seq) {
+// The payload length of packet `seq`: `fixed` (kMinPayload..kMaxPayload) if
+// not 0, else drawn from kMinPayload..kMaxPayload.
+inline uint32_t payload_length(uint64_t seq, uint32_t fixed) {
+  return fixed ? fixed : kMinPayload + uint32_t(mix64(seq) % (kMaxPayload - kMinPayload + 1));
+}
+
+// Writes packet `seq` of flow `f` into a buffer of kBufSize bytes, with
+// payload_length(seq, fixed_len) bytes of payload.
+inline void fill_packet(void* buf, const FiveTuple& f, uint64_t seq, uint32_t fixed_len) {
   auto* h = static_cast<PacketHeader*>(buf);
   h->flow = f;
   h->seq = seq;
-  h->len = kMinPayload + uint32_t(mix64(seq) % (kMaxPayload - kMinPayload + 1));
+  h->len = payload_length(seq, fixed_len);
   uint8_t* p = payload(buf);
   Rng bytes(seq ^ 0x243f6a8885a308d3ull);
   for (uint32_t i = 0; i < h->len; i += 8) {  // whole words: the buffer has room past len

@@ -2,14 +2,16 @@
 // synthetic packets instead of NIC ports.
 //
 //   mpod-mp-server [runtime options] -- --clients C [--packets N] [--burst B]
-//                  [--ring-size R] [--seed S] [--stats-interval SECONDS]
+//                  [--ring-size R] [--seed S] [--payload BYTES]
+//                  [--stats-interval SECONDS]
 //
 // The primary. Creates the packet pool MProc_pktmbuf_pool (2048-byte buffers,
 // a per-thread cache), one single-producer/single-consumer ring per client,
 // MProc_Client_<k>, and the control block (control.hpp). It waits until all C
 // clients have attached (so no packet is generated for a client that is not
 // there yet), then generates packets: a random-ish flow per packet, client =
-// flow hash % C, bursts enqueued to each client's ring. A packet whose ring is
+// flow hash % C, a payload of 46..1500 bytes (--payload: all of one length),
+// bursts enqueued to each client's ring. A packet whose ring is
 // full is a drop: its buffer goes back to the pool, as DPDK's server does.
 // After N packets (--packets 0: until SIGINT/SIGTERM) it tells the clients
 // to finish, waits until each has drained its ring, checks that every buffer
@@ -51,17 +53,19 @@ constexpr uint32_t kPoolCache = 256;
 
 const char* usage() {
   return "usage: mpod-mp-server [runtime options] -- --clients C [--packets N] [--burst B]\n"
-         "                      [--ring-size R] [--seed S] [--stats-interval SECONDS]\n"
+         "                      [--ring-size R] [--seed S] [--payload BYTES] [--stats-interval SECONDS]\n"
          "  --clients C          clients to serve, 1..32; the server waits for all of them\n"
          "  --packets N          packets to generate, then finish; 0 (default): until SIGINT/SIGTERM\n"
          "  --burst B            packets per burst, 1..512 (default 32)\n"
          "  --ring-size R        capacity of each client's ring (default 1024)\n"
          "  --seed S             traffic seed (default 1): same seed, same packets\n"
+         "  --payload BYTES      payload of every packet, 46..1500 (46: 64-byte Ethernet frames);\n"
+         "                       default 0: each packet's drawn from 46..1500\n"
          "  --stats-interval S   print progress every S seconds (default 0: never; 2 with --packets 0)\n\n";
 }
 
 struct Config {
-  uint64_t clients = 0, packets = 0, burst = 32, ring_size = 1024, seed = 1, stats = UINT64_MAX;
+  uint64_t clients = 0, packets = 0, burst = 32, ring_size = 1024, seed = 1, payload = 0, stats = UINT64_MAX;
 };
 
 Config parse(int argc, char** argv, int first) {
@@ -69,11 +73,15 @@ Config parse(int argc, char** argv, int first) {
   for (examples::AppArgs a(argc, argv, first); !a.done();) {
     if (a.number("--clients", &c.clients, 1, kMaxClients) || a.number("--packets", &c.packets) ||
         a.number("--burst", &c.burst, 1, kMaxBurst) || a.number("--ring-size", &c.ring_size, 1, 1u << 20) ||
-        a.number("--seed", &c.seed) || a.number("--stats-interval", &c.stats, 0, 3600))
+        a.number("--seed", &c.seed) || a.number("--payload", &c.payload, 0, kMaxPayload) ||
+        a.number("--stats-interval", &c.stats, 0, 3600))
       continue;
     a.unknown();
   }
   if (c.clients == 0) throw examples::UsageError("--clients C is required (1 to 32)");
+  if (c.payload != 0 && c.payload < kMinPayload)
+    throw examples::UsageError("--payload " + std::to_string(c.payload) + " is below Ethernet's minimum of " +
+                               std::to_string(kMinPayload) + " bytes: give 46..1500, or 0 for mixed lengths");
   if (c.stats == UINT64_MAX) c.stats = c.packets ? 0 : 2;
   return c;
 }
@@ -116,9 +124,11 @@ class Server {
       flows_.push_back({t, client_of(t, clients_)});
     }
     rng_ = Rng(c.seed);
-    std::printf("server: primary ready (pid %d, host %s): pool %s of %llu buffers of %u bytes, rings %s..%s of %llu\n",
+    std::printf("server: primary ready (pid %d, host %s): pool %s of %llu buffers of %u bytes, rings %s..%s of %llu, "
+                "payloads of %s bytes\n",
                 rt.self().pid, rt.self().hostname.c_str(), kPoolName, static_cast<unsigned long long>(n), kBufSize,
-                ring_name(0).c_str(), ring_name(clients_ - 1).c_str(), static_cast<unsigned long long>(c.ring_size));
+                ring_name(0).c_str(), ring_name(clients_ - 1).c_str(), static_cast<unsigned long long>(c.ring_size),
+                c.payload ? std::to_string(c.payload).c_str() : "46..1500");
   }
 
   // Waits until every client has attached; false if stopped first.
@@ -161,7 +171,7 @@ class Server {
       backoff.reset();
       for (uint32_t i = 0; i < b; ++i) {
         const Flow& f = flows_[rng_.next() % kFlows];
-        fill_packet(bufs[i], f.tuple, generated_ + i);
+        fill_packet(bufs[i], f.tuple, generated_ + i, uint32_t(c_.payload));
         pending_[f.client][npending_[f.client]++] = bufs[i];
       }
       generated_ += b;

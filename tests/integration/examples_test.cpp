@@ -48,8 +48,10 @@ std::string summary_line(const std::string& out) {
 class ExamplesClientServer : public ExamplesTest {
  protected:
   // Server and `clients` clients, each in its own pod; clients 0..clients/2-1
-  // start before the server, the others once it is up.
-  void run_across_pods(std::vector<std::string> runtime, uint64_t packets, int clients = 4) {
+  // start before the server, the others once it is up. `server_options`
+  // follow the server's --clients and --packets.
+  void run_across_pods(std::vector<std::string> runtime, uint64_t packets, int clients = 4,
+                       std::vector<std::string> server_options = {}) {
     MPOD_SKIP_UNLESS(cannot_make_pods());
     const PodOptions pod{true, ""};
     auto client_argv = [&](int k) {
@@ -61,9 +63,9 @@ class ExamplesClientServer : public ExamplesTest {
     std::vector<Child> early, late;
     for (int k = 0; k < clients / 2; ++k) early.push_back(Child::spawn(client_argv(k), pod));
     for (auto& c : early) ASSERT_TRUE(c.wait_for_output("waiting for the primary")) << c.output();
-    Child server = Child::spawn(
-        example("mpod-mp-server", runtime, {"--clients", std::to_string(clients), "--packets", std::to_string(packets)}),
-        pod);
+    std::vector<std::string> server_args = {"--clients", std::to_string(clients), "--packets", std::to_string(packets)};
+    server_args.insert(server_args.end(), server_options.begin(), server_options.end());
+    Child server = Child::spawn(example("mpod-mp-server", runtime, server_args), pod);
     ASSERT_TRUE(server.wait_for_output("primary ready")) << server.output();
     for (int k = clients / 2; k < clients; ++k) late.push_back(Child::spawn(client_argv(k), pod));
     for (auto& c : early) procs.push_back(std::move(c));
@@ -83,6 +85,7 @@ class ExamplesClientServer : public ExamplesTest {
       rx_sum += std::stoull(m[1]);
     }
     const std::string out = procs.back().output();
+    server_output_ = out;
     ASSERT_EQ(codes.back(), 0) << out;
     std::smatch m;
     const std::string line = summary_line(out);
@@ -96,9 +99,17 @@ class ExamplesClientServer : public ExamplesTest {
     EXPECT_TRUE(contains(out, "pid 1,")) << "the server and its clients each run as PID 1\n" << out;
     EXPECT_TRUE(no_registrations_left());
   }
+
+  std::string server_output_;  // of the last run_across_pods
 };
 
 TEST_F(ExamplesClientServer, FourClientsInPodsNoHuge) { run_across_pods({"--no-huge"}, 200000); }
+
+// Minimum-size frames: every payload 46 bytes, each checked by its client.
+TEST_F(ExamplesClientServer, FourClientsInPods64ByteFrames) {
+  run_across_pods({"--no-huge"}, 400000, 4, {"--payload", "46"});
+  EXPECT_TRUE(contains(server_output_, "payloads of 46 bytes")) << server_output_;
+}
 
 TEST_F(ExamplesClientServer, FourClientsInPodsHugepages) {
   MPOD_SKIP_UNLESS(cannot_use_hugepages(64));
@@ -140,6 +151,12 @@ TEST_F(ExamplesClientServer, MistakesAreExplained) {
   r = run(example("mpod-mp-server", {"--no-huge"}, {"--clients", "40"}));
   EXPECT_EQ(r.code, 2);
   EXPECT_TRUE(contains(r.output, "--clients needs a whole number from 1 to 32, got '40'")) << r.output;
+  r = run(example("mpod-mp-server", {"--no-huge"}, {"--clients", "1", "--payload", "45"}));
+  EXPECT_EQ(r.code, 2);
+  EXPECT_TRUE(contains(r.output, "--payload 45 is below Ethernet's minimum of 46 bytes")) << r.output;
+  r = run(example("mpod-mp-server", {"--no-huge"}, {"--clients", "1", "--payload", "1501"}));
+  EXPECT_EQ(r.code, 2);
+  EXPECT_TRUE(contains(r.output, "--payload needs a whole number from 0 to 1500, got '1501'")) << r.output;
   r = run(example("mpod-mp-client", {"--no-huge"}, {"--client-id", "0"}));  // no server, no --wait-primary
   EXPECT_EQ(r.code, 1);
   EXPECT_TRUE(contains(r.output, "no primary is running")) << r.output;
