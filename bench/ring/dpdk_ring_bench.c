@@ -210,12 +210,48 @@ static uint64_t mpmc_consume(struct ring_bench_worker* w) {
   }
 }
 
-static void run_mpmc(uint64_t elements) {
-  struct rte_ring* r = rte_ring_create(RING_NAME, RING_BENCH_SLOTS, SOCKET_ID_ANY, 0);
+/* The same loops through the calls that follow the ring's own sync mode
+ * (rte_ring_enqueue_burst, rte_ring_dequeue_burst), for the RTS and HTS
+ * rings DPDK offers for overcommitted cores. */
+static uint64_t mpmc_produce_by_mode(struct ring_bench_worker* w) {
+  struct rte_ring* r = w->ring;
+  uint64_t sent = 0;
+  while (sent < w->share && !ring_bench_mpmc_stopped(w)) {
+    const uint64_t left = w->share - sent;
+    const unsigned k = rte_ring_enqueue_burst(r, objs, left < w->burst ? (unsigned)left : w->burst, NULL);
+    if (k == 0) ring_bench_relax();
+    sent += k;
+  }
+  return sent;
+}
+
+static uint64_t mpmc_consume_by_mode(struct ring_bench_worker* w) {
+  struct rte_ring* r = w->ring;
+  void* out[RING_BENCH_MAX_BURST];
+  uint64_t got = 0;
+  for (;;) {
+    const int last = ring_bench_mpmc_producers_finished(w);
+    const unsigned k = rte_ring_dequeue_burst(r, out, w->burst, NULL);
+    ring_bench_keep(out);
+    got += k;
+    if (k > 0) continue;
+    if (last) return got;
+    ring_bench_relax();
+  }
+}
+
+/* sync: "mt" (rte_ring_create's default, MP/MC calls), "rts" or "hts". */
+static void run_mpmc(uint64_t elements, const char* sync) {
+  const int mt = strcmp(sync, "mt") == 0;
+  const unsigned flags = mt ? 0
+                         : strcmp(sync, "rts") == 0 ? RING_F_MP_RTS_ENQ | RING_F_MC_RTS_DEQ
+                                                    : RING_F_MP_HTS_ENQ | RING_F_MC_HTS_DEQ;
+  struct rte_ring* r = rte_ring_create(RING_NAME, RING_BENCH_SLOTS, SOCKET_ID_ANY, flags);
   if (!r) die("rte_ring_create failed");
   for (int i = 0; i < RING_BENCH_MPMC_CASES; ++i) {
     struct ring_bench_mpmc_result res;
-    if (ring_bench_mpmc_run(r, ring_bench_mpmc_bursts[i], elements, mpmc_produce, mpmc_consume, &res) != 0)
+    if (ring_bench_mpmc_run(r, ring_bench_mpmc_bursts[i], elements, mt ? mpmc_produce : mpmc_produce_by_mode,
+                            mt ? mpmc_consume : mpmc_consume_by_mode, &res) != 0)
       die("the consumers did not get every element exactly once");
     char name[64];
     ring_bench_row_name(name, sizeof name, "4p4c", 1, ring_bench_mpmc_bursts[i]);
@@ -226,7 +262,7 @@ static void run_mpmc(uint64_t elements) {
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    fprintf(stderr, "usage: dpdk-ring-bench mpmc ELEMENTS [EAL options]\n"
+    fprintf(stderr, "usage: dpdk-ring-bench mpmc|mpmc-rts|mpmc-hts ELEMENTS [EAL options]\n"
                     "       dpdk-ring-bench producer|consumer TRIALS_FILE [EAL options]\n");
     return 2;
   }
@@ -243,7 +279,9 @@ int main(int argc, char** argv) {
   for (unsigned i = 0; i < RING_BENCH_MAX_BURST; ++i) objs[i] = (void*)(uintptr_t)(i + 1);
   if (strcmp(mode, "producer") == 0) run_producer(arg);
   else if (strcmp(mode, "consumer") == 0) run_consumer(arg);
-  else if (strcmp(mode, "mpmc") == 0) run_mpmc(elements);
+  else if (strcmp(mode, "mpmc") == 0) run_mpmc(elements, "mt");
+  else if (strcmp(mode, "mpmc-rts") == 0) run_mpmc(elements, "rts");
+  else if (strcmp(mode, "mpmc-hts") == 0) run_mpmc(elements, "hts");
   else {
     fprintf(stderr, "dpdk-ring-bench: unknown mode '%s'\n", mode);
     return 2;

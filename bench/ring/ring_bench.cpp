@@ -85,6 +85,9 @@ struct Settings {
   uint64_t rounds = kDefaultRounds;            // local and pair rows: trials per side and row
   uint64_t trial_elements = kDefaultTrialElements;
   bool mpod_only = false;  // skip DPDK's side (quicker A/B runs of two mpod builds)
+  // DPDK's 4p4c ring: "mt" (rte_ring_create's default), or the "rts" or
+  // "hts" sync modes DPDK offers for overcommitted cores.
+  std::string dpdk_mpmc_sync = "mt";
 };
 
 bool wants(const Settings& st, const char* section) {
@@ -376,7 +379,10 @@ void run_once(MpodSide& m, const Scratch& s, const Settings& st, int rep, Result
   };
   const uint64_t n = st.elements;
   const Section sections[] = {
-      {"4p4c", [&] { return mpod_mpmc(m.mpmc, n); }, [&] { return dpdk_single(s, "mpmc", n, mpmc_timeout_s()); },
+      {"4p4c", [&] { return mpod_mpmc(m.mpmc, n); }, [&] {
+         const std::string mode = st.dpdk_mpmc_sync == "mt" ? "mpmc" : "mpmc-" + st.dpdk_mpmc_sync;
+         return dpdk_single(s, mode.c_str(), n, mpmc_timeout_s());
+       },
        s.have_dpdk},
   };
   const bool dpdk_first = rep % 2 == 1;
@@ -457,6 +463,11 @@ void report(const Results& results, const Settings& st, const Scratch& s) {
   std::printf("Runs are bimodal: a thread preempted between claiming and publishing may stall its side for a time "
               "slice or more, or no thread is preempted at a bad moment and the run flies. best: each side's best run; "
               "median: its median run; all runs: everything it moved / all the time it took.\n");
+  std::printf("DPDK's ring: %s.\n", st.dpdk_mpmc_sync == "mt"
+                                         ? "rte_ring_create's default MP/MC sync, rte_ring_mp_enqueue_burst/mc_dequeue_burst"
+                                         : st.dpdk_mpmc_sync == "rts"
+                                               ? "RTS sync (RING_F_MP_RTS_ENQ | RING_F_MC_RTS_DEQ), rte_ring_enqueue_burst/dequeue_burst"
+                                               : "HTS sync (RING_F_MP_HTS_ENQ | RING_F_MC_HTS_DEQ), rte_ring_enqueue_burst/dequeue_burst");
   std::printf("ratio = mpod Mpps / DPDK Mpps: above 1, mpod is faster.\n\n");
   std::vector<std::vector<std::string>> t = {{"test", "sync", "burst", "unit", "mpod best", "DPDK best", "ratio",
                                               "mpod median", "DPDK median", "ratio", "mpod all runs", "DPDK all runs",
@@ -504,6 +515,7 @@ Settings parse_args(int argc, char** argv) {
                 {value_option("--elements=", st.elements), value_option("--repeat=", st.repeat),
                  value_option("--sections=", st.sections), value_option("--rounds=", st.rounds),
                  value_option("--trial-elements=", st.trial_elements),
+                 value_option("--dpdk-mpmc-sync=", st.dpdk_mpmc_sync),
                  {"--mpod-only", [&](const std::string&) { st.mpod_only = true; }},
                  {"--quick", [&](const std::string&) {
                     st.elements = kQuickElements, st.repeat = 1;
@@ -514,10 +526,15 @@ Settings parse_args(int argc, char** argv) {
                                "usage: mpod-bench-ring [--rounds=R (default %llu)] [--trial-elements=N (default %llu)]\n"
                                "                       [--elements=N (default %llu)] [--repeat=R (default %d)] [--quick]\n"
                                "                       [--sections=local,pair,4p4c (default: all)] [--mpod-only]\n"
+                               "                       [--dpdk-mpmc-sync=mt|rts|hts (DPDK's 4p4c ring; default mt)]\n"
                                "  local, pair: --rounds rounds of interleaved trials of --trial-elements each; 4p4c: --repeat runs of --elements\n",
                                (unsigned long long)kDefaultRounds, (unsigned long long)kDefaultTrialElements,
                                (unsigned long long)kDefaultElements, kDefaultRepeat);
                 });
+  if (st.dpdk_mpmc_sync != "mt" && st.dpdk_mpmc_sync != "rts" && st.dpdk_mpmc_sync != "hts") {
+    std::fprintf(stderr, "mpod-bench-ring: --dpdk-mpmc-sync=%s: give mt, rts or hts\n", st.dpdk_mpmc_sync.c_str());
+    std::exit(2);
+  }
   // Every burst and each producer's share must divide the count.
   st.elements = std::max<uint64_t>(RING_BENCH_ELEM_GRAIN, st.elements / RING_BENCH_ELEM_GRAIN * RING_BENCH_ELEM_GRAIN);
   st.repeat = std::max(1, st.repeat);
