@@ -183,62 +183,40 @@ static void run_consumer(const char* trials_file) {
 
 /* ---- mpmc: 4 producers and 4 consumers in this process ---- */
 
-static uint64_t mpmc_produce(struct ring_bench_worker* w) {
-  struct rte_ring* r = w->ring;
-  uint64_t sent = 0;
-  while (sent < w->share && !ring_bench_mpmc_stopped(w)) {
-    const uint64_t left = w->share - sent;
-    const unsigned k = rte_ring_mp_enqueue_burst(r, objs, left < w->burst ? (unsigned)left : w->burst, NULL);
-    if (k == 0) ring_bench_relax();
-    sent += k;
-  }
-  return sent;
-}
-
-static uint64_t mpmc_consume(struct ring_bench_worker* w) {
-  struct rte_ring* r = w->ring;
-  void* out[RING_BENCH_MAX_BURST];
-  uint64_t got = 0;
-  for (;;) {
-    const int last = ring_bench_mpmc_producers_finished(w);
-    const unsigned k = rte_ring_mc_dequeue_burst(r, out, w->burst, NULL);
-    ring_bench_keep(out);
-    got += k;
-    if (k > 0) continue;
-    if (last) return got;
-    ring_bench_relax();
-  }
-}
-
-/* The same loops through the calls that follow the ring's own sync mode
- * (rte_ring_enqueue_burst, rte_ring_dequeue_burst), for the RTS and HTS
+/* A producer's and a consumer's loop, calling ENQ and DEQ (DPDK's burst
+ * calls): mpmc_produce/mpmc_consume force MP/MC (rte_ring_mp_enqueue_burst,
+ * rte_ring_mc_dequeue_burst); the _by_mode pair follows the ring's own sync
+ * mode (rte_ring_enqueue_burst, rte_ring_dequeue_burst), for the RTS and HTS
  * rings DPDK offers for overcommitted cores. */
-static uint64_t mpmc_produce_by_mode(struct ring_bench_worker* w) {
-  struct rte_ring* r = w->ring;
-  uint64_t sent = 0;
-  while (sent < w->share && !ring_bench_mpmc_stopped(w)) {
-    const uint64_t left = w->share - sent;
-    const unsigned k = rte_ring_enqueue_burst(r, objs, left < w->burst ? (unsigned)left : w->burst, NULL);
-    if (k == 0) ring_bench_relax();
-    sent += k;
+#define MPMC_LOOPS(SUFFIX, ENQ, DEQ)                                                         \
+  static uint64_t mpmc_produce##SUFFIX(struct ring_bench_worker* w) {                       \
+    struct rte_ring* r = w->ring;                                                            \
+    uint64_t sent = 0;                                                                       \
+    while (sent < w->share && !ring_bench_mpmc_stopped(w)) {                                 \
+      const uint64_t left = w->share - sent;                                                 \
+      const unsigned k = ENQ(r, objs, left < w->burst ? (unsigned)left : w->burst, NULL);    \
+      if (k == 0) ring_bench_relax();                                                        \
+      sent += k;                                                                             \
+    }                                                                                        \
+    return sent;                                                                             \
+  }                                                                                          \
+  static uint64_t mpmc_consume##SUFFIX(struct ring_bench_worker* w) {                       \
+    struct rte_ring* r = w->ring;                                                            \
+    void* out[RING_BENCH_MAX_BURST];                                                         \
+    uint64_t got = 0;                                                                        \
+    for (;;) {                                                                               \
+      const int last = ring_bench_mpmc_producers_finished(w);                                \
+      const unsigned k = DEQ(r, out, w->burst, NULL);                                        \
+      ring_bench_keep(out);                                                                  \
+      got += k;                                                                              \
+      if (k > 0) continue;                                                                   \
+      if (last) return got;                                                                  \
+      ring_bench_relax();                                                                    \
+    }                                                                                        \
   }
-  return sent;
-}
 
-static uint64_t mpmc_consume_by_mode(struct ring_bench_worker* w) {
-  struct rte_ring* r = w->ring;
-  void* out[RING_BENCH_MAX_BURST];
-  uint64_t got = 0;
-  for (;;) {
-    const int last = ring_bench_mpmc_producers_finished(w);
-    const unsigned k = rte_ring_dequeue_burst(r, out, w->burst, NULL);
-    ring_bench_keep(out);
-    got += k;
-    if (k > 0) continue;
-    if (last) return got;
-    ring_bench_relax();
-  }
-}
+MPMC_LOOPS(, rte_ring_mp_enqueue_burst, rte_ring_mc_dequeue_burst)
+MPMC_LOOPS(_by_mode, rte_ring_enqueue_burst, rte_ring_dequeue_burst)
 
 /* sync: "mt" (rte_ring_create's default, MP/MC calls), "rts" or "hts". */
 static void run_mpmc(uint64_t elements, const char* sync) {
