@@ -1,6 +1,7 @@
-// mpod-bench-client-server [--packets=N] [--repeat=R] [--payload=BYTES] [--pods]:
-// packets per second of DPDK's client_server_mp workload with 1 server and 2 clients, on
-// mpod (mpod-mp-server, mpod-mp-client) beside DPDK 22.11 (dpdk-client-server,
+// mpod-bench-client-server [--packets=N] [--repeat=R] [--payload=BYTES]
+// [--dpdk-pool-ops=NAME] [--pods]: packets per second of DPDK's
+// client_server_mp workload with 1 server and 2 clients, on mpod
+// (mpod-mp-server, mpod-mp-client) beside DPDK 22.11 (dpdk-client-server,
 // the same program ported back to DPDK), in the same run.
 //
 // Each side: the server (primary) on CPU 0, each client a separate process
@@ -19,7 +20,8 @@
 // forwards what the NIC wrote without touching payloads. --payload=BYTES
 // runs one workload (0: mixed lengths). --dpdk-pool-ops=NAME gives DPDK's
 // pool another mempool handler than rte_mempool_create's default ring_mp_mc
-// (ring_mt_rts, ring_mt_hts: DPDK's answer to preemption on shared CPUs). Both sides run the same per-packet code (dpdk_client_server.c is a
+// (ring_mt_rts, ring_mt_hts: DPDK's answer to preemption on shared CPUs).
+// Both sides run the same per-packet code (dpdk_client_server.c is a
 // line-for-line C port of examples/client_server_mp); before measuring, this
 // program checks that both generate the same packets (a digest of the first
 // packets from DPDK's port against one computed with mpod's packet.hpp).
@@ -264,8 +266,10 @@ struct Workload {
 };
 
 void report(const std::vector<Workload>& ws, const Settings& st, const Scratch& s) {
-  std::string packets;
-  for (const Workload& w : ws) packets += (packets.empty() ? "" : ", ") + std::to_string(packets_for(st, w.payload)) + " (" + workload_name(w.payload) + ")";
+  std::string packets;  // "2000000 (payloads of ...), 10000000 (64-byte frames ...)"
+  for (const Workload& w : ws)
+    packets += (packets.empty() ? "" : ", ") + std::to_string(packets_for(st, w.payload)) + " (" +
+               workload_name(w.payload) + ")";
   std::printf("client_server_mp, 1 server + %u clients (separate processes%s), packets per run %s, burst %u, rings of "
               "%u, 2048-byte buffers, pool cache 256; server on CPU 0, clients on CPU 1; %s.\n",
               kClients, st.pods ? "; mpod's each PID 1 of its own pod" : "", packets.c_str(), kBurst, kRingSize,

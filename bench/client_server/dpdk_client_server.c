@@ -15,8 +15,9 @@
  *     one SP/SC ring of exactly RING_SIZE per client (RING_F_EXACT_SZ: the
  *     same capacity as mpod's Ring::create(RING_SIZE)), the control block;
  *     waits for all C clients; generates N packets exactly as mpod-mp-server
- *     does (4096 flows, splitmix64 generator, payload of 46..1500 bytes, or of
- *     PAYLOAD bytes if not 0, filled 8 bytes at a time and checksummed, flow hash % C picks the client, bursts
+ *     does (4096 flows, splitmix64 generator, payload of 46..1500 bytes, or
+ *     of PAYLOAD bytes if not 0, filled 8 bytes at a time and checksummed,
+ *     flow hash % C picks the client, bursts
  *     of BURST, a full ring drops and gives the buffers back, control block
  *     counters published after every burst); says finish; waits until every
  *     client has drained its ring; checks every buffer is back; prints
@@ -310,7 +311,11 @@ static int run_server(uint32_t clients, uint64_t packets, uint64_t burst, uint64
   /* What rte_mempool_create does, with the handler named rather than the default. */
   srv.pool = rte_mempool_create_empty(POOL_NAME, (unsigned)n, BUF_SIZE, POOL_CACHE, 0, SOCKET_ID_ANY, 0);
   if (!srv.pool) die("rte_mempool_create_empty failed");
-  if (rte_mempool_set_ops_byname(srv.pool, pool_ops, NULL) != 0) die("rte_mempool_set_ops_byname failed (unknown POOL_OPS?)");
+  if (rte_mempool_set_ops_byname(srv.pool, pool_ops, NULL) != 0) {
+    char what[160];
+    snprintf(what, sizeof what, "no mempool handler '%s' (POOL_OPS): give ring_mp_mc, ring_mt_rts or ring_mt_hts", pool_ops);
+    die(what);
+  }
   if (rte_mempool_populate_default(srv.pool) < 0) die("rte_mempool_populate_default failed");
   for (uint32_t k = 0; k < clients; ++k) {
     char name[RTE_RING_NAMESIZE];

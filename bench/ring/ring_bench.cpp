@@ -463,11 +463,11 @@ void report(const Results& results, const Settings& st, const Scratch& s) {
   std::printf("Runs are bimodal: a thread preempted between claiming and publishing may stall its side for a time "
               "slice or more, or no thread is preempted at a bad moment and the run flies. best: each side's best run; "
               "median: its median run; all runs: everything it moved / all the time it took.\n");
-  std::printf("DPDK's ring: %s.\n", st.dpdk_mpmc_sync == "mt"
-                                         ? "rte_ring_create's default MP/MC sync, rte_ring_mp_enqueue_burst/mc_dequeue_burst"
-                                         : st.dpdk_mpmc_sync == "rts"
-                                               ? "RTS sync (RING_F_MP_RTS_ENQ | RING_F_MC_RTS_DEQ), rte_ring_enqueue_burst/dequeue_burst"
-                                               : "HTS sync (RING_F_MP_HTS_ENQ | RING_F_MC_HTS_DEQ), rte_ring_enqueue_burst/dequeue_burst");
+  const char* dpdk_ring =
+      st.dpdk_mpmc_sync == "mt"    ? "rte_ring_create's default MP/MC sync, rte_ring_mp_enqueue_burst/mc_dequeue_burst"
+      : st.dpdk_mpmc_sync == "rts" ? "RTS sync (RING_F_MP_RTS_ENQ | RING_F_MC_RTS_DEQ), rte_ring_enqueue/dequeue_burst"
+                                   : "HTS sync (RING_F_MP_HTS_ENQ | RING_F_MC_HTS_DEQ), rte_ring_enqueue/dequeue_burst";
+  std::printf("DPDK's ring: %s.\n", dpdk_ring);
   std::printf("ratio = mpod Mpps / DPDK Mpps: above 1, mpod is faster.\n\n");
   std::vector<std::vector<std::string>> t = {{"test", "sync", "burst", "unit", "mpod best", "DPDK best", "ratio",
                                               "mpod median", "DPDK median", "ratio", "mpod all runs", "DPDK all runs",
