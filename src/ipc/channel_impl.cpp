@@ -79,6 +79,7 @@ ChannelImpl::ChannelImpl(std::string domain_dir, ProcessInfo self, mode_t mode)
   inbox_ = mailbox::Mailbox::create(mailbox_path(domain_, self_.id), mode);
   socket_ = os::bind_datagram_socket(socket_path_, mode);
   stop_event_ = os::make_event();
+  monitor_stop_ = os::make_event();
   for (int b = int(mailbox::kBoxes) - 1; b >= 0; --b) free_boxes_.push_back(b);
   // The peers alive now are known without events; subscribers hear of changes.
   for (auto& p : registry::list(domain_))
@@ -90,6 +91,7 @@ ChannelImpl::ChannelImpl(std::string domain_dir, ProcessInfo self, mode_t mode)
 ChannelImpl::~ChannelImpl() {
   stopping_.store(true);
   os::signal_event(stop_event_.get());
+  os::signal_event(monitor_stop_.get());
   if (receiver_.joinable()) receiver_.join();
   if (monitor_.joinable()) monitor_.join();
   // Whoever still waits is told; async completions are dropped with the channel.

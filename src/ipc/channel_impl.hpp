@@ -125,6 +125,10 @@ class ChannelImpl final : public Channel {
   mailbox::MailboxPtr inbox_;
   os::Fd socket_;
   os::Fd stop_event_;
+  // Signalled once, when the channel shuts down, so the monitor's wait for its
+  // next scan ends at once rather than after up to a period (stop_event_ is
+  // the receive thread's and is drained by it).
+  os::Fd monitor_stop_;
   std::atomic<bool> stopping_{false};
 
   mutable std::mutex mu_;  // pending_, ready_, next_id_
