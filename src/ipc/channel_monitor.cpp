@@ -17,6 +17,7 @@ using namespace channel_detail;
 // ---- peers ----
 
 void ChannelImpl::monitor_loop() {
+  registry::Scanner registry_scan(domain_);
   while (!stopping_.load()) {
     // A period, or until the channel shuts down: a process's exit never
     // waits for the monitor's next scan (it did, up to 20 ms, before).
@@ -25,7 +26,7 @@ void ChannelImpl::monitor_loop() {
     std::vector<std::pair<ProcessInfo, PeerEvent>> events;
     try {
       std::map<std::string, ProcessInfo> now;
-      for (auto& p : registry::list(domain_))
+      for (auto& p : registry_scan.scan())
         if (!(p.id == self_.id)) now.emplace(p.id.hex(), p);
       std::lock_guard g(peers_mu_);
       for (auto& [hex, p] : now)

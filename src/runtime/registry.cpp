@@ -156,6 +156,31 @@ std::vector<ProcessInfo> list(const std::string& domain_dir) {
   return out;
 }
 
+std::vector<ProcessInfo> Scanner::scan() {
+  std::vector<ProcessInfo> out;
+  std::map<std::string, Entry> seen;
+  for (auto& name : os::list_dir(dir_)) {
+    if (!is_registration_name(name)) continue;
+    const std::string path = dir_ + "/" + name;
+    auto it = open_.find(name);
+    if (it == open_.end()) {
+      os::Fd fd = os::try_open_file(path, O_RDONLY);
+      if (!fd) continue;  // removed since the listing
+      auto info = parse(os::read_all(fd.get(), path));
+      if (!info) MPOD_LOG(runtime, warning, "ignoring unreadable registration %s", path.c_str());
+      it = open_.emplace(name, Entry{std::move(info), std::move(fd)}).first;
+    }
+    Entry& e = it->second;
+    if (e.info) {
+      e.info->alive = os::is_locked_by_other(e.fd.get(), os::LockKind::shared, path);
+      out.push_back(*e.info);
+    }
+    seen.insert(open_.extract(it));
+  }
+  open_ = std::move(seen);  // what left the directory is closed here
+  return out;
+}
+
 std::optional<ProcessInfo> find(const std::string& domain_dir, const ProcessId& id) {
   return read_entry(procs_dir(domain_dir) + "/" + id.hex());
 }

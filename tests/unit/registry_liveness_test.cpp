@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 #include <set>
 
 #include "src/os/os.hpp"
@@ -120,6 +121,48 @@ TEST(Registry, KilledProcessIsDeadAndReapedExactlyOnce) {
   ProcessId reaped_id;
   EXPECT_EQ(registry::reap(dir.path(), [&](const ProcessInfo& pi) { reaped_id = pi.id; }).size(), 1u);
   EXPECT_EQ(reaped_id, live.id);
+}
+
+// The monitor's scanner keeps registrations open between scans: it must
+// still see arrivals, deaths (lock released, file still there), removals,
+// and skip unreadable files, exactly as list() does.
+TEST(Registry, ScannerSeesArrivalsDeathsAndRemovalsAsListDoes) {
+  TempDir dir;
+  std::filesystem::create_directory(registry::procs_dir(dir.path()));
+  registry::Scanner scanner(dir.path());
+  auto as_set = [](const std::vector<ProcessInfo>& v) {
+    std::set<std::pair<std::string, bool>> out;
+    for (auto& p : v) out.insert({p.id.hex(), p.alive});
+    return out;
+  };
+  auto same_as_list = [&](size_t expected) {
+    const auto scanned = scanner.scan();
+    EXPECT_EQ(scanned.size(), expected);
+    EXPECT_EQ(as_set(scanned), as_set(registry::list(dir.path())));
+    return as_set(scanned);
+  };
+  same_as_list(0);
+  auto a = spawn_registered(dir.path(), Role::secondary);
+  auto b = spawn_registered(dir.path(), Role::primary);
+  EXPECT_EQ(same_as_list(2), (std::set<std::pair<std::string, bool>>{{a.id.hex(), true}, {b.id.hex(), true}}));
+  // A file with a registration's name but not a registration's contents.
+  const std::string junk = ProcessId::random().hex();
+  { std::ofstream(registry::procs_dir(dir.path()) + "/" + junk) << "not a registration\n"; }
+  same_as_list(2);
+  kill(a.pid, SIGKILL);
+  waitpid(a.pid, nullptr, 0);
+  EXPECT_EQ(same_as_list(2), (std::set<std::pair<std::string, bool>>{{a.id.hex(), false}, {b.id.hex(), true}}));
+  EXPECT_EQ(registry::reap(dir.path()).size(), 2u);  // the dead one and the unreadable file (unlocked too)
+  EXPECT_EQ(same_as_list(1), (std::set<std::pair<std::string, bool>>{{b.id.hex(), true}}));
+  auto c = spawn_registered(dir.path(), Role::secondary);
+  same_as_list(2);
+  for (auto* k : {&b, &c}) {
+    kill(k->pid, SIGKILL);
+    waitpid(k->pid, nullptr, 0);
+  }
+  EXPECT_EQ(same_as_list(2), (std::set<std::pair<std::string, bool>>{{b.id.hex(), false}, {c.id.hex(), false}}));
+  EXPECT_EQ(registry::reap(dir.path()).size(), 2u);
+  same_as_list(0);
 }
 
 TEST(Registry, IdsAreUniqueAcrossManyConcurrentRegistrations) {
