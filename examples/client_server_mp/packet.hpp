@@ -6,8 +6,8 @@
 // payload) followed by the payload, whose bytes are a function of the
 // sequence number. Payloads are 46..1500 bytes, Ethernet's range: each drawn
 // from it by default, or all of one length (46: minimum-size 64-byte frames,
-// the size packet rates are usually quoted at). The flow's hash picks the client (hash % clients), as the
-// NIC's RSS hash does in DPDK's example.
+// the size packet rates are usually quoted at). The flow's hash picks the
+// client (hash % clients), as the NIC's RSS hash does in DPDK's example.
 #pragma once
 
 #include <cstdint>

@@ -43,6 +43,7 @@ class Registration {
 // Every registration, liveness tested now. Unreadable entries are skipped with a log line.
 std::vector<ProcessInfo> list(const std::string& domain_dir);
 std::optional<ProcessInfo> find(const std::string& domain_dir, const ProcessId& id);
+bool is_alive(const std::string& domain_dir, const ProcessId& id);
 
 // list(), scan after scan, for a thread that watches the registry (the
 // channel's monitor, every 20 ms). It keeps open each registration it has
@@ -67,7 +68,6 @@ class Scanner {
   std::string dir_;
   std::map<std::string, Entry> open_;  // by file name
 };
-bool is_alive(const std::string& domain_dir, const ProcessId& id);
 
 // Removes the registration of every dead process, calling `on_reaped` with
 // each after its file is gone (to remove that process's other files).
