@@ -83,9 +83,10 @@ struct Settings {
 };
 
 // Packets per run: 64-byte frames go about 4x as fast as mixed lengths, so
-// they get 5x the packets, and a run of either lasts about as long (0.5-1 s).
+// they get 5x the packets, and a run of either lasts about as long (0.5-1 s);
+// other fixed lengths get what mixed lengths get.
 uint64_t packets_for(const Settings& st, uint32_t payload) {
-  return st.packets ? st.packets : payload == 0 ? kDefaultPackets : 5 * kDefaultPackets;
+  return st.packets ? st.packets : payload == csmp::kMinPayload ? 5 * kDefaultPackets : kDefaultPackets;
 }
 
 std::string workload_name(uint32_t payload) {
@@ -324,7 +325,7 @@ Settings parse_args(int argc, char** argv) {
   Settings st;
   uint64_t payload = UINT64_MAX;
   auto usage = [] {
-    std::fprintf(stderr, "usage: mpod-bench-client-server [--packets=N (default %llu, 64-byte frames %llu)] "
+    std::fprintf(stderr, "usage: mpod-bench-client-server [--packets=N per run (default or 0: %llu, 64-byte frames %llu)] "
                          "[--repeat=R (default %d)] "
                          "[--payload=BYTES (one workload: 46..1500, or 0 for mixed lengths; default: both 0 and 46)] "
                          "[--dpdk-pool-ops=NAME (DPDK's pool's handler, default ring_mp_mc; ring_mt_rts, ring_mt_hts)] "

@@ -312,9 +312,9 @@ static int run_server(uint32_t clients, uint64_t packets, uint64_t burst, uint64
   srv.pool = rte_mempool_create_empty(POOL_NAME, (unsigned)n, BUF_SIZE, POOL_CACHE, 0, SOCKET_ID_ANY, 0);
   if (!srv.pool) die("rte_mempool_create_empty failed");
   if (rte_mempool_set_ops_byname(srv.pool, pool_ops, NULL) != 0) {
-    char what[160];
-    snprintf(what, sizeof what, "no mempool handler '%s' (POOL_OPS): give ring_mp_mc, ring_mt_rts or ring_mt_hts", pool_ops);
-    die(what);
+    fprintf(stderr, "dpdk-client-server: no mempool handler '%s' (POOL_OPS): give ring_mp_mc, ring_mt_rts or ring_mt_hts\n",
+            pool_ops);
+    exit(2);
   }
   if (rte_mempool_populate_default(srv.pool) < 0) die("rte_mempool_populate_default failed");
   for (uint32_t k = 0; k < clients; ++k) {
@@ -493,6 +493,7 @@ static int run_client(uint32_t id, uint32_t burst) {
   struct backoff backoff = {0, 50};
   int finishing = 0;
   uint64_t rx = 0, bad = 0, last_seq = 0;
+  uint32_t min_len = UINT32_MAX, max_len = 0; /* of the good packets, as mpod-mp-client reports them */
   for (;;) {
     const unsigned n = rte_ring_dequeue_burst(ring, bufs, burst, NULL);
     if (n == 0) {
@@ -515,6 +516,10 @@ static int run_client(uint32_t id, uint32_t burst) {
       if (verify_packet(bufs[i], clients, id, &last_seq, rx + i == 0) != V_OK) {
         ++bad;
         __atomic_store_n(&slot->bad, bad, __ATOMIC_RELAXED);
+      } else {
+        const uint32_t len = ((const struct packet_header*)bufs[i])->len;
+        if (len < min_len) min_len = len;
+        if (len > max_len) max_len = len;
       }
       bufs[keep++] = bufs[i];
     }
@@ -524,6 +529,7 @@ static int run_client(uint32_t id, uint32_t burst) {
   }
   rte_mempool_cache_flush(NULL, pool);
   __atomic_store_n(&slot->state, S_DONE, __ATOMIC_RELEASE);
+  if (min_len <= max_len) printf("client %u: payloads of %u..%u bytes\n", id, min_len, max_len);
   printf("summary role=client id=%u rx=%llu bad=%llu pid=%d\n", id, (unsigned long long)rx, (unsigned long long)bad,
          getpid());
   return bad ? 1 : 0;

@@ -492,7 +492,10 @@ void report(const Results& results, const Settings& st, const Scratch& s) {
     const Measured m = summarise(runs.mpod, false), d = summarise(runs.dpdk, false);
     const Measured mm = summarise(runs.mpod, true), dm = summarise(runs.dpdk, true);
     const double om = overall(runs.mpod), od = overall(runs.dpdk);
-    t.push_back({label, multi ? "MP/MC" : "SP/SC", std::to_string(burst), mpps ? "Mpps" : "ns/elem", cell(m, mpps),
+    const std::string sync = !multi                         ? "SP/SC"
+                             : st.dpdk_mpmc_sync == "mt" ? "MP/MC"
+                                                         : "MP/MC, DPDK " + std::string(st.dpdk_mpmc_sync == "rts" ? "RTS" : "HTS");
+    t.push_back({label, sync, std::to_string(burst), mpps ? "Mpps" : "ns/elem", cell(m, mpps),
                  cell(d, mpps), fmt(d.ns_per_elem / m.ns_per_elem, 2), cell(mm, mpps), cell(dm, mpps),
                  fmt(dm.ns_per_elem / mm.ns_per_elem, 2), fmt(om, 1), fmt(od, 1), fmt(om / od, 2)});
     if (!runs.mpod.empty() || !runs.dpdk.empty())

@@ -7,7 +7,8 @@
 // client K in the control block, then dequeues bursts from its ring
 // MProc_Client_<K>, checks every packet (payload checksum, length, that its
 // flow hashes to K, sequence numbers increasing), reads all of its data and
-// gives the buffer back to the pool. When the server says finish and its
+// gives the buffer back to the pool. Before the summary it prints the
+// shortest and longest payload it received. When the server says finish and its
 // ring is empty, it gives back its cached buffers and prints, as its last line,
 //
 //   summary role=client id=<K> rx=<packets> bad=<bad packets> pid=<pid in its namespace>
@@ -15,6 +16,7 @@
 // Exit 0, or 1 if a packet was bad or the server went away without saying
 // finish. SIGINT/SIGTERM: stop now (the server counts what is left in the
 // ring as drops), print the summary, exit 0.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -171,6 +173,9 @@ class Client {
   }
 
   uint64_t rx() const { return rx_; }
+  // Shortest and longest payload of the good packets; min > max if none.
+  uint32_t min_len() const { return min_len_; }
+  uint32_t max_len() const { return max_len_; }
   uint64_t bad() const { return bad_; }
   bool server_gone() const { return server_gone_; }
 
@@ -183,7 +188,13 @@ class Client {
         continue;
       }
       Verdict v = verify_packet(bufs[i], clients_, id_, &last_seq_, rx_ + i == 0);
-      if (v != Verdict::ok) report_bad(bufs[i], verdict_name(v), true);
+      if (v != Verdict::ok) {
+        report_bad(bufs[i], verdict_name(v), true);
+      } else {
+        const uint32_t len = static_cast<const PacketHeader*>(bufs[i])->len;
+        min_len_ = std::min(min_len_, len);
+        max_len_ = std::max(max_len_, len);
+      }
       bufs[keep++] = bufs[i];
     }
     if (keep) pool_.put_bulk(bufs, keep);
@@ -213,6 +224,7 @@ class Client {
   Mempool pool_;
   uint64_t rx_base_;  // what earlier clients with this id received
   uint64_t rx_ = 0, bad_ = 0, last_seq_ = 0;
+  uint32_t min_len_ = UINT32_MAX, max_len_ = 0;
   bool server_gone_ = false;
 };
 
@@ -250,6 +262,8 @@ int main(int argc, char** argv) {
                 rt->self().hostname.c_str(), ring_name(id).c_str());
     const bool finished = client.run();
     client.detach(finished);
+    if (client.min_len() <= client.max_len())
+      std::printf("client %u: payloads of %u..%u bytes\n", id, client.min_len(), client.max_len());
     std::printf("summary role=client id=%u rx=%llu bad=%llu pid=%d\n", id,
                 static_cast<unsigned long long>(client.rx()), static_cast<unsigned long long>(client.bad()),
                 rt->self().pid);

@@ -73,15 +73,16 @@ Config parse(int argc, char** argv, int first) {
   for (examples::AppArgs a(argc, argv, first); !a.done();) {
     if (a.number("--clients", &c.clients, 1, kMaxClients) || a.number("--packets", &c.packets) ||
         a.number("--burst", &c.burst, 1, kMaxBurst) || a.number("--ring-size", &c.ring_size, 1, 1u << 20) ||
-        a.number("--seed", &c.seed) || a.number("--payload", &c.payload, 0, kMaxPayload) ||
+        a.number("--seed", &c.seed) || a.number("--payload", &c.payload) ||
         a.number("--stats-interval", &c.stats, 0, 3600))
       continue;
     a.unknown();
   }
   if (c.clients == 0) throw examples::UsageError("--clients C is required (1 to 32)");
-  if (c.payload != 0 && c.payload < kMinPayload)
-    throw examples::UsageError("--payload " + std::to_string(c.payload) + " is below Ethernet's minimum of " +
-                               std::to_string(kMinPayload) + " bytes: give 46..1500, or 0 for mixed lengths");
+  if (c.payload != 0 && (c.payload < kMinPayload || c.payload > kMaxPayload))
+    throw examples::UsageError("--payload " + std::to_string(c.payload) +
+                               " is not an Ethernet payload size: give 46..1500 bytes (46 makes 64-byte frames), "
+                               "or 0 for lengths drawn per packet");
   if (c.stats == UINT64_MAX) c.stats = c.packets ? 0 : 2;
   return c;
 }

@@ -197,6 +197,12 @@ uint64_t file_size(int fd, const std::string& path) {
   return static_cast<uint64_t>(st.st_size);
 }
 
+bool is_unlinked(int fd, const std::string& path) {
+  struct stat st;
+  if (::fstat(fd, &st) != 0) throw Error(Errc::system, "cannot stat " + path, path, errno);
+  return st.st_nlink == 0;
+}
+
 void truncate_file(int fd, uint64_t size, const std::string& path) {
   int err = detail::take_fault(Op::truncate);
   if (!err && ::ftruncate(fd, static_cast<off_t>(size)) == 0) return;

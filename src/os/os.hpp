@@ -79,6 +79,8 @@ void make_dirs(const std::string& path, mode_t mode);            // mkdir -p; ex
 std::vector<std::string> list_dir(const std::string& path);      // names, without . and ..
 bool path_exists(const std::string& path);
 uint64_t file_size(int fd, const std::string& path_for_errors);
+// True if the open file has no name left (unlinked since it was opened).
+bool is_unlinked(int fd, const std::string& path_for_errors);
 void truncate_file(int fd, uint64_t size, const std::string& path_for_errors);
 // Reserves backing store so later page faults cannot fail with SIGBUS.
 void allocate_file(int fd, uint64_t offset, uint64_t len, const std::string& path_for_errors);

@@ -67,6 +67,9 @@ std::optional<ProcessInfo> read_entry(const std::string& path) {
     return std::nullopt;
   }
   info->alive = os::is_locked_by_other(fd.get(), os::LockKind::shared, path);
+  // Unlocked and unlinked: its owner unregistered after we opened it (a
+  // clean exit, not a death), or a reaper removed it.
+  if (!info->alive && os::is_unlinked(fd.get(), path)) return std::nullopt;
   return info;
 }
 
@@ -158,24 +161,50 @@ std::vector<ProcessInfo> list(const std::string& domain_dir) {
 
 std::vector<ProcessInfo> Scanner::scan() {
   std::vector<ProcessInfo> out;
+  size_t kept = 0;
+  for (const auto& [name, e] : open_) kept += bool(e.fd);
   std::map<std::string, Entry> seen;
   for (auto& name : os::list_dir(dir_)) {
     if (!is_registration_name(name)) continue;
     const std::string path = dir_ + "/" + name;
-    auto it = open_.find(name);
-    if (it == open_.end()) {
-      os::Fd fd = os::try_open_file(path, O_RDONLY);
-      if (!fd) continue;  // removed since the listing
-      auto info = parse(os::read_all(fd.get(), path));
-      if (!info) MPOD_LOG(runtime, warning, "ignoring unreadable registration %s", path.c_str());
-      it = open_.emplace(name, Entry{std::move(info), std::move(fd)}).first;
+    Entry entry;  // what an earlier scan learnt of it, if anything
+    if (auto it = open_.find(name); it != open_.end()) {
+      entry = std::move(it->second);
+      open_.erase(it);
     }
-    Entry& e = it->second;
-    if (e.info) {
-      e.info->alive = os::is_locked_by_other(e.fd.get(), os::LockKind::shared, path);
-      out.push_back(*e.info);
+    try {
+      os::Fd scan_fd;  // this scan's descriptor of a registration not kept open
+      if (!entry.info && !entry.unreadable) {  // new: read it once
+        os::Fd fd = os::try_open_file(path, O_RDONLY);
+        if (!fd) continue;  // removed since the listing
+        entry.info = parse(os::read_all(fd.get(), path));
+        if (!entry.info) throw Error(Errc::invalid_argument, "its contents are not a registration", path);
+        if (kept < max_kept_open_) {
+          entry.fd = std::move(fd);
+          ++kept;
+        } else {
+          scan_fd = std::move(fd);
+        }
+      } else if (entry.info && !entry.fd) {
+        scan_fd = os::try_open_file(path, O_RDONLY);
+        if (!scan_fd) continue;  // removed since the listing
+      }
+      if (entry.info) {
+        const int fd = entry.fd ? entry.fd.get() : scan_fd.get();
+        entry.info->alive = os::is_locked_by_other(fd, os::LockKind::shared, path);
+        // Unlocked and unlinked: its owner unregistered (or a reaper removed
+        // it) since the listing. Not reported, as if it had not been listed:
+        // a clean exit must not look like a crash.
+        if (!entry.info->alive && os::is_unlinked(fd, path)) continue;
+        out.push_back(*entry.info);
+      }
+    } catch (const Error& e) {
+      MPOD_LOG(runtime, warning, "ignoring %s in the process registry: %s; if no process of this domain uses it, "
+               "remove it", path.c_str(), e.what());
+      entry = Entry{};
+      entry.unreadable = true;
     }
-    seen.insert(open_.extract(it));
+    seen.emplace(name, std::move(entry));
   }
   open_ = std::move(seen);  // what left the directory is closed here
   return out;

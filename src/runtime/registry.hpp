@@ -52,20 +52,29 @@ bool is_alive(const std::string& domain_dir, const ProcessId& id);
 // system calls a scan instead of 20). A registration's contents never change
 // once it has its name, so what was read stays right; liveness is tested on
 // every scan. A file that disappears from the directory is closed at the next
-// scan. One scanner per thread.
+// scan. At most `max_kept_open` files stay open, so a domain of thousands of
+// processes does not use up a process's descriptors (often 1024); those past
+// it are opened for their lock test on each scan (their contents still read
+// once). One scanner per thread.
 class Scanner {
  public:
-  explicit Scanner(const std::string& domain_dir) : dir_(procs_dir(domain_dir)) {}
-  // Every registration, liveness tested now, as list() returns them.
-  // Unreadable entries are skipped, with one log line each.
+  static constexpr size_t kMaxKeptOpen = 64;
+  explicit Scanner(const std::string& domain_dir, size_t max_kept_open = kMaxKeptOpen)
+      : dir_(procs_dir(domain_dir)), max_kept_open_(max_kept_open) {}
+  // Every registration, liveness tested now, as list() returns them, except
+  // that one found unlocked and already unlinked is left out (its owner
+  // exited while the scan ran: not a crash). An entry that cannot be opened,
+  // read or parsed is skipped, with one log line, for as long as it stays.
   std::vector<ProcessInfo> scan();
 
  private:
   struct Entry {
-    std::optional<ProcessInfo> info;  // nullopt: unreadable (logged once)
-    os::Fd fd;
+    std::optional<ProcessInfo> info;  // read once
+    os::Fd fd;                        // empty past max_kept_open_: opened on each scan
+    bool unreadable = false;          // logged once, then skipped
   };
   std::string dir_;
+  size_t max_kept_open_;
   std::map<std::string, Entry> open_;  // by file name
 };
 

@@ -74,8 +74,10 @@ class ExamplesClientServer : public ExamplesTest {
 
     auto codes = wait_all(procs, std::chrono::seconds(60));
     uint64_t rx_sum = 0;
+    client_outputs_.clear();
     for (int k = 0; k < clients; ++k) {
       const std::string out = procs[k].output();
+      client_outputs_.push_back(out);
       ASSERT_EQ(codes[k], 0) << "client " << k << ":\n" << out << "\nserver:\n" << procs.back().output();
       std::smatch m;
       const std::string line = summary_line(out);
@@ -100,20 +102,39 @@ class ExamplesClientServer : public ExamplesTest {
     EXPECT_TRUE(no_registrations_left());
   }
 
-  std::string server_output_;  // of the last run_across_pods
+  // Of the last run_across_pods (empty if it was skipped).
+  std::string server_output_;
+  std::vector<std::string> client_outputs_;  // by client id
 };
 
-TEST_F(ExamplesClientServer, FourClientsInPodsNoHuge) { run_across_pods({"--no-huge"}, 200000); }
+TEST_F(ExamplesClientServer, FourClientsInPodsNoHuge) {
+  run_across_pods({"--no-huge"}, 200000);
+  if (IsSkipped() || HasFatalFailure()) return;
+  // Lengths drawn per packet: each client saw a spread within Ethernet's payload sizes.
+  for (const std::string& out : client_outputs_) {
+    std::smatch m;
+    ASSERT_TRUE(std::regex_search(out, m, std::regex("payloads of ([0-9]+)\\.\\.([0-9]+) bytes"))) << out;
+    EXPECT_GE(std::stoul(m[1]), 46u) << out;
+    EXPECT_LE(std::stoul(m[2]), 1500u) << out;
+    EXPECT_LT(std::stoul(m[1]), std::stoul(m[2])) << out;
+  }
+}
 
-// Minimum-size frames: every payload 46 bytes, each checked by its client.
+// Minimum-size frames: every payload 46 bytes, as each client reports.
 TEST_F(ExamplesClientServer, FourClientsInPods64ByteFrames) {
   run_across_pods({"--no-huge"}, 400000, 4, {"--payload", "46"});
+  if (IsSkipped() || HasFatalFailure()) return;
   EXPECT_TRUE(contains(server_output_, "payloads of 46 bytes")) << server_output_;
+  ASSERT_EQ(client_outputs_.size(), 4u);
+  for (size_t k = 0; k < client_outputs_.size(); ++k)
+    EXPECT_TRUE(contains(client_outputs_[k], "client " + std::to_string(k) + ": payloads of 46..46 bytes"))
+        << client_outputs_[k];
 }
 
 TEST_F(ExamplesClientServer, FourClientsInPodsHugepages) {
   MPOD_SKIP_UNLESS(cannot_use_hugepages(64));
   run_across_pods({}, 200000);
+  if (IsSkipped() || HasFatalFailure()) return;
   EXPECT_EQ(page_files(prefix_), 0u) << "the last process out removes the hugepage files";
 }
 
@@ -153,10 +174,10 @@ TEST_F(ExamplesClientServer, MistakesAreExplained) {
   EXPECT_TRUE(contains(r.output, "--clients needs a whole number from 1 to 32, got '40'")) << r.output;
   r = run(example("mpod-mp-server", {"--no-huge"}, {"--clients", "1", "--payload", "45"}));
   EXPECT_EQ(r.code, 2);
-  EXPECT_TRUE(contains(r.output, "--payload 45 is below Ethernet's minimum of 46 bytes")) << r.output;
+  EXPECT_TRUE(contains(r.output, "--payload 45 is not an Ethernet payload size: give 46..1500 bytes")) << r.output;
   r = run(example("mpod-mp-server", {"--no-huge"}, {"--clients", "1", "--payload", "1501"}));
   EXPECT_EQ(r.code, 2);
-  EXPECT_TRUE(contains(r.output, "--payload needs a whole number from 0 to 1500, got '1501'")) << r.output;
+  EXPECT_TRUE(contains(r.output, "--payload 1501 is not an Ethernet payload size: give 46..1500 bytes")) << r.output;
   r = run(example("mpod-mp-client", {"--no-huge"}, {"--client-id", "0"}));  // no server, no --wait-primary
   EXPECT_EQ(r.code, 1);
   EXPECT_TRUE(contains(r.output, "no primary is running")) << r.output;

@@ -123,15 +123,26 @@ TEST(Registry, KilledProcessIsDeadAndReapedExactlyOnce) {
   EXPECT_EQ(reaped_id, live.id);
 }
 
-// The monitor's scanner keeps registrations open between scans: it must
-// still see arrivals, deaths (lock released, file still there), removals,
-// and skip unreadable files, exactly as list() does.
-TEST(Registry, ScannerSeesArrivalsDeathsAndRemovalsAsListDoes) {
+// Descriptors this process has open (the listing's own included, the same each time).
+size_t open_fds() {
+  const auto it = std::filesystem::directory_iterator("/proc/self/fd");
+  return size_t(std::distance(std::filesystem::begin(it), std::filesystem::end(it)));
+}
+
+// The monitor's scanner keeps registrations open between scans (up to a
+// limit, past which it opens them on each scan): either way it must see
+// arrivals, deaths (lock released, file still there), clean exits and
+// removals exactly as list() does, skip what is not a registration without
+// failing the scan, and close what it no longer needs.
+void scanner_agrees_with_list(size_t max_kept_open) {
   TempDir dir;
-  std::filesystem::create_directory(registry::procs_dir(dir.path()));
-  registry::Scanner scanner(dir.path());
+  const std::string procs = registry::procs_dir(dir.path());
+  std::filesystem::create_directory(procs);
+  const size_t fds_before = open_fds();
+  registry::Scanner scanner(dir.path(), max_kept_open);
+  using Seen = std::set<std::pair<std::string, bool>>;
   auto as_set = [](const std::vector<ProcessInfo>& v) {
-    std::set<std::pair<std::string, bool>> out;
+    Seen out;
     for (auto& p : v) out.insert({p.id.hex(), p.alive});
     return out;
   };
@@ -144,26 +155,45 @@ TEST(Registry, ScannerSeesArrivalsDeathsAndRemovalsAsListDoes) {
   same_as_list(0);
   auto a = spawn_registered(dir.path(), Role::secondary);
   auto b = spawn_registered(dir.path(), Role::primary);
-  EXPECT_EQ(same_as_list(2), (std::set<std::pair<std::string, bool>>{{a.id.hex(), true}, {b.id.hex(), true}}));
+  EXPECT_EQ(same_as_list(2), (Seen{{a.id.hex(), true}, {b.id.hex(), true}}));
+  EXPECT_LE(open_fds(), fds_before + std::min<size_t>(2, max_kept_open));
   // A file with a registration's name but not a registration's contents.
   const std::string junk = ProcessId::random().hex();
-  { std::ofstream(registry::procs_dir(dir.path()) + "/" + junk) << "not a registration\n"; }
+  { std::ofstream(procs + "/" + junk) << "not a registration\n"; }
+  same_as_list(2);
+  same_as_list(2);
+  // A directory with a registration's name: list() cannot read it, the scanner skips it.
+  const std::string odd = procs + "/" + ProcessId::random().hex();
+  std::filesystem::create_directory(odd);
+  EXPECT_EQ(as_set(scanner.scan()), (Seen{{a.id.hex(), true}, {b.id.hex(), true}}));
+  std::filesystem::remove(odd);
+  // This process registers, then unregisters cleanly: gone, never dead.
+  {
+    auto me = registry::Registration::create(dir.path(), Role::secondary);
+    EXPECT_TRUE(same_as_list(3).count({me.info().id.hex(), true}));
+    me.unregister();
+  }
   same_as_list(2);
   kill(a.pid, SIGKILL);
   waitpid(a.pid, nullptr, 0);
-  EXPECT_EQ(same_as_list(2), (std::set<std::pair<std::string, bool>>{{a.id.hex(), false}, {b.id.hex(), true}}));
-  EXPECT_EQ(registry::reap(dir.path()).size(), 2u);  // the dead one and the unreadable file (unlocked too)
-  EXPECT_EQ(same_as_list(1), (std::set<std::pair<std::string, bool>>{{b.id.hex(), true}}));
+  EXPECT_EQ(same_as_list(2), (Seen{{a.id.hex(), false}, {b.id.hex(), true}}));
+  EXPECT_EQ(registry::reap(dir.path()).size(), 2u);  // the dead one and the junk file (unlocked too)
+  EXPECT_EQ(same_as_list(1), (Seen{{b.id.hex(), true}}));
   auto c = spawn_registered(dir.path(), Role::secondary);
   same_as_list(2);
   for (auto* k : {&b, &c}) {
     kill(k->pid, SIGKILL);
     waitpid(k->pid, nullptr, 0);
   }
-  EXPECT_EQ(same_as_list(2), (std::set<std::pair<std::string, bool>>{{b.id.hex(), false}, {c.id.hex(), false}}));
+  EXPECT_EQ(same_as_list(2), (Seen{{b.id.hex(), false}, {c.id.hex(), false}}));
   EXPECT_EQ(registry::reap(dir.path()).size(), 2u);
   same_as_list(0);
+  EXPECT_EQ(open_fds(), fds_before) << "the scanner closes the registrations that are gone";
 }
+
+TEST(Registry, ScannerKeepingFilesOpenAgreesWithList) { scanner_agrees_with_list(registry::Scanner::kMaxKeptOpen); }
+
+TEST(Registry, ScannerPastItsOpenFileLimitAgreesWithList) { scanner_agrees_with_list(1); }
 
 TEST(Registry, IdsAreUniqueAcrossManyConcurrentRegistrations) {
   TempDir dir;
