@@ -7,9 +7,10 @@
 // client K in the control block, then dequeues bursts from its ring
 // MProc_Client_<K>, checks every packet (payload checksum, length, that its
 // flow hashes to K, sequence numbers increasing), reads all of its data and
-// gives the buffer back to the pool. Before the summary it prints the
-// shortest and longest payload it received. When the server says finish and its
-// ring is empty, it gives back its cached buffers and prints, as its last line,
+// gives the buffer back to the pool. When the server says finish and its
+// ring is empty, it gives back its cached buffers, prints the shortest and
+// longest payload it received (client K: payloads of MIN..MAX bytes), and
+// prints, as its last line,
 //
 //   summary role=client id=<K> rx=<packets> bad=<bad packets> pid=<pid in its namespace>
 //

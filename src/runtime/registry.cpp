@@ -172,9 +172,9 @@ std::vector<ProcessInfo> Scanner::scan() {
       entry = std::move(it->second);
       open_.erase(it);
     }
-    try {
-      os::Fd scan_fd;  // this scan's descriptor of a registration not kept open
-      if (!entry.info && !entry.unreadable) {  // new: read it once
+    os::Fd scan_fd;  // this scan's descriptor of a registration not kept open
+    if (!entry.info && !entry.unreadable) {  // new here: read it once
+      try {
         os::Fd fd = os::try_open_file(path, O_RDONLY);
         if (!fd) continue;  // removed since the listing
         entry.info = parse(os::read_all(fd.get(), path));
@@ -185,24 +185,26 @@ std::vector<ProcessInfo> Scanner::scan() {
         } else {
           scan_fd = std::move(fd);
         }
-      } else if (entry.info && !entry.fd) {
-        scan_fd = os::try_open_file(path, O_RDONLY);
-        if (!scan_fd) continue;  // removed since the listing
+      } catch (const Error& e) {
+        // Not a registration mpod can use (a directory, another user's
+        // file, junk): remembered, so it is logged once and never stops a scan.
+        MPOD_LOG(runtime, warning, "ignoring %s in the process registry: %s; if no process of this domain uses "
+                 "it, remove it", path.c_str(), e.what());
+        entry = Entry{};
+        entry.unreadable = true;
       }
-      if (entry.info) {
-        const int fd = entry.fd ? entry.fd.get() : scan_fd.get();
-        entry.info->alive = os::is_locked_by_other(fd, os::LockKind::shared, path);
-        // Unlocked and unlinked: its owner unregistered (or a reaper removed
-        // it) since the listing. Not reported, as if it had not been listed:
-        // a clean exit must not look like a crash.
-        if (!entry.info->alive && os::is_unlinked(fd, path)) continue;
-        out.push_back(*entry.info);
-      }
-    } catch (const Error& e) {
-      MPOD_LOG(runtime, warning, "ignoring %s in the process registry: %s; if no process of this domain uses it, "
-               "remove it", path.c_str(), e.what());
-      entry = Entry{};
-      entry.unreadable = true;
+    } else if (entry.info && !entry.fd) {
+      scan_fd = os::try_open_file(path, O_RDONLY);
+      if (!scan_fd) continue;  // removed since the listing
+    }
+    if (entry.info) {
+      const int fd = entry.fd ? entry.fd.get() : scan_fd.get();
+      entry.info->alive = os::is_locked_by_other(fd, os::LockKind::shared, path);
+      // Unlocked and unlinked: its owner unregistered (or a reaper removed
+      // it) since the listing. Not reported, as if it had not been listed:
+      // a clean exit must not look like a crash.
+      if (!entry.info->alive && os::is_unlinked(fd, path)) continue;
+      out.push_back(*entry.info);
     }
     seen.emplace(name, std::move(entry));
   }
