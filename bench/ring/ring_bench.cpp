@@ -78,6 +78,22 @@ constexpr uint64_t kQuickTrialElements = 32'768;
 constexpr uint64_t kMemoryMb = 16;       // each side's primary: 8 hugepages of 2 MB
 constexpr long kHugepagesNeeded = 2 * 8 + 4;  // mpod's and DPDK's primaries are up at once, plus slack
 
+// DPDK's 4p4c ring: the sync modes --dpdk-mpmc-sync names, each with the
+// dpdk-ring-bench mode that runs it and how the report names it.
+struct DpdkMpmcSync {
+  const char* option;  // --dpdk-mpmc-sync=<option>
+  const char* mode;    // dpdk-ring-bench's first argument
+  const char* label;   // the table's sync column
+  const char* ring;    // the line above the table
+};
+constexpr DpdkMpmcSync kDpdkMpmcSyncs[] = {
+    {"mt", "mpmc", "MP/MC", "rte_ring_create's default MP/MC sync, rte_ring_mp_enqueue_burst/mc_dequeue_burst"},
+    {"rts", "mpmc-rts", "MP/MC, DPDK RTS",
+     "RTS sync (RING_F_MP_RTS_ENQ | RING_F_MC_RTS_DEQ), rte_ring_enqueue/dequeue_burst"},
+    {"hts", "mpmc-hts", "MP/MC, DPDK HTS",
+     "HTS sync (RING_F_MP_HTS_ENQ | RING_F_MC_HTS_DEQ), rte_ring_enqueue/dequeue_burst"},
+};
+
 struct Settings {
   uint64_t elements = kDefaultElements;
   int repeat = kDefaultRepeat;
@@ -85,9 +101,9 @@ struct Settings {
   uint64_t rounds = kDefaultRounds;            // local and pair rows: trials per side and row
   uint64_t trial_elements = kDefaultTrialElements;
   bool mpod_only = false;  // skip DPDK's side (quicker A/B runs of two mpod builds)
-  // DPDK's 4p4c ring: "mt" (rte_ring_create's default), or the "rts" or
-  // "hts" sync modes DPDK offers for overcommitted cores.
-  std::string dpdk_mpmc_sync = "mt";
+  // DPDK's 4p4c ring: rte_ring_create's default, or the RTS or HTS sync
+  // modes DPDK offers for overcommitted cores.
+  const DpdkMpmcSync* dpdk_sync = &kDpdkMpmcSyncs[0];
 };
 
 bool wants(const Settings& st, const char* section) {
@@ -379,10 +395,7 @@ void run_once(MpodSide& m, const Scratch& s, const Settings& st, int rep, Result
   };
   const uint64_t n = st.elements;
   const Section sections[] = {
-      {"4p4c", [&] { return mpod_mpmc(m.mpmc, n); }, [&] {
-         const std::string mode = st.dpdk_mpmc_sync == "mt" ? "mpmc" : "mpmc-" + st.dpdk_mpmc_sync;
-         return dpdk_single(s, mode.c_str(), n, mpmc_timeout_s());
-       },
+      {"4p4c", [&] { return mpod_mpmc(m.mpmc, n); }, [&] { return dpdk_single(s, st.dpdk_sync->mode, n, mpmc_timeout_s()); },
        s.have_dpdk},
   };
   const bool dpdk_first = rep % 2 == 1;
@@ -463,11 +476,7 @@ void report(const Results& results, const Settings& st, const Scratch& s) {
   std::printf("Runs are bimodal: a thread preempted between claiming and publishing may stall its side for a time "
               "slice or more, or no thread is preempted at a bad moment and the run flies. best: each side's best run; "
               "median: its median run; all runs: everything it moved / all the time it took.\n");
-  const char* dpdk_ring =
-      st.dpdk_mpmc_sync == "mt"    ? "rte_ring_create's default MP/MC sync, rte_ring_mp_enqueue_burst/mc_dequeue_burst"
-      : st.dpdk_mpmc_sync == "rts" ? "RTS sync (RING_F_MP_RTS_ENQ | RING_F_MC_RTS_DEQ), rte_ring_enqueue/dequeue_burst"
-                                   : "HTS sync (RING_F_MP_HTS_ENQ | RING_F_MC_HTS_DEQ), rte_ring_enqueue/dequeue_burst";
-  std::printf("DPDK's ring: %s.\n", dpdk_ring);
+  std::printf("DPDK's ring: %s.\n", st.dpdk_sync->ring);
   std::printf("ratio = mpod Mpps / DPDK Mpps: above 1, mpod is faster.\n\n");
   std::vector<std::vector<std::string>> t = {{"test", "sync", "burst", "unit", "mpod best", "DPDK best", "ratio",
                                               "mpod median", "DPDK median", "ratio", "mpod all runs", "DPDK all runs",
@@ -492,10 +501,7 @@ void report(const Results& results, const Settings& st, const Scratch& s) {
     const Measured m = summarise(runs.mpod, false), d = summarise(runs.dpdk, false);
     const Measured mm = summarise(runs.mpod, true), dm = summarise(runs.dpdk, true);
     const double om = overall(runs.mpod), od = overall(runs.dpdk);
-    const std::string sync = !multi                         ? "SP/SC"
-                             : st.dpdk_mpmc_sync == "mt" ? "MP/MC"
-                                                         : "MP/MC, DPDK " + std::string(st.dpdk_mpmc_sync == "rts" ? "RTS" : "HTS");
-    t.push_back({label, sync, std::to_string(burst), mpps ? "Mpps" : "ns/elem", cell(m, mpps),
+    t.push_back({label, multi ? st.dpdk_sync->label : "SP/SC", std::to_string(burst), mpps ? "Mpps" : "ns/elem", cell(m, mpps),
                  cell(d, mpps), fmt(d.ns_per_elem / m.ns_per_elem, 2), cell(mm, mpps), cell(dm, mpps),
                  fmt(dm.ns_per_elem / mm.ns_per_elem, 2), fmt(om, 1), fmt(od, 1), fmt(om / od, 2)});
     if (!runs.mpod.empty() || !runs.dpdk.empty())
@@ -514,11 +520,12 @@ void report(const Results& results, const Settings& st, const Scratch& s) {
 
 Settings parse_args(int argc, char** argv) {
   Settings st;
+  std::string sync = st.dpdk_sync->option;
   parse_options(argc, argv,
                 {value_option("--elements=", st.elements), value_option("--repeat=", st.repeat),
                  value_option("--sections=", st.sections), value_option("--rounds=", st.rounds),
                  value_option("--trial-elements=", st.trial_elements),
-                 value_option("--dpdk-mpmc-sync=", st.dpdk_mpmc_sync),
+                 value_option("--dpdk-mpmc-sync=", sync),
                  {"--mpod-only", [&](const std::string&) { st.mpod_only = true; }},
                  {"--quick", [&](const std::string&) {
                     st.elements = kQuickElements, st.repeat = 1;
@@ -534,10 +541,13 @@ Settings parse_args(int argc, char** argv) {
                                (unsigned long long)kDefaultRounds, (unsigned long long)kDefaultTrialElements,
                                (unsigned long long)kDefaultElements, kDefaultRepeat);
                 });
-  if (st.dpdk_mpmc_sync != "mt" && st.dpdk_mpmc_sync != "rts" && st.dpdk_mpmc_sync != "hts") {
-    std::fprintf(stderr, "mpod-bench-ring: --dpdk-mpmc-sync=%s: give mt, rts or hts\n", st.dpdk_mpmc_sync.c_str());
+  const auto known = std::find_if(std::begin(kDpdkMpmcSyncs), std::end(kDpdkMpmcSyncs),
+                                  [&](const DpdkMpmcSync& d) { return sync == d.option; });
+  if (known == std::end(kDpdkMpmcSyncs)) {
+    std::fprintf(stderr, "mpod-bench-ring: --dpdk-mpmc-sync=%s: give mt, rts or hts\n", sync.c_str());
     std::exit(2);
   }
+  st.dpdk_sync = known;
   // Every burst and each producer's share must divide the count.
   st.elements = std::max<uint64_t>(RING_BENCH_ELEM_GRAIN, st.elements / RING_BENCH_ELEM_GRAIN * RING_BENCH_ELEM_GRAIN);
   st.repeat = std::max(1, st.repeat);

@@ -57,6 +57,15 @@ std::optional<ProcessInfo> parse(const std::string& text) {
   return p;
 }
 
+// Whether an open registration's owner is alive (holds its lock); nullopt
+// if it is unlocked and already unlinked: its owner unregistered (or a
+// reaper removed it) since it was listed or opened, an exit, not a death.
+std::optional<bool> test_liveness(int fd, const std::string& path) {
+  if (os::is_locked_by_other(fd, os::LockKind::shared, path)) return true;
+  if (os::is_unlinked(fd, path)) return std::nullopt;
+  return false;
+}
+
 // Reads and liveness-tests one registration. nullopt if it vanished or is unreadable.
 std::optional<ProcessInfo> read_entry(const std::string& path) {
   os::Fd fd = os::try_open_file(path, O_RDONLY);
@@ -66,10 +75,9 @@ std::optional<ProcessInfo> read_entry(const std::string& path) {
     MPOD_LOG(runtime, warning, "ignoring unreadable registration %s", path.c_str());
     return std::nullopt;
   }
-  info->alive = os::is_locked_by_other(fd.get(), os::LockKind::shared, path);
-  // Unlocked and unlinked: its owner unregistered after we opened it (a
-  // clean exit, not a death), or a reaper removed it.
-  if (!info->alive && os::is_unlinked(fd.get(), path)) return std::nullopt;
+  const auto alive = test_liveness(fd.get(), path);
+  if (!alive) return std::nullopt;
+  info->alive = *alive;
   return info;
 }
 
@@ -198,12 +206,10 @@ std::vector<ProcessInfo> Scanner::scan() {
       if (!scan_fd) continue;  // removed since the listing
     }
     if (entry.info) {
-      const int fd = entry.fd ? entry.fd.get() : scan_fd.get();
-      entry.info->alive = os::is_locked_by_other(fd, os::LockKind::shared, path);
-      // Unlocked and unlinked: its owner unregistered (or a reaper removed
-      // it) since the listing. Not reported, as if it had not been listed:
-      // a clean exit must not look like a crash.
-      if (!entry.info->alive && os::is_unlinked(fd, path)) continue;
+      // Gone since the listing: not reported, so a clean exit does not look like a crash.
+      const auto alive = test_liveness(entry.fd ? entry.fd.get() : scan_fd.get(), path);
+      if (!alive) continue;
+      entry.info->alive = *alive;
       out.push_back(*entry.info);
     }
     seen.emplace(name, std::move(entry));
