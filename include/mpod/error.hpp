@@ -25,6 +25,7 @@ enum class Errc {
   permission_denied,  // access refused by the OS
   system,             // any other failing system call
   owner_died,         // a lock's holder died; the protected state may need repair
+  untrusted,          // a shared file or directory is not what mpod made: planted, or wrongly owned or open
 };
 
 // Short stable name of a code, e.g. "not_found".

@@ -16,9 +16,14 @@
 #include <optional>
 #include <string>
 
+#include <sys/types.h>
+
 #include "mpod/process.hpp"
 
 namespace mpod {
+namespace os {
+class Dir;
+}
 
 class FbArray {
  public:
@@ -36,6 +41,15 @@ class FbArray {
   // Removes <dir>/<name> if nobody uses it. Returns false if it did not exist;
   // throws busy (naming the holder) if a process is attached.
   static bool destroy(const std::string& dir, const std::string& name);
+  // The same in a directory already opened and checked (mpod's own use):
+  // nothing is reached by its path. attach() requires the file to belong to
+  // `owner` (a uid, or -1 for anybody). A stale file is removed and created
+  // anew, never reused; a planted link or FIFO at the name is removed
+  // without being followed, a planted directory refused (untrusted).
+  static FbArray create(const os::Dir& dir, const std::string& name, uint32_t len, uint32_t elt_size,
+                        const ProcessId& creator);
+  static FbArray attach(const os::Dir& dir, const std::string& name, uid_t owner);
+  static bool destroy(const os::Dir& dir, const std::string& name);
 
   FbArray() = default;
   FbArray(FbArray&&) noexcept;
@@ -82,14 +96,18 @@ class FbArray {
   Run find_biggest_free(uint32_t start) const;
 
  private:
-  FbArray(std::string path, int fd, Header* h, size_t map_len) noexcept;
+  FbArray(std::string path, int fd, Header* h, uint32_t len, uint32_t elt_size) noexcept;
   std::optional<uint32_t> find_next(uint32_t start, bool used) const;
   uint32_t run_length(uint32_t start, bool used) const;
 
   std::string path_;
   int fd_ = -1;
   Header* header_ = nullptr;
+  // The geometry, this process's own copy: the shared header is writable by
+  // the group and never trusted after the checks made when attaching.
   size_t map_len_ = 0;
+  uint32_t len_ = 0, elt_size_ = 0;
+  uint64_t data_offset_ = 0, mask_offset_ = 0;
 };
 
 }  // namespace mpod

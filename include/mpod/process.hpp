@@ -37,6 +37,7 @@ struct ProcessInfo {
   uint64_t pid_ns = 0;       // inode of its PID namespace
   std::string hostname;      // UTS name: the pod name in Kubernetes
   uint64_t started_ns = 0;   // CLOCK_REALTIME at registration
+  uint32_t uid = 0;          // the uid it runs as: its registration file's owner, as the kernel records it
   bool alive = false;        // registration lock held right now
 };
 

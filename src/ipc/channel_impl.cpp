@@ -63,21 +63,28 @@ std::string ChannelImpl::mailbox_path(const std::string& domain, const ProcessId
 }
 
 void ChannelImpl::remove_endpoint(const std::string& domain, const ProcessId& id) noexcept {
-  for (const auto& path : {socket_path(domain, id), mailbox_path(domain, id)}) {
-    try {
-      os::remove_file(path);
-    } catch (const Error& e) {
-      MPOD_LOG(ipc, warning, "%s", e.what());
+  try {
+    const os::Dir mp = os::Dir::open(socket_dir(domain), os::DirRule::joined());
+    for (const auto& name : {socket_name(id), mailbox_name(id)}) {
+      try {
+        mp.remove(name);
+      } catch (const Error& e) {
+        MPOD_LOG(ipc, warning, "%s", e.what());
+      }
     }
+  } catch (const Error& e) {
+    MPOD_LOG(ipc, warning, "%s", e.what());
   }
 }
 
 ChannelImpl::ChannelImpl(std::string domain_dir, ProcessInfo self, mode_t mode)
-    : domain_(std::move(domain_dir)), self_(std::move(self)), socket_path_(socket_path(domain_, self_.id)) {
-  os::make_dirs(socket_dir(domain_), (mode & 0660) | 0700 | ((mode & 0060) ? 0010 : 0));
+    : domain_(std::move(domain_dir)),
+      self_(std::move(self)),
+      socket_path_(socket_path(domain_, self_.id)),
+      mp_(os::Dir::open(socket_dir(domain_), os::DirRule::joined())) {
   // The mailbox exists before the socket: a peer that finds our socket finds our mailbox.
-  inbox_ = mailbox::Mailbox::create(mailbox_path(domain_, self_.id), mode);
-  socket_ = os::bind_datagram_socket(socket_path_, mode);
+  inbox_ = mailbox::Mailbox::create(mp_, mailbox_name(self_.id));
+  socket_ = os::bind_datagram_socket(mp_, socket_name(self_.id), mode);
   stop_event_ = os::make_event();
   monitor_stop_ = os::make_event();
   for (int b = int(mailbox::kBoxes) - 1; b >= 0; --b) free_boxes_.push_back(b);

@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "../os/dir.hpp"
 #include "../os/os.hpp"
 #include "mpod/channel.hpp"
 #include "mailbox.hpp"
@@ -31,6 +32,8 @@ class ChannelImpl final : public Channel {
   static std::string socket_dir(const std::string& domain_dir) { return domain_dir + "/mp"; }
   static std::string socket_path(const std::string& domain_dir, const ProcessId& id);
   static std::string mailbox_path(const std::string& domain_dir, const ProcessId& id);
+  static std::string socket_name(const ProcessId& id) { return id.hex() + ".sock"; }
+  static std::string mailbox_name(const ProcessId& id) { return id.hex() + ".mbox"; }
   // Removes the socket and mailbox a dead process left behind.
   static void remove_endpoint(const std::string& domain_dir, const ProcessId& id) noexcept;
 
@@ -68,7 +71,8 @@ class ChannelImpl final : public Channel {
   Delivery deliver(const ProcessId& to, wire::Type type, uint64_t request_id, std::string_view name,
                    std::span<const uint8_t> data, std::span<const int> fds, uint64_t deadline_ns,
                    wire::Routing routing = {});
-  Delivery socket_send(const ProcessId& to, const std::string& dest, const os::Part* parts, size_t nparts,
+  // Sends by socket to the node `link` holds, refreshing the link while the peer is not bound yet.
+  Delivery socket_send(std::shared_ptr<PeerLink> link, const os::Part* parts, size_t nparts,
                        std::span<const int> fds, uint64_t deadline_ns);
   Delivery wait_for_room(PeerLink& link, uint64_t deadline_ns);
   void ring_doorbell(PeerLink& link);
@@ -95,6 +99,13 @@ class ChannelImpl final : public Channel {
   size_t drain_socket(uint8_t* buf);
   size_t drain_lanes(uint8_t* buf);
   void handle_datagram(const uint8_t* buf, os::Received& rx);
+  // Whether `id` is a process of `uid`: the uid its registration belongs to.
+  // Only the kernel's credentials of a datagram are evidence; the id in a
+  // header is a claim, which this holds against the registry.
+  bool sender_is(const ProcessId& id, uid_t uid) const;
+  // Keeps a marker's body until its marker comes, within the caps below; false if it is refused.
+  bool store_body(const ProcessId& sender, uid_t uid, uint64_t token, std::span<const uint8_t> bytes,
+                  std::vector<int>& fds);
   // Decodes and dispatches one message; `lane` >= 0 when it came from a lane.
   void handle_message(std::span<const uint8_t> bytes, std::vector<int> fds, int lane);
   void dispatch(wire::Decoded& d, Message msg);
@@ -122,6 +133,7 @@ class ChannelImpl final : public Channel {
   const std::string domain_;
   const ProcessInfo self_;
   const std::string socket_path_;
+  os::Dir mp_;  // <domain>/mp, checked: sockets and mailboxes are reached only through it
   mailbox::MailboxPtr inbox_;
   os::Fd socket_;
   os::Fd stop_event_;
@@ -142,7 +154,15 @@ class ChannelImpl final : public Channel {
     std::vector<uint8_t> bytes;
     std::vector<int> fds;  // owned
     uint64_t arrived_ns;
+    uid_t uid;             // who sent it, as the kernel said
   };
+  // Bodies wait at most kBodyExpiryNs; a flood of bodies whose markers never
+  // come (a hostile member) is held to these, so it cannot exhaust our descriptors.
+  static constexpr size_t kMaxBodiesPerUid = 32;
+  static constexpr size_t kMaxBodies = 128;
+  static constexpr size_t kMaxBodyFds = 256;
+  size_t body_fds_ = 0;                       // descriptors held in bodies_; receive thread only
+  std::map<uid_t, size_t> bodies_per_uid_;    // receive thread only
   std::map<std::pair<uint64_t, uint64_t>, Body> bodies_;  // (sender tag, token); receive thread only
   uint32_t lane_cursor_ = 0;                              // receive thread only
   uint64_t last_housekeeping_ns_ = 0;
@@ -183,7 +203,9 @@ struct ChannelImpl::Pending {
 // Our end of the way to one peer.
 struct ChannelImpl::PeerLink {
   ProcessId id;
-  std::string socket_path;
+  std::string socket_path;      // for messages
+  os::Fd socket_node;           // O_PATH handle on its socket, checked to be its uid's
+  std::string socket_address;   // where datagrams go: that node, never a path; "" until it is bound
   mailbox::MailboxPtr mailbox;  // null: it has none we may open
   int lane = -1;                // ours in its mailbox; -1: socket only
   std::mutex send_mu;           // our threads take turns on the lane, so it has one producer

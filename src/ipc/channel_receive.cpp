@@ -96,6 +96,8 @@ void ChannelImpl::housekeeping() {
     }
     MPOD_LOG(ipc, warning, "dropped a message body whose marker never came (its sender died while sending)");
     for (int fd : it->second.fds) ::close(fd);
+    body_fds_ -= it->second.fds.size();
+    --bodies_per_uid_[it->second.uid];
     it = bodies_.erase(it);
   }
 }
@@ -127,6 +129,35 @@ size_t ChannelImpl::drain_lanes(uint8_t* buf) {
   return n;
 }
 
+bool ChannelImpl::sender_is(const ProcessId& id, uid_t uid) const {
+  if (id == self_.id) return uid == os::effective_uid();
+  {
+    std::lock_guard g(peers_mu_);
+    if (auto it = peers_.find(id.hex()); it != peers_.end()) return it->second.uid == uid;
+  }
+  if (auto p = registry::find(domain_, id)) return p->uid == uid;  // attached since the monitor's last scan
+  // Not registered (it exited since it sent): only our own uid is taken at its word.
+  return uid == os::effective_uid();
+}
+
+bool ChannelImpl::store_body(const ProcessId& sender, uid_t uid, uint64_t token, std::span<const uint8_t> bytes,
+                             std::vector<int>& fds) {
+  const auto key = std::make_pair(mailbox::owner_tag(sender), token);
+  if (auto it = bodies_.find(key); it != bodies_.end()) {  // a replayed token replaces the old body
+    for (int fd : it->second.fds) ::close(fd);
+    body_fds_ -= it->second.fds.size();
+    --bodies_per_uid_[it->second.uid];
+    bodies_.erase(it);
+  }
+  if (bodies_.size() >= kMaxBodies || bodies_per_uid_[uid] >= kMaxBodiesPerUid || body_fds_ + fds.size() > kMaxBodyFds)
+    return false;
+  body_fds_ += fds.size();
+  ++bodies_per_uid_[uid];
+  bodies_.emplace(key, Body{std::vector<uint8_t>(bytes.begin(), bytes.end()), std::move(fds), os::monotonic_ns(), uid});
+  fds.clear();
+  return true;
+}
+
 void ChannelImpl::handle_datagram(const uint8_t* buf, os::Received& rx) {
   std::vector<int> fds = std::move(rx.fds);
   auto drop = [&](const std::string& why) {
@@ -134,26 +165,26 @@ void ChannelImpl::handle_datagram(const uint8_t* buf, os::Received& rx) {
     dropped_.fetch_add(1, std::memory_order_relaxed);
     MPOD_LOG(ipc, warning, "dropped a datagram on %s: %s", socket_path_.c_str(), why.c_str());
   };
-  if (rx.truncated) return drop("larger than the largest valid message, or too many descriptors");
+  if (rx.truncated) return drop("larger than the largest valid message, or more than 8 descriptors");
   if (!rx.has_creds || !os::uid_is_trusted(rx.uid, rx.gid))
     return drop("sent by uid " + std::to_string(rx.uid) + " (gid " + std::to_string(rx.gid) + "), which is not this process's uid " +
                 std::to_string(os::effective_uid()) +
                 (os::has_shared_group() ? " nor a member of group " + std::to_string(os::shared_group()) : std::string(" (see --group)")));
-  {
-    // A marker's body waits for its marker; everything else is handled now.
-    if (rx.len >= sizeof(wire::WireHeader)) {
-      wire::WireHeader h;
-      std::memcpy(&h, buf, sizeof h);
-      if (h.magic == wire::kMagic && h.lane_token != 0 && h.type != uint8_t(wire::Type::marker)) {
-        ProcessId sender;
-        std::memcpy(sender.bytes.data(), h.sender, 16);
-        auto key = std::make_pair(mailbox::owner_tag(sender), h.lane_token);
-        auto& b = bodies_[key];
-        for (int fd : b.fds) ::close(fd);  // a replayed token replaces the old body
-        b = Body{std::vector<uint8_t>(buf, buf + rx.len), std::move(fds), os::monotonic_ns()};
-        return;
-      }
-    }
+  // Everything is decoded and checked before anything is kept or handled.
+  wire::DecodeError why;
+  auto d = wire::decode({buf, rx.len}, fds.size(), &why);
+  if (!d) return drop(why.reason);
+  if (!sender_is(d->sender, rx.uid))
+    return drop("it claims to come from process " + d->sender.short_hex() + ", which is not a process of uid " +
+                std::to_string(rx.uid) + " that sent it");
+  if (d->type == wire::Type::doorbell) return;  // it only woke us
+  if (d->type == wire::Type::marker) return drop("a marker arrived by socket");
+  // A marker's body waits for its marker; everything else is handled now.
+  if (d->routing.lane_token != 0) {
+    if (!store_body(d->sender, rx.uid, d->routing.lane_token, {buf, rx.len}, fds))
+      return drop("too many message bodies are waiting for their markers (uid " + std::to_string(rx.uid) + " has " +
+                  std::to_string(bodies_per_uid_[rx.uid]) + ", all senders " + std::to_string(bodies_.size()) + ")");
+    return;
   }
   handle_message({buf, rx.len}, std::move(fds), -1);
 }
@@ -187,6 +218,8 @@ void ChannelImpl::handle_message(std::span<const uint8_t> bytes, std::vector<int
                                          d->sender.short_hex() + " never arrived");
     Body body = std::move(it->second);
     bodies_.erase(it);
+    body_fds_ -= body.fds.size();
+    --bodies_per_uid_[body.uid];
     wire::WireHeader h;
     std::memcpy(&h, body.bytes.data(), sizeof h);
     h.lane_token = 0;  // handled in its place now

@@ -31,12 +31,21 @@ std::shared_ptr<ChannelImpl::PeerLink> ChannelImpl::link_to(const ProcessId& to)
   auto l = std::make_shared<PeerLink>();
   l->id = to;
   l->socket_path = socket_path(domain_, to);
+  // Its registration says which uid it runs as; its socket must be that uid's.
+  const auto info = registry::find(domain_, to);
+  if (!info) return l;  // not registered (yet, or any more): decide again next time
   try {
-    l->mailbox = mailbox::Mailbox::open(mailbox_path(domain_, to));
+    l->mailbox = mailbox::Mailbox::open(mp_, mailbox_name(to));
   } catch (const Error& e) {
     MPOD_LOG(ipc, warning, "%s; messages to it go by socket", e.what());
   }
-  if (!l->mailbox && !os::path_exists(l->socket_path)) return l;  // not bound yet: decide again next time
+  try {
+    l->socket_node = os::open_socket_node(mp_, socket_name(to), info->uid);
+  } catch (const Error& e) {
+    MPOD_LOG(ipc, warning, "%s", e.what());
+  }
+  if (l->socket_node) l->socket_address = os::socket_node_address(l->socket_node.get());
+  if (!l->socket_node) return l;  // not bound yet: decide again next time
   if (l->mailbox) {
     l->lane = l->mailbox->claim_lane(self_.id, [this](uint64_t tag) { return owner_is_dead(tag); });
     if (l->lane < 0)
@@ -49,10 +58,14 @@ std::shared_ptr<ChannelImpl::PeerLink> ChannelImpl::link_to(const ProcessId& to)
   return it->second;
 }
 
-ChannelImpl::Delivery ChannelImpl::socket_send(const ProcessId& to, const std::string& dest, const os::Part* parts,
-                                               size_t nparts, std::span<const int> fds, uint64_t deadline_ns) {
+ChannelImpl::Delivery ChannelImpl::socket_send(std::shared_ptr<PeerLink> l, const os::Part* parts, size_t nparts,
+                                               std::span<const int> fds, uint64_t deadline_ns) {
+  const ProcessId to = l->id;
   for (;;) {
-    switch (os::send_datagram(socket_.get(), dest, parts, nparts, fds.data(), fds.size())) {
+    const auto status = l->socket_address.empty()
+                            ? os::SendStatus::peer_gone
+                            : os::send_datagram(socket_.get(), l->socket_address, parts, nparts, fds.data(), fds.size());
+    switch (status) {
       case os::SendStatus::ok:
         return Delivery::ok;
       case os::SendStatus::peer_gone:
@@ -60,6 +73,7 @@ ChannelImpl::Delivery ChannelImpl::socket_send(const ProcessId& to, const std::s
         if (deadline_ns == 0 || !registry::is_alive(domain_, to) || os::monotonic_ns() >= deadline_ns)
           return Delivery::dead;
         os::sleep_ns(200'000);
+        if (l->socket_address.empty()) l = link_to(to);
         break;
       case os::SendStatus::full:
         if (os::monotonic_ns() >= deadline_ns) return Delivery::full;
@@ -87,11 +101,11 @@ ChannelImpl::Delivery ChannelImpl::wait_for_room(PeerLink& l, uint64_t deadline_
 }
 
 void ChannelImpl::ring_doorbell(PeerLink& l) {
-  if (!l.mailbox->take_doorbell()) return;
+  if (l.socket_address.empty() || !l.mailbox->take_doorbell()) return;
   auto head = wire::encode_head(wire::Type::doorbell, 0, self_.id, "", 0, 0);
   const os::Part part{head.bytes, head.len};
   // A full queue needs no doorbell: the receiver wakes for what is queued.
-  os::send_datagram(socket_.get(), l.socket_path, &part, 1, nullptr, 0);
+  os::send_datagram(socket_.get(), l.socket_address, &part, 1, nullptr, 0);
 }
 
 ChannelImpl::Delivery ChannelImpl::deliver(const ProcessId& to, wire::Type type, uint64_t request_id,
@@ -101,7 +115,7 @@ ChannelImpl::Delivery ChannelImpl::deliver(const ProcessId& to, wire::Type type,
   if (l->lane < 0) {
     auto head = wire::encode_head(type, request_id, self_.id, name, data.size(), fds.size(), routing);
     const os::Part parts[2] = {{head.bytes, head.len}, {data.data(), data.size()}};
-    Delivery d = socket_send(to, l->socket_path, parts, 2, fds, deadline_ns);
+    Delivery d = socket_send(l, parts, 2, fds, deadline_ns);
     if (d == Delivery::ok) {
       sent_.fetch_add(1, std::memory_order_relaxed);
     }
@@ -125,7 +139,7 @@ ChannelImpl::Delivery ChannelImpl::deliver(const ProcessId& to, wire::Type type,
     routing.lane_token = l->next_token++;
     head = wire::encode_head(type, request_id, self_.id, name, data.size(), fds.size(), routing);
     const os::Part parts[2] = {{head.bytes, head.len}, {data.data(), data.size()}};
-    d = socket_send(to, l->socket_path, parts, 2, fds, deadline_ns);
+    d = socket_send(l, parts, 2, fds, deadline_ns);
     if (d == Delivery::ok) {
       auto marker = wire::encode_head(wire::Type::marker, 0, self_.id, "", 0, 0, {0, 0, routing.lane_token});
       const os::Part mp{marker.bytes, marker.len};

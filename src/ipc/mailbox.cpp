@@ -75,11 +75,12 @@ Mailbox::Box* Mailbox::box(uint32_t i) const noexcept {
   return reinterpret_cast<Box*>(static_cast<uint8_t*>(base_) + boxes_offset()) + i;
 }
 
-MailboxPtr Mailbox::create(const std::string& path, mode_t mode) {
+MailboxPtr Mailbox::create(const os::Dir& dir, const std::string& name) {
   // A stale mailbox of this id cannot exist (ids are unique), but a file
   // left by a crashed process that reused nothing is replaced, never reused.
-  os::remove_file(path);
-  os::Fd fd = os::open_file(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+  dir.remove(name);
+  const std::string path = dir.path_of(name);
+  os::Fd fd = dir.create(name, O_RDWR, 0600, os::Share::none);
   const size_t size = total_size();
   os::truncate_file(fd.get(), size, path);  // sparse: pages appear as lanes are used
   void* base = os::map_shared(size, fd.get(), path);
@@ -95,9 +96,13 @@ MailboxPtr Mailbox::create(const std::string& path, mode_t mode) {
   return m;
 }
 
-MailboxPtr Mailbox::open(const std::string& path) {
-  os::Fd fd = os::try_open_file(path, O_RDWR | O_CLOEXEC);
-  if (!fd) return nullptr;  // not there yet, or not ours to open: the socket path serves
+MailboxPtr Mailbox::open(const os::Dir& dir, const std::string& name) {
+  const uid_t me = os::effective_uid();
+  auto st = dir.stat(name);
+  if (!st || st->st_uid != me) return nullptr;  // not there yet, or another uid's: the socket path serves
+  os::Fd fd = dir.try_open(name, O_RDWR, me);
+  if (!fd) return nullptr;
+  const std::string path = dir.path_of(name);
   const size_t size = total_size();
   if (os::file_size(fd.get(), path) != size)
     throw Error(Errc::corrupt, "mailbox " + path + " has the wrong size; it was made by another mpod version or damaged. "

@@ -24,7 +24,9 @@
 // leaves a marker in the lane so order is still kept (see ChannelImpl).
 //
 // Nothing read from a mailbox is trusted: slot lengths are bounded, bytes
-// are copied out before they are decoded.
+// are copied out before they are decoded. A mailbox is its owner's uid's
+// alone (mode 0600, even with --group): processes of other uids talk to it
+// by socket, so a group member can neither forge a lane's owner nor a reply.
 #pragma once
 
 #include <atomic>
@@ -33,6 +35,7 @@
 #include <span>
 #include <string>
 
+#include "../os/dir.hpp"
 #include "../os/os.hpp"
 #include "mpod/process.hpp"
 
@@ -59,12 +62,14 @@ using MailboxPtr = std::shared_ptr<Mailbox>;
 
 class Mailbox {
  public:
-  // Creates this process's mailbox at `path` with `mode` (replacing a stale
-  // one of the same id). Throws naming the file.
-  static MailboxPtr create(const std::string& path, mode_t mode);
-  // Maps a peer's mailbox. nullptr if it does not exist (yet) or this
-  // process may not open it; throws if it exists but is damaged.
-  static MailboxPtr open(const std::string& path);
+  // Creates this process's mailbox `name` in `dir`, owner-only whatever
+  // --group says: its lanes are trusted to carry what their owners wrote, so
+  // only processes of this uid (and root) may write them. Throws naming the file.
+  static MailboxPtr create(const os::Dir& dir, const std::string& name);
+  // Maps a peer's mailbox. nullptr if it does not exist (yet) or belongs to
+  // another uid (that peer is reached by socket, where the kernel vouches
+  // for the sender); throws if it exists but is damaged or planted.
+  static MailboxPtr open(const os::Dir& dir, const std::string& name);
   ~Mailbox();
   Mailbox(const Mailbox&) = delete;
   Mailbox& operator=(const Mailbox&) = delete;

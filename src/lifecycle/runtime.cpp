@@ -4,7 +4,9 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <atomic>
+#include <memory>
 #include <optional>
 #include <cstring>
 #include <cstdio>
@@ -13,6 +15,7 @@
 #include "../memory/shared_memory.hpp"
 #include "../objects/mempool_caches.hpp"
 #include "../objects/memzones_impl.hpp"
+#include "../os/dir.hpp"
 #include "../os/os.hpp"
 #include "../runtime/registry.hpp"
 #include "../runtime/shared_lock.hpp"
@@ -44,8 +47,9 @@ std::string hex_addr(uint64_t a) {
 
 // The lock file: held exclusively by the primary for its whole life. Never
 // removed, so every process agrees on one inode.
-std::string lock_path(const std::string& domain) { return domain + "/lock"; }
-std::string config_path(const std::string& domain) { return domain + "/config"; }
+constexpr const char* kLockName = "lock";
+constexpr const char* kConfigName = "config";
+constexpr const char* kNewConfigName = "config.new";
 
 ProcessId id_from(const uint8_t* bytes) {
   ProcessId id;
@@ -61,14 +65,13 @@ struct ConfigPeek {
   ProcessId primary;
 };
 
-ConfigPeek peek_config(const std::string& domain) {
+ConfigPeek peek_config(const os::Dir& domain) {
   ConfigPeek peek;
-  const std::string path = config_path(domain);
-  os::Fd fd = os::try_open_file(path, O_RDONLY);
+  os::Fd fd = domain.try_open(kConfigName, O_RDONLY, domain.owner());
   ConfigHeader h;
   if (!fd) return peek;
   peek.present = true;
-  if (!os::read_exact_at(fd.get(), &h, sizeof h, 0, path)) return peek;
+  if (!os::read_exact_at(fd.get(), &h, sizeof h, 0, domain.path_of(kConfigName))) return peek;
   peek.ours = h.magic == SharedConfig::kMagic && h.version == SharedConfig::kVersion;
   peek.ready = h.ready.load() == 1;
   peek.primary = id_from(h.primary_id);
@@ -90,12 +93,13 @@ class RuntimeImpl final : public Runtime {
   std::vector<MemoryUsage> memory() const override;
   Memzones& memzones() noexcept override { return *memzones_; }
   Channel& channel() noexcept override { return *channel_; }
-  void* base_addr() const noexcept override { return reinterpret_cast<void*>(config_->header.base_va); }
-  uint64_t va_len() const noexcept override { return config_->header.va_len; }
+  void* base_addr() const noexcept override { return reinterpret_cast<void*>(base_va_); }
+  uint64_t va_len() const noexcept override { return va_len_; }
   size_t reap_dead() override;
 
  private:
   void prepare_dirs();
+  bool open_domain(bool may_create);
   bool try_become_primary();
   std::optional<ProcessInfo> live_primary() const;
   void start_primary();
@@ -108,7 +112,9 @@ class RuntimeImpl final : public Runtime {
   MemoryParams memory_params() const;
 
   Options options_;
-  std::string domain_;
+  std::string domain_;   // its path, for messages and the public API
+  os::Dir runtime_dir_;  // --runtime-dir, checked as a volume
+  os::Dir domain_dir_;   // checked; every file of the domain is reached through it
   os::Fd lock_fd_;  // primary: holds the primary lock
   bool attached_ = false;  // start() completed
   Role role_ = Role::secondary;
@@ -116,6 +122,7 @@ class RuntimeImpl final : public Runtime {
   os::Fd config_fd_;
   std::string config_path_;
   SharedConfig* config_ = nullptr;
+  uint64_t base_va_ = 0, va_len_ = 0;  // this process's copy, taken when the config was checked
   std::unique_ptr<SharedLock> memory_lock_, memzone_lock_;
   std::unique_ptr<SharedMemory> memory_;
   std::unique_ptr<MemzonesImpl> memzones_;
@@ -125,6 +132,9 @@ class RuntimeImpl final : public Runtime {
 void RuntimeImpl::prepare_dirs() {
   // Before anything is created: every file and socket from here on is the group's too.
   if (!options_.group.empty()) os::set_shared_group(os::resolve_group(options_.group));
+  const std::string& prefix = options_.file_prefix;
+  if (prefix.empty() || prefix == "." || prefix == ".." || prefix.find('/') != std::string::npos)
+    throw Error(Errc::invalid_argument, "--file-prefix=" + prefix + " must be a plain name, without '/'");
   std::string dir = options_.runtime_dir;
   if (dir.empty()) {
     dir = default_runtime_dir();
@@ -133,13 +143,27 @@ void RuntimeImpl::prepare_dirs() {
     // An explicit directory is a shared volume: it must already exist.
     os::check_writable_dir(dir, "--runtime-dir");
   }
-  domain_ = dir + "/" + options_.file_prefix;
-  os::make_dirs(domain_, 0700);
-  os::make_dirs(registry::procs_dir(domain_), 0700);
+  runtime_dir_ = os::Dir::open(dir, os::DirRule::volume());
+  domain_ = dir + "/" + prefix;
+  open_domain(options_.proc_type != ProcType::secondary);
+}
+
+// Opens the domain directory; a process that may become the primary creates
+// it, a secondary waits for the primary to (wait_for_primary). False if it
+// does not exist yet.
+bool RuntimeImpl::open_domain(bool may_create) {
+  if (domain_dir_.valid()) return true;
+  auto d = runtime_dir_.try_open_subdir(options_.file_prefix, os::DirRule::joined());
+  if (!d && may_create)
+    d = runtime_dir_.make_subdir(options_.file_prefix, 0700, os::DirRule::owned_by(os::effective_uid()));
+  if (!d) return false;
+  domain_dir_ = std::move(*d);
+  return true;
 }
 
 MemoryParams RuntimeImpl::memory_params() const {
   MemoryParams p;
+  p.domain = domain_dir_;
   p.domain_dir = domain_;
   p.file_prefix = options_.file_prefix;
   p.huge_dir = options_.huge_dir;
@@ -158,7 +182,7 @@ std::vector<ProcessInfo> RuntimeImpl::live_others() const {
 }
 
 std::optional<ProcessInfo> RuntimeImpl::live_primary() const {
-  ConfigPeek peek = peek_config(domain_);
+  ConfigPeek peek = peek_config(domain_dir_);
   if (!peek.ours) return std::nullopt;
   auto p = registry::find(domain_, peek.primary);
   if (p && p->alive) return p;
@@ -166,8 +190,22 @@ std::optional<ProcessInfo> RuntimeImpl::live_primary() const {
 }
 
 bool RuntimeImpl::try_become_primary() {
-  std::string path = lock_path(domain_);
-  os::Fd fd = os::open_file(path, O_RDWR | O_CREAT, 0600);
+  const uid_t me = os::effective_uid();
+  if (domain_dir_.owner() != me) {
+    if (options_.proc_type == ProcType::automatic) return false;  // its owner's processes are the primaries
+    throw Error(Errc::untrusted,
+                "cannot be the primary of prefix '" + options_.file_prefix + "': " + domain_ + " belongs to uid " +
+                    std::to_string(domain_dir_.owner()) + " and only its owner may create the domain's files there; "
+                    "run the primary as that uid, start this process as a secondary, or, if no process uses it, remove " +
+                    domain_,
+                domain_);
+  }
+  // Everything the primary makes is checked as its own: a planted entry is refused, never followed.
+  const auto own = os::DirRule::owned_by(me);
+  domain_dir_.make_subdir("procs", 0700, own);
+  domain_dir_.make_subdir("mp", 0700, own);
+  os::Fd fd = domain_dir_.open_or_create(kLockName, O_RDWR, 0600, me);
+  const std::string path = domain_dir_.path_of(kLockName);
   // The lock may be held briefly by an exiting process cleaning up, or by a
   // primary still building its config: retry a little unless a live primary holds it.
   const uint64_t deadline = os::monotonic_ns() + kLockRetryNs;
@@ -182,39 +220,27 @@ bool RuntimeImpl::try_become_primary() {
 void RuntimeImpl::map_config(os::Fd fd, const std::string& path, bool creating) {
   const uint64_t size = os::file_size(fd.get(), path);
   if (!creating) {
-    auto corrupt = [&](const std::string& why) {
-      return Error(Errc::corrupt,
-                   "shared config " + path + " is corrupt (" + why +
-                       "); stop every process of prefix '" + options_.file_prefix +
-                       "' and restart the primary, which recreates it",
-                   path);
-    };
-    ConfigHeader h;
-    if (size < sizeof h || !os::read_exact_at(fd.get(), &h, sizeof h, 0, path))
-      throw corrupt("truncated to " + std::to_string(size) + " bytes");
-    if (h.magic != SharedConfig::kMagic) throw corrupt("bad magic number");
-    if (h.version != SharedConfig::kVersion || h.layout_size != sizeof(SharedConfig))
+    // Checked on a private copy of the whole file: what is checked is what is used below.
+    auto copy = std::make_unique<SharedConfig>();
+    const size_t have = size_t(std::min<uint64_t>(size, sizeof(SharedConfig)));
+    const bool whole = os::read_exact_at(fd.get(), copy.get(), have, 0, path) && size == sizeof(SharedConfig);
+    const HeaderCheck check = check_config(copy.get(), whole ? sizeof(SharedConfig) : std::min<uint64_t>(size, have));
+    if (check.code == Errc::version_mismatch)
       throw Error(Errc::version_mismatch,
-                  "shared config " + path + " has layout version " + std::to_string(h.version) +
-                      " (" + std::to_string(h.layout_size) + " bytes) but this program uses version " +
-                      std::to_string(SharedConfig::kVersion) + " (" +
-                      std::to_string(sizeof(SharedConfig)) +
-                      " bytes); run the same mpod version in every process of a prefix",
+                  "shared config " + path + " has " + check.why + "; run the same mpod version in every process of a prefix",
                   path);
-    if (size != sizeof(SharedConfig))
-      throw corrupt("size " + std::to_string(size) + ", expected " + std::to_string(sizeof(SharedConfig)));
+    if (!check.why.empty() || !whole)
+      throw Error(Errc::corrupt,
+                  "shared config " + path + " is corrupt (" +
+                      (check.why.empty() ? "size " + std::to_string(size) + ", expected " + std::to_string(sizeof(SharedConfig)) : check.why) +
+                      "); stop every process of prefix '" + options_.file_prefix + "' and restart the primary, which recreates it",
+                  path);
+    base_va_ = copy->header.base_va;
+    va_len_ = copy->header.va_len;
   }
   config_ = static_cast<SharedConfig*>(os::map_shared(sizeof(SharedConfig), fd.get(), path));
   config_fd_ = std::move(fd);
   config_path_ = path;
-  if (!creating && config_checksum(*config_) != config_->header.checksum) {
-    os::unmap(config_, sizeof(SharedConfig));
-    config_ = nullptr;
-    throw Error(Errc::corrupt,
-                "shared config " + path + " is corrupt (checksum mismatch); stop every process of "
-                "prefix '" + options_.file_prefix + "' and restart the primary",
-                path);
-  }
 }
 
 void RuntimeImpl::make_locks() {
@@ -241,12 +267,12 @@ void RuntimeImpl::start_primary() {
                 domain_);
   }
   // Nobody uses the old memory: clear it away and build afresh.
-  os::remove_file(config_path(domain_));
-  SharedMemory::remove_stale_files(domain_, options_.file_prefix, options_.huge_dir);
+  domain_dir_.remove(kConfigName);
+  SharedMemory::remove_stale_files(domain_dir_, options_.file_prefix, options_.huge_dir);
 
-  std::string tmp = config_path(domain_) + ".new";
-  os::remove_file(tmp);
-  os::Fd fd = os::open_file(tmp, O_RDWR | O_CREAT | O_EXCL, 0600);
+  domain_dir_.remove(kNewConfigName);
+  os::Fd fd = domain_dir_.create(kNewConfigName, O_RDWR, 0600);
+  const std::string tmp = domain_dir_.path_of(kNewConfigName);
   try {
     os::truncate_file(fd.get(), sizeof(SharedConfig), tmp);
     map_config(std::move(fd), tmp, true);
@@ -257,20 +283,26 @@ void RuntimeImpl::start_primary() {
     std::memcpy(h.primary_id, registration_.info().id.bytes.data(), 16);
     h.created_ns = os::realtime_ns();
     h.no_huge = options_.no_huge;
-    memory_ = SharedMemory::create(memory_params(), config_->memory, &h.base_va, &h.va_len);
+    memory_ = SharedMemory::create(memory_params(), config_->memory, &base_va_, &va_len_);
+    h.base_va = base_va_;
+    h.va_len = va_len_;
     h.checksum = config_checksum(*config_);
     h.ready.store(1, std::memory_order_release);
     make_locks();
-    os::rename_file(tmp, config_path(domain_));
-    config_path_ = config_path(domain_);
+    domain_dir_.rename_noreplace(kNewConfigName, kConfigName);
+    config_path_ = domain_dir_.path_of(kConfigName);
   } catch (...) {
     memory_.reset();
-    os::remove_file(tmp);
+    try {
+      domain_dir_.remove(kNewConfigName);
+    } catch (const Error& e) {
+      MPOD_LOG(runtime, warning, "%s", e.what());
+    }
     throw;
   }
   MPOD_LOG(runtime, info, "primary ready: %s, %llu MB at %s", domain_.c_str(),
            static_cast<unsigned long long>(memory_params().initial_bytes >> 20),
-           hex_addr(config_->header.base_va).c_str());
+           hex_addr(base_va_).c_str());
 }
 
 void RuntimeImpl::wait_for_primary() {
@@ -279,10 +311,11 @@ void RuntimeImpl::wait_for_primary() {
   bool logged = false;
   for (;;) {
     bool alive = false;
-    if (os::Fd fd = os::try_open_file(lock_path(domain_), O_RDONLY))
-      alive = os::is_locked_by_other(fd.get(), os::LockKind::shared, lock_path(domain_));
+    if (open_domain(false))
+      if (os::Fd fd = domain_dir_.try_open(kLockName, O_RDONLY, domain_dir_.owner()))
+        alive = os::is_locked_by_other(fd.get(), os::LockKind::shared, domain_dir_.path_of(kLockName));
     if (alive) {
-      ConfigPeek peek = peek_config(domain_);
+      ConfigPeek peek = peek_config(domain_dir_);
       // Only the config of the primary that is alive now will do.
       if (peek.ours && peek.ready && registry::is_alive(domain_, peek.primary)) return;
       // A config of another layout or a corrupt one: let map_config say precisely what is wrong.
@@ -313,14 +346,13 @@ void RuntimeImpl::start_secondary() {
   wait_for_primary();
   registration_ = registry::Registration::create(domain_, Role::secondary);
   reap_dead();
-  os::Fd fd = os::try_open_file(config_path(domain_), O_RDWR);
+  os::Fd fd = domain_dir_.try_open(kConfigName, O_RDWR, domain_dir_.owner());
   if (!fd)
     throw Error(Errc::not_found, "the primary of prefix '" + options_.file_prefix +
                                      "' exited while this process was attaching; start it again",
-                config_path(domain_), ENOENT);
-  map_config(std::move(fd), config_path(domain_), false);
-  memory_ = SharedMemory::attach(memory_params(), config_->memory, config_->header.base_va,
-                                 config_->header.va_len);
+                domain_dir_.path_of(kConfigName), ENOENT);
+  map_config(std::move(fd), domain_dir_.path_of(kConfigName), false);
+  memory_ = SharedMemory::attach(memory_params(), config_->memory, base_va_, va_len_);
   make_locks();
   MPOD_LOG(runtime, info, "secondary attached to %s", domain_.c_str());
 }
@@ -336,7 +368,7 @@ void RuntimeImpl::start() {
                     "a primary is already running for prefix '" + options_.file_prefix + "' in " +
                         domain_ + ": " + who +
                         "; start this process with --proc-type=secondary (or auto), or use another --file-prefix",
-                    lock_path(domain_));
+                    domain_dir_.path_of(kLockName));
       }
       start_primary();
       break;
@@ -365,7 +397,7 @@ std::vector<MemoryUsage> RuntimeImpl::memory() const {
 
 size_t RuntimeImpl::reap_dead() {
   return registry::reap(domain_, [this](const ProcessInfo& p) {
-           SharedMemory::remove_process_files(domain_, p.id);
+           SharedMemory::remove_process_files(domain_dir_, p.id);
            ChannelImpl::remove_endpoint(domain_, p.id);
          }).size();
 }
@@ -399,9 +431,8 @@ void RuntimeImpl::clean_up_if_last() {
   // leak after a primary left its memory to secondaries. Holding the primary
   // lock while doing it guarantees no primary starts meanwhile.
   if (!lock_fd_) {
-    std::string path = lock_path(domain_);
-    os::Fd fd = os::open_file(path, O_RDWR);
-    if (!os::try_lock(fd.get(), os::LockKind::exclusive, path)) return;  // a primary is alive
+    os::Fd fd = domain_dir_.open(kLockName, O_RDWR, domain_dir_.owner());
+    if (!os::try_lock(fd.get(), os::LockKind::exclusive, domain_dir_.path_of(kLockName))) return;  // a primary is alive
     lock_fd_ = std::move(fd);
   }
   reap_dead();
@@ -414,8 +445,8 @@ void RuntimeImpl::clean_up_if_last() {
     return;
   }
   // Config first, so nobody starts attaching to memory that is going away.
-  os::remove_file(config_path(domain_));
-  SharedMemory::remove_stale_files(domain_, options_.file_prefix, options_.huge_dir);
+  domain_dir_.remove(kConfigName);
+  SharedMemory::remove_stale_files(domain_dir_, options_.file_prefix, options_.huge_dir);
   MPOD_LOG(runtime, info, "last process of '%s' out: removed its shared memory", options_.file_prefix.c_str());
 }
 

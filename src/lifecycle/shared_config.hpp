@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cstdint>
 
+#include "../memory/fbarray_header.hpp"
 #include "../memory/memory_layout.hpp"
 #include "../objects/memzone_table.hpp"
 
@@ -45,5 +46,13 @@ struct SharedConfig {
 static_assert(alignof(SharedConfig) == 8);
 
 uint32_t config_checksum(const SharedConfig& c) noexcept;
+
+// Whether the `len` bytes at `bytes` are a config a primary of this version
+// finished writing: size, magic, version, checksum, and a memory layout that
+// fits the shared range it names (layout_problem). A group member can write
+// the file and recompute the checksum, so what this passes is still only
+// data: every address is used through the secondary's own checked copy.
+// Pure: unit tests and the fuzzer drive it on bytes.
+HeaderCheck check_config(const void* bytes, size_t len);
 
 }  // namespace mpod

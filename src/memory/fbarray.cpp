@@ -4,9 +4,12 @@
 
 #include <atomic>
 #include <bit>
+#include <cstddef>
 #include <cstring>
 
+#include "../os/dir.hpp"
 #include "../os/os.hpp"
+#include "fbarray_header.hpp"
 #include "../runtime/registry.hpp"
 #include "mpod/error.hpp"
 #include "mpod/log.hpp"
@@ -51,31 +54,64 @@ Geometry geometry(uint32_t len, uint32_t elt_size) {
   return g;
 }
 
-std::string dir_of(const std::string& path) { return path.substr(0, path.rfind('/')); }
-
-// Who uses the file at `path`, read from its header, for "busy" errors.
-std::string describe_holder(const std::string& path) {
-  os::Fd fd = os::try_open_file(path, O_RDONLY);
-  FbArray::Header h;
-  if (fd && os::read_exact_at(fd.get(), &h, sizeof h, 0, path) && h.magic == kMagic) {
-    ProcessId id;
-    std::memcpy(id.bytes.data(), h.creator, 16);
-    return "its creator " + registry::describe(dir_of(path), id) + " or another attached process";
+// Who uses the file `name`, read from its header, for "busy" errors.
+std::string describe_holder(const os::Dir& dir, const std::string& name) {
+  try {
+    os::Fd fd = dir.try_open(name, O_RDONLY, os::kAnyOwner);
+    FbArray::Header h;
+    if (fd && os::read_exact_at(fd.get(), &h, sizeof h, 0, dir.path_of(name)) && h.magic == kMagic) {
+      ProcessId id;
+      std::memcpy(id.bytes.data(), h.creator, 16);
+      return "its creator " + registry::describe(dir.path(), id) + " or another attached process";
+    }
+  } catch (const Error&) {
   }
   return "another process";
 }
 
-[[noreturn]] void throw_busy(const std::string& path, const char* doing) {
+[[noreturn]] void throw_busy(const os::Dir& dir, const std::string& name, const char* doing) {
+  const std::string path = dir.path_of(name);
   throw Error(Errc::busy,
               std::string("cannot ") + doing + " fbarray " + path + ": it is locked by " +
-                  describe_holder(path) +
-                  "; stop that process, or wait for it to finish starting",
+                  describe_holder(dir, name) + "; stop that process, or wait for it to finish starting",
               path);
+}
+
+// The directory of fbarray `name`, for the calls that take paths; errors name the fbarray.
+os::Dir open_dir(const std::string& dir, const std::string& name) {
+  if (auto d = os::Dir::try_open(dir, os::DirRule::joined())) return std::move(*d);
+  throw Error(Errc::not_found, "fbarray " + dir + "/" + name + " cannot be reached: directory " + dir + " does not exist",
+              dir + "/" + name, ENOENT);
 }
 }  // namespace
 
-FbArray::FbArray(std::string path, int fd, Header* h, size_t map_len) noexcept
-    : path_(std::move(path)), fd_(fd), header_(h), map_len_(map_len) {}
+HeaderCheck check_fbarray_header(const void* bytes, size_t len, uint64_t file_size) {
+  FbArray::Header h;
+  if (len < sizeof h || file_size < sizeof h)
+    return {Errc::corrupt, "truncated to " + std::to_string(std::min<uint64_t>(len, file_size)) + " bytes"};
+  std::memcpy(static_cast<void*>(&h), bytes, sizeof h);
+  if (h.magic != kMagic) return {Errc::corrupt, "bad magic number"};
+  if (h.version != kVersion || h.header_size != sizeof(FbArray::Header))
+    return {Errc::version_mismatch, "layout version " + std::to_string(h.version) + ", but this program uses " +
+                                        std::to_string(kVersion)};
+  if (h.len == 0 || h.elt_size == 0 || h.elt_size > kMaxEltSize) return {Errc::corrupt, "inconsistent sizes"};
+  Geometry g = geometry(h.len, h.elt_size);
+  if (g.data_offset != h.data_offset || g.mask_offset != h.mask_offset || g.file_size != h.file_size)
+    return {Errc::corrupt, "inconsistent sizes"};
+  if (file_size < g.file_size)
+    return {Errc::corrupt, "truncated: " + std::to_string(file_size) + " bytes, needs " + std::to_string(g.file_size)};
+  if (h.initialized.load(std::memory_order_relaxed) != 1) return {Errc::corrupt, "never finished initialising"};
+  if (h.count.load(std::memory_order_relaxed) > h.len) return {Errc::corrupt, "more elements in use than it has"};
+  return {};
+}
+
+FbArray::FbArray(std::string path, int fd, Header* h, uint32_t len, uint32_t elt_size) noexcept
+    : path_(std::move(path)), fd_(fd), header_(h), len_(len), elt_size_(elt_size) {
+  const Geometry g = geometry(len, elt_size);
+  map_len_ = g.file_size;
+  data_offset_ = g.data_offset;
+  mask_offset_ = g.mask_offset;
+}
 
 FbArray::FbArray(FbArray&& o) noexcept { *this = std::move(o); }
 
@@ -86,6 +122,10 @@ FbArray& FbArray::operator=(FbArray&& o) noexcept {
     fd_ = std::exchange(o.fd_, -1);
     header_ = std::exchange(o.header_, nullptr);
     map_len_ = std::exchange(o.map_len_, 0);
+    len_ = std::exchange(o.len_, 0);
+    elt_size_ = std::exchange(o.elt_size_, 0);
+    data_offset_ = std::exchange(o.data_offset_, 0);
+    mask_offset_ = std::exchange(o.mask_offset_, 0);
   }
   return *this;
 }
@@ -94,14 +134,28 @@ FbArray::~FbArray() { detach(); }
 
 FbArray FbArray::create(const std::string& dir, const std::string& name, uint32_t len,
                         uint32_t elt_size, const ProcessId& creator) {
-  if (len == 0 || elt_size == 0)
-    throw Error(Errc::invalid_argument, "fbarray " + name + " needs a nonzero length and element size");
-  std::string path = dir + "/" + name;
+  return create(open_dir(dir, name), name, len, elt_size, creator);
+}
+
+FbArray FbArray::attach(const std::string& dir, const std::string& name) {
+  return attach(open_dir(dir, name), name, os::kAnyOwner);
+}
+
+bool FbArray::destroy(const std::string& dir, const std::string& name) { return destroy(open_dir(dir, name), name); }
+
+FbArray FbArray::create(const os::Dir& dir, const std::string& name, uint32_t len, uint32_t elt_size,
+                        const ProcessId& creator) {
+  if (len == 0 || elt_size == 0 || elt_size > kMaxEltSize)
+    throw Error(Errc::invalid_argument, "fbarray " + name + " needs a nonzero length and an element size of 1.." +
+                                            std::to_string(kMaxEltSize));
+  const std::string path = dir.path_of(name);
   Geometry g = geometry(len, elt_size);
-  os::Fd fd = os::open_file(path, O_RDWR | O_CREAT, 0600);
-  // Exclusive while we (re)initialise: fails if anybody still has it attached.
-  if (!os::try_lock(fd.get(), os::LockKind::exclusive, path)) throw_busy(path, "create");
-  os::truncate_file(fd.get(), 0, path);  // drops any stale content
+  // A stale file of that name is removed, never reused: what is created here is created anew, exclusively.
+  destroy(dir, name);
+  os::Fd fd = dir.try_create(name, O_RDWR, 0600);
+  if (!fd) throw_busy(dir, name, "create");  // another process created it meanwhile
+  // Exclusive while we initialise: nobody attaches to a half-made file.
+  if (!os::try_lock(fd.get(), os::LockKind::exclusive, path)) throw_busy(dir, name, "create");
   os::truncate_file(fd.get(), g.file_size, path);
   auto* h = static_cast<Header*>(os::map_shared(g.file_size, fd.get(), path));
   h->magic = kMagic;
@@ -118,54 +172,45 @@ FbArray FbArray::create(const std::string& dir, const std::string& name, uint32_
   // Downgrade: others may now attach, but nobody can re-initialise or destroy it.
   if (!os::try_lock(fd.get(), os::LockKind::shared, path)) {
     os::unmap(h, g.file_size);
-    throw_busy(path, "share");
+    throw_busy(dir, name, "share");
   }
   MPOD_LOG(fbarray, debug, "created %s: %u x %u bytes", path.c_str(), len, elt_size);
-  return FbArray(path, fd.release(), h, g.file_size);
+  return FbArray(path, fd.release(), h, len, elt_size);
 }
 
-FbArray FbArray::attach(const std::string& dir, const std::string& name) {
-  std::string path = dir + "/" + name;
-  os::Fd fd = os::try_open_file(path, O_RDWR);
+FbArray FbArray::attach(const os::Dir& dir, const std::string& name, uid_t owner) {
+  const std::string path = dir.path_of(name);
+  os::Fd fd = dir.try_open(name, O_RDWR, owner);
   if (!fd)
     throw Error(Errc::not_found, "fbarray " + path + " does not exist; is the primary running?",
                 path, ENOENT);
-  if (!os::try_lock(fd.get(), os::LockKind::shared, path)) throw_busy(path, "attach to");
-  uint64_t size = os::file_size(fd.get(), path);
+  if (!os::try_lock(fd.get(), os::LockKind::shared, path)) throw_busy(dir, name, "attach to");
+  const uint64_t size = os::file_size(fd.get(), path);
   Header h;
-  auto corrupt = [&](const std::string& why) {
-    return Error(Errc::corrupt,
-                 "fbarray " + path + " is corrupt (" + why +
-                     "); stop every process of this prefix and restart the primary, which recreates it",
-                 path);
-  };
-  if (size < sizeof(Header) || !os::read_exact_at(fd.get(), &h, sizeof h, 0, path))
-    throw corrupt("truncated to " + std::to_string(size) + " bytes");
-  if (h.magic != kMagic) throw corrupt("bad magic number");
-  if (h.version != kVersion || h.header_size != sizeof(Header))
+  const bool whole = size >= sizeof h && os::read_exact_at(fd.get(), &h, sizeof h, 0, path);
+  const HeaderCheck check = check_fbarray_header(&h, whole ? sizeof h : 0, size);
+  if (check.code == Errc::version_mismatch)
     throw Error(Errc::version_mismatch,
-                "fbarray " + path + " has layout version " + std::to_string(h.version) +
-                    " but this program uses " + std::to_string(kVersion) +
-                    "; run the same mpod version in every process of a prefix",
+                "fbarray " + path + " has " + check.why + "; run the same mpod version in every process of a prefix",
                 path);
-  Geometry g = geometry(h.len, h.elt_size);
-  if (h.len == 0 || h.elt_size == 0 || g.data_offset != h.data_offset ||
-      g.mask_offset != h.mask_offset || g.file_size != h.file_size)
-    throw corrupt("inconsistent sizes");
-  if (size < g.file_size)
-    throw corrupt("truncated: " + std::to_string(size) + " bytes, needs " + std::to_string(g.file_size));
-  if (h.initialized.load() != 1) throw corrupt("never finished initialising");
-  auto* mapped = static_cast<Header*>(os::map_shared(g.file_size, fd.get(), path));
+  if (!check.why.empty())
+    throw Error(Errc::corrupt,
+                "fbarray " + path + " is corrupt (" + check.why +
+                    "); stop every process of this prefix and restart the primary, which recreates it",
+                path);
+  auto* mapped = static_cast<Header*>(os::map_shared(h.file_size, fd.get(), path));
   MPOD_LOG(fbarray, debug, "attached %s: %u x %u bytes", path.c_str(), h.len, h.elt_size);
-  return FbArray(path, fd.release(), mapped, g.file_size);
+  // The geometry is taken from the checked copy, never read from the shared header again.
+  return FbArray(path, fd.release(), mapped, h.len, h.elt_size);
 }
 
-bool FbArray::destroy(const std::string& dir, const std::string& name) {
-  std::string path = dir + "/" + name;
-  os::Fd fd = os::try_open_file(path, O_RDWR);
-  if (!fd) return false;
-  if (!os::try_lock(fd.get(), os::LockKind::exclusive, path)) throw_busy(path, "destroy");
-  return os::remove_file(path);
+bool FbArray::destroy(const os::Dir& dir, const std::string& name) {
+  switch (dir.remove_unused(name)) {
+    case os::Dir::Removal::absent: return false;
+    case os::Dir::Removal::removed: return true;
+    case os::Dir::Removal::in_use: throw_busy(dir, name, "destroy");
+  }
+  return false;
 }
 
 void FbArray::detach() noexcept {
@@ -184,8 +229,8 @@ void FbArray::destroy() {
   destroy(path.substr(0, slash), path.substr(slash + 1));
 }
 
-uint32_t FbArray::len() const noexcept { return header_->len; }
-uint32_t FbArray::elt_size() const noexcept { return header_->elt_size; }
+uint32_t FbArray::len() const noexcept { return len_; }
+uint32_t FbArray::elt_size() const noexcept { return elt_size_; }
 uint32_t FbArray::count_used() const noexcept {
   return header_->count.load(std::memory_order_acquire);
 }
@@ -196,15 +241,15 @@ ProcessId FbArray::creator() const noexcept {
 }
 
 void* FbArray::get(uint32_t idx) const {
-  if (idx >= header_->len)
+  if (idx >= len_)
     throw Error(Errc::invalid_argument, "fbarray " + path_ + ": index " + std::to_string(idx) +
-                                            " out of range (length " + std::to_string(header_->len) + ")");
-  return reinterpret_cast<char*>(header_) + header_->data_offset + uint64_t(idx) * header_->elt_size;
+                                            " out of range (length " + std::to_string(len_) + ")");
+  return reinterpret_cast<char*>(header_) + data_offset_ + uint64_t(idx) * elt_size_;
 }
 
 namespace {
-Word* mask_words(FbArray::Header* h) {
-  return reinterpret_cast<Word*>(reinterpret_cast<char*>(h) + h->mask_offset);
+Word* mask_words(FbArray::Header* h, uint64_t mask_offset) {
+  return reinterpret_cast<Word*>(reinterpret_cast<char*>(h) + mask_offset);
 }
 }  // namespace
 
@@ -213,7 +258,7 @@ bool FbArray::set_used(uint32_t idx) {
   uint64_t bit = 1ull << (idx % 64);
   // acq_rel: the element's contents written before set_used are visible to
   // whoever observes the bit, and we see the contents of whoever freed it.
-  bool was = mask_words(header_)[idx / 64].fetch_or(bit, std::memory_order_acq_rel) & bit;
+  bool was = mask_words(header_, mask_offset_)[idx / 64].fetch_or(bit, std::memory_order_acq_rel) & bit;
   if (!was) header_->count.fetch_add(1, std::memory_order_relaxed);
   return was;
 }
@@ -221,20 +266,20 @@ bool FbArray::set_used(uint32_t idx) {
 bool FbArray::set_free(uint32_t idx) {
   get(idx);
   uint64_t bit = 1ull << (idx % 64);
-  bool was = mask_words(header_)[idx / 64].fetch_and(~bit, std::memory_order_acq_rel) & bit;
+  bool was = mask_words(header_, mask_offset_)[idx / 64].fetch_and(~bit, std::memory_order_acq_rel) & bit;
   if (was) header_->count.fetch_sub(1, std::memory_order_relaxed);
   return was;
 }
 
 bool FbArray::is_used(uint32_t idx) const {
   get(idx);
-  return mask_words(header_)[idx / 64].load(std::memory_order_acquire) & (1ull << (idx % 64));
+  return mask_words(header_, mask_offset_)[idx / 64].load(std::memory_order_acquire) & (1ull << (idx % 64));
 }
 
 std::optional<uint32_t> FbArray::find_next(uint32_t start, bool used) const {
-  const uint32_t n = header_->len;
+  const uint32_t n = len_;
   if (start >= n) return std::nullopt;
-  Word* words = mask_words(header_);
+  Word* words = mask_words(header_, mask_offset_);
   uint32_t w = start / 64;
   uint64_t bits = words[w].load(std::memory_order_acquire);
   if (!used) bits = ~bits;
@@ -252,9 +297,9 @@ std::optional<uint32_t> FbArray::find_next(uint32_t start, bool used) const {
 }
 
 uint32_t FbArray::run_length(uint32_t start, bool used) const {
-  if (start >= header_->len) return 0;
+  if (start >= len_) return 0;
   auto other = find_next(start, !used);
-  return (other ? *other : header_->len) - start;
+  return (other ? *other : len_) - start;
 }
 
 std::optional<uint32_t> FbArray::find_next_used(uint32_t start) const { return find_next(start, true); }
@@ -263,7 +308,7 @@ uint32_t FbArray::run_length_used(uint32_t start) const { return run_length(star
 uint32_t FbArray::run_length_free(uint32_t start) const { return run_length(start, false); }
 
 std::optional<uint32_t> FbArray::find_next_n_free(uint32_t start, uint32_t n) const {
-  if (n == 0) return start < header_->len ? std::optional<uint32_t>(start) : std::nullopt;
+  if (n == 0) return start < len_ ? std::optional<uint32_t>(start) : std::nullopt;
   while (auto s = find_next(start, false)) {
     uint32_t run = run_length(*s, false);
     if (run >= n) return s;

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "../os/dir.hpp"
 #include "../runtime/shared_lock.hpp"
 #include "memory_layout.hpp"
 #include "mpod/fbarray.hpp"
@@ -21,6 +22,7 @@
 namespace mpod {
 
 struct MemoryParams {
+  os::Dir domain;         // opened and checked by the runtime
   std::string domain_dir;
   std::string file_prefix;
   std::string huge_dir;  // option; empty = all mounts
@@ -36,7 +38,9 @@ class SharedMemory {
   // removes what it created.
   static std::unique_ptr<SharedMemory> create(const MemoryParams& p, MemoryLayout& layout,
                                               uint64_t* base, uint64_t* len);
-  // Secondary: maps what the primary described. `huge_dir` overrides the backing directory.
+  // Secondary: maps what the primary described, after checking every value
+  // it reads (layout_problem, and each memseg before it is mapped). Paths
+  // come from this process's own options and mounts, never from the config.
   static std::unique_ptr<SharedMemory> attach(const MemoryParams& p, MemoryLayout& layout,
                                               uint64_t base, uint64_t len);
   ~SharedMemory();
@@ -55,23 +59,30 @@ class SharedMemory {
   std::vector<MemoryUsage> usage() const;
   // Undoes create() after a failure: removes this layout's fbarrays and backing files.
   void remove_files() noexcept;
-  const MemoryLayout& layout() const noexcept { return *layout_; }
+  const MemoryLayout& layout() const noexcept { return own_layout_ ? *own_layout_ : *layout_; }
   SharedLock* lock() noexcept { return lock_; }
 
   // Removes files left by processes that are gone: local fbarrays of `id`.
-  static void remove_process_files(const std::string& domain_dir, const ProcessId& id) noexcept;
-  // Removes every file of the domain's memory (before a primary recreates it).
-  static void remove_stale_files(const std::string& domain_dir, const std::string& file_prefix,
+  static void remove_process_files(const os::Dir& domain, const ProcessId& id) noexcept;
+  // Removes every file of the domain's memory (before a primary recreates
+  // it). Entry by entry: one it cannot remove is logged and passed over.
+  static void remove_stale_files(const os::Dir& domain, const std::string& file_prefix,
                                  const std::string& huge_dir) noexcept;
 
  private:
   struct List;
   SharedMemory() = default;
   void map_list_segments(uint32_t i);
-  std::string backing_path(const MemsegListLayout& l) const;
+  // Where list `l`'s backing file lives, from this process's options and mounts.
+  os::Dir backing_dir(const MemsegListLayout& l) const;
 
   MemoryParams params_;
-  MemoryLayout* layout_ = nullptr;
+  // The list `i` of the layout: a secondary's own checked copy, the primary's shared one.
+  const MemsegListLayout& layout(uint32_t i) const noexcept { return layout().lists[i]; }
+  static constexpr uint32_t kMaxMapRun = 64;  // segments checked and mapped in one call
+
+  MemoryLayout* layout_ = nullptr;                // shared, in the config
+  std::unique_ptr<MemoryLayout> own_layout_;      // secondary: its checked copy
   bool primary_ = false;
   void* base_ = nullptr;
   uint64_t len_ = 0;
@@ -79,5 +90,9 @@ class SharedMemory {
   SharedLock* lock_ = nullptr;
   std::vector<std::unique_ptr<List>> lists_;
 };
+
+// Why `layout` cannot be a memory layout the primary made for the range
+// [base, base + len), or "" if it can. Pure: drives the fuzzer too.
+std::string layout_problem(const MemoryLayout& layout, uint64_t base, uint64_t len);
 
 }  // namespace mpod

@@ -197,6 +197,12 @@ uint64_t file_size(int fd, const std::string& path) {
   return static_cast<uint64_t>(st.st_size);
 }
 
+uid_t file_owner(int fd, const std::string& path) {
+  struct stat st;
+  if (::fstat(fd, &st) != 0) throw Error(Errc::system, "cannot stat " + path, path, errno);
+  return st.st_uid;
+}
+
 bool is_unlinked(int fd, const std::string& path) {
   struct stat st;
   if (::fstat(fd, &st) != 0) throw Error(Errc::system, "cannot stat " + path, path, errno);

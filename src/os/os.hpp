@@ -18,6 +18,8 @@
 
 namespace mpod::os {
 
+class Dir;
+
 // Owning file descriptor. Closing never throws.
 class Fd {
  public:
@@ -79,6 +81,7 @@ void make_dirs(const std::string& path, mode_t mode);            // mkdir -p; ex
 std::vector<std::string> list_dir(const std::string& path);      // names, without . and ..
 bool path_exists(const std::string& path);
 uint64_t file_size(int fd, const std::string& path_for_errors);
+uid_t file_owner(int fd, const std::string& path_for_errors);
 // True if the open file has no name left (unlinked since it was opened).
 bool is_unlinked(int fd, const std::string& path_for_errors);
 void truncate_file(int fd, uint64_t size, const std::string& path_for_errors);
@@ -132,10 +135,17 @@ void unmap(void* addr, size_t len);
 std::string describe_mapping(const void* addr, size_t len);
 
 // ---- Unix datagram sockets (the multi-process channel) ----
-// Binds a datagram socket at `path` with permissions `mode`. SO_PASSCRED is
+// Binds a datagram socket named `name` in `dir` with permissions `mode`
+// (with --group, the group's too), never replacing an existing entry. SO_PASSCRED is
 // set, so every datagram received carries the sender's uid and gid as the
-// kernel saw them. Paths longer than sun_path are bound through /proc/self/fd.
-Fd bind_datagram_socket(const std::string& path, mode_t mode);
+// kernel saw them.
+Fd bind_datagram_socket(const Dir& dir, const std::string& name, mode_t mode);
+// A handle (O_PATH) on the socket node `name` in `dir`, checked to be a
+// socket belonging to `owner` (kAnyOwner: anybody); empty if there is none.
+// Sending to socket_node_address() of it reaches exactly that node, whatever
+// is renamed meanwhile.
+Fd open_socket_node(const Dir& dir, const std::string& name, uid_t owner);
+std::string socket_node_address(int fd);
 enum class SendStatus { ok, peer_gone, full };
 // Sends one datagram made of `parts` with `nfds` descriptors, without waiting.
 // peer_gone: nobody is bound at `dest` (ENOENT, ECONNREFUSED); full: the

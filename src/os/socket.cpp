@@ -4,13 +4,17 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
+#include <linux/fs.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 #include "mpod/log.hpp"
+#include "dir.hpp"
 #include "os.hpp"
 
 namespace mpod::os {
@@ -35,7 +39,8 @@ socklen_t make_address(const std::string& path, sockaddr_un* sa, Fd* dir_keepali
 }
 }  // namespace
 
-Fd bind_datagram_socket(const std::string& path, mode_t mode) {
+Fd bind_datagram_socket(const Dir& dir, const std::string& name, mode_t mode) {
+  const std::string path = dir.path_of(name);
   Fd s(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (!s) throw Error(Errc::system, "cannot create a socket for " + path, path, errno);
   int one = 1;
@@ -44,22 +49,77 @@ Fd bind_datagram_socket(const std::string& path, mode_t mode) {
   int buf = 4 << 20;  // room for bursts of requests; the kernel caps it at rmem_max
   ::setsockopt(s.get(), SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
   ::setsockopt(s.get(), SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
+  // bind() creates the node by path and applies the umask, and a socket's
+  // mode can only be set by path. So bind in a directory nobody else can
+  // enter, set the mode there, then rename the node into place without
+  // replacing anything: no name outside our own directory is ever followed.
+  uint8_t r[8];
+  random_bytes(r, sizeof r);
+  char suffix[17];
+  for (int i = 0; i < 8; ++i) std::snprintf(suffix + 2 * i, 3, "%02x", r[i]);
+  const std::string priv = ".bind-" + std::string(suffix);
+  if (::mkdirat(dir.fd(), priv.c_str(), 0700) != 0)
+    throw Error(Errc::system, "cannot create a private directory in " + dir.path() + " to bind " + path,
+                dir.path_of(priv), errno);
+  struct Cleanup {
+    const Dir& dir;
+    const std::string& priv;
+    ~Cleanup() {
+      ::unlinkat(dir.fd(), (priv + "/s").c_str(), 0);
+      ::unlinkat(dir.fd(), priv.c_str(), AT_REMOVEDIR);
+    }
+  } cleanup{dir, priv};
+  Fd pd(::openat(dir.fd(), priv.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  struct stat st;
+  if (!pd || ::fstat(pd.get(), &st) != 0 || st.st_uid != ::geteuid() || (st.st_mode & 077))
+    throw Error(Errc::untrusted, "the private directory " + dir.path_of(priv) + " made to bind " + path +
+                " was replaced; check who can write to " + dir.path(), dir.path_of(priv));
   sockaddr_un sa;
-  Fd dir;
-  socklen_t len = make_address(path, &sa, &dir);
-  ::unlink(path.c_str());  // a stale socket of ours cannot exist: the name is our unique id
-  if (::bind(s.get(), reinterpret_cast<sockaddr*>(&sa), len) != 0) {
+  std::memset(&sa, 0, sizeof sa);
+  sa.sun_family = AF_UNIX;
+  const std::string at = "/proc/self/fd/" + std::to_string(pd.get()) + "/s";
+  std::memcpy(sa.sun_path, at.data(), at.size());
+  if (::bind(s.get(), reinterpret_cast<sockaddr*>(&sa), socklen_t(offsetof(sockaddr_un, sun_path) + at.size() + 1)) != 0) {
     int err = errno;
     MPOD_LOG(os, debug, "bind %s failed: %s", path.c_str(), std::strerror(err));
     throw Error(err == EACCES ? Errc::permission_denied : Errc::system, "cannot bind the channel socket " + path, path, err);
   }
-  if (::chmod(path.c_str(), group_mode(mode)) != 0)
+  if (::fchmodat(pd.get(), "s", group_mode(mode), 0) != 0)
     throw Error(Errc::system, "cannot set permissions of " + path, path, errno);
-  if (has_shared_group() && ::chown(path.c_str(), static_cast<uid_t>(-1), shared_group()) != 0)
+  if (has_shared_group() && ::fchownat(pd.get(), "s", static_cast<uid_t>(-1), shared_group(), AT_SYMLINK_NOFOLLOW) != 0)
     throw Error(Errc::system, "cannot give " + path + " to group " + std::to_string(shared_group()), path, errno);
+  if (::syscall(SYS_renameat2, pd.get(), "s", dir.fd(), name.c_str(), RENAME_NOREPLACE) != 0) {
+    int err = errno;
+    throw Error(err == EEXIST ? Errc::untrusted : Errc::system,
+                "cannot put the channel socket in place at " + path +
+                    (err == EEXIST ? ": something else is there; remove it and check who can write to " + dir.path()
+                                   : std::string()),
+                path, err);
+  }
   MPOD_LOG(os, debug, "bound socket %s", path.c_str());
   return s;
 }
+
+Fd open_socket_node(const Dir& dir, const std::string& name, uid_t owner) {
+  const std::string path = dir.path_of(name);
+  Fd fd(::openat(dir.fd(), name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd) {
+    if (errno == ENOENT) return Fd();
+    throw Error(Errc::system, "cannot open the channel socket " + path, path, errno);
+  }
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) throw Error(Errc::system, "cannot stat " + path, path, errno);
+  if (!S_ISSOCK(st.st_mode) || (owner != kAnyOwner && st.st_uid != owner))
+    throw Error(Errc::untrusted,
+                path + (S_ISSOCK(st.st_mode) ? " belongs to uid " + std::to_string(st.st_uid) + ", not uid " +
+                                                   std::to_string(owner) + ", the owner of that process's registration"
+                                             : std::string(" is not a socket")) +
+                    ": nothing is sent there; check who can write to " + dir.path(),
+                path);
+  return fd;
+}
+
+std::string socket_node_address(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
 
 SendStatus send_datagram(int fd, const std::string& dest, const Part* parts, size_t nparts, const int* fds,
                          size_t nfds) {
@@ -96,7 +156,9 @@ SendStatus send_datagram(int fd, const std::string& dest, const Part* parts, siz
 
 bool recv_datagram(int fd, void* buf, size_t cap, Received* out) {
   iovec iov{buf, cap};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 8) + CMSG_SPACE(sizeof(ucred)) + 64];
+  // Room for exactly 8 descriptors and the credentials: a datagram with more
+  // descriptors arrives with MSG_CTRUNC, the extra ones closed by the kernel.
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 8) + CMSG_SPACE(sizeof(ucred))];
   msghdr mh{};
   mh.msg_iov = &iov;
   mh.msg_iovlen = 1;

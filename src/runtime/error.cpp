@@ -19,6 +19,7 @@ const char* errc_name(Errc code) noexcept {
     case Errc::permission_denied: return "permission_denied";
     case Errc::system: return "system";
     case Errc::owner_died: return "owner_died";
+    case Errc::untrusted: return "untrusted";
   }
   return "unknown";
 }

@@ -1,5 +1,7 @@
 #include "registry.hpp"
 
+#include "../os/dir.hpp"
+
 #include <fcntl.h>
 
 #include <cerrno>
@@ -11,6 +13,10 @@
 namespace mpod::registry {
 
 std::string procs_dir(const std::string& domain_dir) { return domain_dir + "/procs"; }
+
+os::Dir open_procs(const std::string& domain_dir) {
+  return os::Dir::open(procs_dir(domain_dir), os::DirRule::joined());
+}
 
 namespace {
 std::string serialize(const ProcessInfo& p) {
@@ -66,16 +72,41 @@ std::optional<bool> test_liveness(int fd, const std::string& path) {
   return false;
 }
 
-// Reads and liveness-tests one registration. nullopt if it vanished or is unreadable.
-std::optional<ProcessInfo> read_entry(const std::string& path) {
-  os::Fd fd = os::try_open_file(path, O_RDONLY);
+// A registration is a few hundred bytes: anything longer is not one.
+constexpr uint64_t kMaxRegistrationBytes = 4096;
+
+// Opens and parses one registration, recording its owner (the uid it runs
+// as: only that uid, or root, can make a file that uid owns). Throws for an
+// entry that is not a registration (a planted FIFO, link or directory, junk,
+// an oversized file); an empty result if it vanished.
+std::optional<ProcessInfo> read_registration(const os::Dir& procs, const std::string& name, os::Fd* keep = nullptr) {
+  os::Fd fd = procs.try_open(name, O_RDONLY, os::kAnyOwner);
   if (!fd) return std::nullopt;
+  const std::string path = procs.path_of(name);
+  if (os::file_size(fd.get(), path) > kMaxRegistrationBytes)
+    throw Error(Errc::corrupt, "it is larger than any registration", path);
   auto info = parse(os::read_all(fd.get(), path));
-  if (!info) {
-    MPOD_LOG(runtime, warning, "ignoring unreadable registration %s", path.c_str());
+  if (!info) throw Error(Errc::corrupt, "its contents are not a registration", path);
+  if (info->id.hex() != name) throw Error(Errc::corrupt, "it names another process id", path);
+  info->uid = os::file_owner(fd.get(), path);
+  if (keep) *keep = std::move(fd);
+  return info;
+}
+
+// Reads and liveness-tests one registration. nullopt if it vanished or is
+// not a registration (logged).
+std::optional<ProcessInfo> read_entry(const os::Dir& procs, const std::string& name) {
+  os::Fd fd;
+  std::optional<ProcessInfo> info;
+  try {
+    info = read_registration(procs, name, &fd);
+  } catch (const Error& e) {
+    MPOD_LOG(runtime, warning, "ignoring %s in the process registry: %s; if no process of this domain uses it, "
+             "remove it", procs.path_of(name).c_str(), e.what());
     return std::nullopt;
   }
-  const auto alive = test_liveness(fd.get(), path);
+  if (!info) return std::nullopt;
+  const auto alive = test_liveness(fd.get(), procs.path_of(name));
   if (!alive) return std::nullopt;
   info->alive = *alive;
   return info;
@@ -87,46 +118,49 @@ bool is_registration_name(const std::string& name) { return ProcessId::parse(nam
 }  // namespace
 
 Registration Registration::create(const std::string& domain_dir, Role role) {
-  std::string dir = procs_dir(domain_dir);
+  const os::Dir procs = open_procs(domain_dir);
   Registration r;
   r.info_.role = role;
   r.info_.pid = os::current_pid();
   r.info_.pid_ns = os::pid_namespace_inode();
   r.info_.hostname = os::host_name();
   r.info_.started_ns = os::realtime_ns();
+  r.info_.uid = os::effective_uid();
+  // Members of the group read registrations; only their owner writes them.
+  const auto share = os::Share::read;
   // A collision of 128 random bits is not expected, but the filesystem is what
   // guarantees uniqueness, so a collision just means: draw again.
   for (int attempt = 0;; ++attempt) {
     r.info_.id = ProcessId::random();
-    const std::string final_path = dir + "/" + r.info_.id.hex();
+    const std::string final_name = r.info_.id.hex();
     // Preferred: an unnamed file, locked and filled before it gets its name,
     // so nobody can see it unlocked or half-written and a crash leaves nothing.
-    os::Fd fd = os::open_unnamed(dir, 0600);
-    std::string tmp_path;
+    os::Fd fd = procs.create_unnamed(0600, share);
+    std::string tmp_name;
     if (!fd) {
       // Filesystems without O_TMPFILE: a dot-name that reapers leave alone until it is stale.
-      tmp_path = dir + "/." + r.info_.id.hex() + ".new";
-      fd = os::try_open_file(tmp_path, O_RDWR | O_CREAT | O_EXCL, 0600);
+      tmp_name = "." + final_name + ".new";
+      fd = procs.try_create(tmp_name, O_RDWR, 0600, share);
       if (!fd) continue;
     }
-    const std::string& lock_name = tmp_path.empty() ? final_path : tmp_path;
+    const std::string lock_name = procs.path_of(tmp_name.empty() ? final_name : tmp_name);
     if (!os::try_lock(fd.get(), os::LockKind::exclusive, lock_name)) {
-      if (!tmp_path.empty()) os::remove_file(tmp_path);
-      throw Error(Errc::system, "cannot lock the new registration in " + dir, dir);
+      if (!tmp_name.empty()) procs.remove(tmp_name);
+      throw Error(Errc::system, "cannot lock the new registration in " + procs.path(), procs.path());
     }
     r.info_.alive = true;
     std::string text = serialize(r.info_);
     try {
       os::write_all(fd.get(), text.data(), text.size(), lock_name);
-      if (tmp_path.empty()) os::link_unnamed(fd.get(), final_path);
-      else os::link_file(tmp_path, final_path);
+      if (tmp_name.empty()) procs.link_unnamed(fd.get(), final_name);
+      else procs.link(tmp_name, final_name);
     } catch (const Error& e) {
-      if (!tmp_path.empty()) os::remove_file(tmp_path);
+      if (!tmp_name.empty()) procs.remove(tmp_name);
       if (e.code() == Errc::already_exists && attempt < 8) continue;
       throw;
     }
-    if (!tmp_path.empty()) os::remove_file(tmp_path);
-    r.path_ = final_path;
+    if (!tmp_name.empty()) procs.remove(tmp_name);
+    r.procs_ = procs;
     r.fd_ = std::move(fd);
     MPOD_LOG(runtime, info, "registered as %s %s (pid %d in pid ns %llu, host %s)", role_name(role),
              r.info_.id.hex().c_str(), r.info_.pid, static_cast<unsigned long long>(r.info_.pid_ns),
@@ -139,7 +173,7 @@ Registration& Registration::operator=(Registration&& o) noexcept {
   if (this != &o) {
     unregister();
     info_ = std::move(o.info_);
-    path_ = std::move(o.path_);
+    procs_ = std::move(o.procs_);
     fd_ = std::move(o.fd_);
   }
   return *this;
@@ -150,7 +184,7 @@ Registration::~Registration() { unregister(); }
 void Registration::unregister() noexcept {
   if (!fd_) return;
   try {
-    os::remove_file(path_);
+    procs_.remove(info_.id.hex());
   } catch (const Error& e) {
     MPOD_LOG(runtime, warning, "could not remove registration: %s", e.what());
   }
@@ -159,22 +193,24 @@ void Registration::unregister() noexcept {
 
 std::vector<ProcessInfo> list(const std::string& domain_dir) {
   std::vector<ProcessInfo> out;
-  std::string dir = procs_dir(domain_dir);
-  for (auto& name : os::list_dir(dir)) {
+  const os::Dir procs = open_procs(domain_dir);
+  for (auto& name : procs.list()) {
     if (!is_registration_name(name)) continue;
-    if (auto p = read_entry(dir + "/" + name)) out.push_back(std::move(*p));
+    if (auto p = read_entry(procs, name)) out.push_back(std::move(*p));
   }
   return out;
 }
+
+Scanner::Scanner(const std::string& domain_dir, size_t max_kept_open)
+    : procs_(open_procs(domain_dir)), max_kept_open_(max_kept_open) {}
 
 std::vector<ProcessInfo> Scanner::scan() {
   std::vector<ProcessInfo> out;
   size_t kept = 0;
   for (const auto& [name, e] : open_) kept += bool(e.fd);
   std::map<std::string, Entry> seen;
-  for (auto& name : os::list_dir(dir_)) {
+  for (auto& name : procs_.list()) {
     if (!is_registration_name(name)) continue;
-    const std::string path = dir_ + "/" + name;
     Entry entry;  // what an earlier scan learnt of it, if anything
     if (auto it = open_.find(name); it != open_.end()) {
       entry = std::move(it->second);
@@ -183,10 +219,9 @@ std::vector<ProcessInfo> Scanner::scan() {
     os::Fd scan_fd;  // this scan's descriptor of a registration not kept open
     if (!entry.info && !entry.unreadable) {  // new here: read it once
       try {
-        os::Fd fd = os::try_open_file(path, O_RDONLY);
-        if (!fd) continue;  // removed since the listing
-        entry.info = parse(os::read_all(fd.get(), path));
-        if (!entry.info) throw Error(Errc::invalid_argument, "its contents are not a registration", path);
+        os::Fd fd;
+        entry.info = read_registration(procs_, name, &fd);
+        if (!entry.info) continue;  // removed since the listing
         if (kept < max_kept_open_) {
           entry.fd = std::move(fd);
           ++kept;
@@ -194,20 +229,20 @@ std::vector<ProcessInfo> Scanner::scan() {
           scan_fd = std::move(fd);
         }
       } catch (const Error& e) {
-        // Not a registration mpod can use (a directory, another user's
-        // file, junk): remembered, so it is logged once and never stops a scan.
+        // Not a registration mpod can use (a directory, a FIFO, another
+        // user's file, junk): remembered, so it is logged once and never stops a scan.
         MPOD_LOG(runtime, warning, "ignoring %s in the process registry: %s; if no process of this domain uses "
-                 "it, remove it", path.c_str(), e.what());
+                 "it, remove it", procs_.path_of(name).c_str(), e.what());
         entry = Entry{};
         entry.unreadable = true;
       }
     } else if (entry.info && !entry.fd) {
-      scan_fd = os::try_open_file(path, O_RDONLY);
+      scan_fd = procs_.try_open(name, O_RDONLY, os::kAnyOwner);
       if (!scan_fd) continue;  // removed since the listing
     }
     if (entry.info) {
       // Gone since the listing: not reported, so a clean exit does not look like a crash.
-      const auto alive = test_liveness(entry.fd ? entry.fd.get() : scan_fd.get(), path);
+      const auto alive = test_liveness(entry.fd ? entry.fd.get() : scan_fd.get(), procs_.path_of(name));
       if (!alive) continue;
       entry.info->alive = *alive;
       out.push_back(*entry.info);
@@ -219,7 +254,9 @@ std::vector<ProcessInfo> Scanner::scan() {
 }
 
 std::optional<ProcessInfo> find(const std::string& domain_dir, const ProcessId& id) {
-  return read_entry(procs_dir(domain_dir) + "/" + id.hex());
+  auto procs = os::Dir::try_open(procs_dir(domain_dir), os::DirRule::joined());
+  if (!procs) return std::nullopt;  // no registry (yet): nobody is registered
+  return read_entry(*procs, id.hex());
 }
 
 bool is_alive(const std::string& domain_dir, const ProcessId& id) {
@@ -227,36 +264,60 @@ bool is_alive(const std::string& domain_dir, const ProcessId& id) {
   return p && p->alive;
 }
 
+namespace {
+// Reaps one entry of the registry if its owner is dead; the info of the one
+// reaped, or nullopt.
+std::optional<ProcessInfo> reap_entry(const os::Dir& procs, const std::string& name) {
+  const std::string path = procs.path_of(name);
+  if (name.starts_with(".") && name.ends_with(".new")) {
+    // Fallback-path registration being written, or left by a process that
+    // died writing it. Young ones may not be locked yet: leave them alone.
+    if (procs.age_seconds(name) < kStaleTempSeconds) return std::nullopt;
+    os::Fd fd = procs.try_open(name, O_RDONLY, os::kAnyOwner);
+    if (fd && os::try_lock(fd.get(), os::LockKind::shared, path)) procs.remove(name);
+    return std::nullopt;
+  }
+  if (!is_registration_name(name)) return std::nullopt;
+  // Read-only is enough: registrations are read-only to the group. A shared
+  // lock is granted only while the owner's exclusive one is not held, that
+  // is, when it is dead; of several reapers, the one whose unlink succeeds
+  // reaps (ids are never reused, so the name cannot come back alive).
+  os::Fd fd = procs.try_open(name, O_RDONLY, os::kAnyOwner);
+  if (!fd) return std::nullopt;
+  if (!os::try_lock(fd.get(), os::LockKind::shared, path)) return std::nullopt;
+  if (os::is_unlinked(fd.get(), path)) return std::nullopt;  // its owner left cleanly meanwhile
+  std::optional<ProcessInfo> info;
+  try {
+    info = read_registration(procs, name);
+  } catch (const Error&) {
+  }
+  if (!procs.remove(name)) return std::nullopt;  // another reaper was first
+  ProcessInfo p;
+  if (info) p = *info;
+  else p.id = *ProcessId::parse(name);
+  p.alive = false;
+  return p;
+}
+}  // namespace
+
 std::vector<ProcessInfo> reap(const std::string& domain_dir,
                               const std::function<void(const ProcessInfo&)>& on_reaped) {
   std::vector<ProcessInfo> reaped;
-  std::string dir = procs_dir(domain_dir);
-  for (auto& name : os::list_dir(dir)) {
-    std::string path = dir + "/" + name;
-    if (name.starts_with(".") && name.ends_with(".new")) {
-      // Fallback-path registration being written, or left by a process that
-      // died writing it. Young ones may not be locked yet: leave them alone.
-      if (os::age_seconds(path) < kStaleTempSeconds) continue;
-      os::Fd fd = os::try_open_file(path, O_RDWR);
-      if (fd && os::try_lock(fd.get(), os::LockKind::exclusive, path)) os::remove_file(path);
+  const os::Dir procs = open_procs(domain_dir);
+  for (auto& name : procs.list()) {
+    // One entry at a time: a planted or foreign entry is logged and passed over, never stops the rest.
+    std::optional<ProcessInfo> p;
+    try {
+      p = reap_entry(procs, name);
+    } catch (const Error& e) {
+      MPOD_LOG(runtime, notice, "reaping %s: %s", procs.path_of(name).c_str(), e.what());
       continue;
     }
-    if (!is_registration_name(name)) continue;
-    os::Fd fd = os::try_open_file(path, O_RDWR);
-    if (!fd) continue;
-    // Holding the lock proves the owner is dead and no other reaper is here.
-    if (!os::try_lock(fd.get(), os::LockKind::exclusive, path)) continue;
-    auto info = read_entry(path);
-    // Another reaper may have removed and we may have locked an unlinked inode: harmless.
-    if (!os::remove_file(path)) continue;
-    ProcessInfo p;
-    if (info) p = *info;
-    else p.id = *ProcessId::parse(name);
-    p.alive = false;
+    if (!p) continue;
     MPOD_LOG(runtime, notice, "removed registration of dead %s process %s (host %s, pid %d)",
-             role_name(p.role), p.id.hex().c_str(), p.hostname.c_str(), p.pid);
-    if (on_reaped) on_reaped(p);
-    reaped.push_back(std::move(p));
+             role_name(p->role), p->id.hex().c_str(), p->hostname.c_str(), p->pid);
+    if (on_reaped) on_reaped(*p);
+    reaped.push_back(std::move(*p));
   }
   return reaped;
 }
@@ -267,7 +328,11 @@ std::string describe(const ProcessInfo& p) {
 }
 
 std::string describe(const std::string& domain_dir, const ProcessId& id) {
-  if (auto p = find(domain_dir, id)) return describe(*p);
+  try {
+    if (auto p = find(domain_dir, id)) return describe(*p);
+  } catch (const Error& e) {
+    return "process " + id.short_hex() + " (its registration cannot be read: " + e.what() + ")";
+  }
   return "process " + id.short_hex() + " (not registered)";
 }
 

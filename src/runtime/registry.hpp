@@ -14,12 +14,15 @@
 #include <string>
 #include <vector>
 
+#include "../os/dir.hpp"
 #include "../os/os.hpp"
 #include "mpod/process.hpp"
 
 namespace mpod::registry {
 
 std::string procs_dir(const std::string& domain_dir);
+// The registry directory of a domain, opened and checked (DirRule::joined).
+os::Dir open_procs(const std::string& domain_dir);
 
 class Registration {
  public:
@@ -36,7 +39,7 @@ class Registration {
 
  private:
   ProcessInfo info_;
-  std::string path_;
+  os::Dir procs_;
   os::Fd fd_;
 };
 
@@ -59,8 +62,7 @@ bool is_alive(const std::string& domain_dir, const ProcessId& id);
 class Scanner {
  public:
   static constexpr size_t kMaxKeptOpen = 64;
-  explicit Scanner(const std::string& domain_dir, size_t max_kept_open = kMaxKeptOpen)
-      : dir_(procs_dir(domain_dir)), max_kept_open_(max_kept_open) {}
+  explicit Scanner(const std::string& domain_dir, size_t max_kept_open = kMaxKeptOpen);
   // Every registration, liveness tested now, as list() returns them, except
   // that one found unlocked and already unlinked is left out (its owner
   // exited while the scan ran: not a crash). An entry that cannot be opened,
@@ -73,7 +75,7 @@ class Scanner {
     os::Fd fd;                        // empty past max_kept_open_: opened on each scan
     bool unreadable = false;          // logged once, then skipped
   };
-  std::string dir_;
+  os::Dir procs_;
   size_t max_kept_open_;
   std::map<std::string, Entry> open_;  // by file name
 };

@@ -2,6 +2,7 @@
 // dead owners, the doorbell handshake, reply boxes and their generations,
 // refusal of damaged files, and a lane between two real processes.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -11,6 +12,7 @@
 #include <string>
 
 #include "src/ipc/mailbox.hpp"
+#include "src/os/dir.hpp"
 #include "tests/helpers/process_harness.hpp"
 
 namespace mpod::mailbox {
@@ -29,6 +31,9 @@ std::string pop_text(Mailbox& m, int lane) {
   return n < 0 ? "<empty>" : std::string(reinterpret_cast<char*>(buf), size_t(n));
 }
 
+os::Dir open_dir(const TempDir& dir) { return os::Dir::open(dir.path(), os::DirRule::joined()); }
+std::string name_of(const std::string& path) { return path.substr(path.rfind('/') + 1); }
+
 ProcessId id(uint8_t k) {
   ProcessId p;
   p.bytes.fill(k);
@@ -37,7 +42,7 @@ ProcessId id(uint8_t k) {
 
 TEST(Mailbox, LaneKeepsOrderWrapsAroundAndRefusesWhenFull) {
   TempDir dir;
-  auto m = Mailbox::create(dir.path() + "/a.mbox", 0600);
+  auto m = Mailbox::create(open_dir(dir), "a.mbox");
   EXPECT_EQ(pop_text(*m, 3), "<empty>");
   for (int round = 0; round < 5; ++round) {
     for (uint32_t i = 0; i < kSlots; ++i) ASSERT_TRUE(push_text(*m, 3, "r" + std::to_string(round) + "m" + std::to_string(i)));
@@ -58,8 +63,8 @@ TEST(Mailbox, LaneKeepsOrderWrapsAroundAndRefusesWhenFull) {
 TEST(Mailbox, APeerSeesTheSameLanesAndADamagedLengthStaysInsideTheSlot) {
   TempDir dir;
   const std::string path = dir.path() + "/b.mbox";
-  auto owner = Mailbox::create(path, 0600);
-  auto peer = Mailbox::open(path);
+  auto owner = Mailbox::create(open_dir(dir), name_of(path));
+  auto peer = Mailbox::open(open_dir(dir), name_of(path));
   ASSERT_TRUE(peer);
   ASSERT_TRUE(push_text(*peer, 1, "from the peer"));
   EXPECT_EQ(pop_text(*owner, 1), "from the peer");
@@ -75,7 +80,7 @@ TEST(Mailbox, APeerSeesTheSameLanesAndADamagedLengthStaysInsideTheSlot) {
 
 TEST(Mailbox, LanesAreClaimedOncePerSenderAndTakenOverOnlyFromTheDead) {
   TempDir dir;
-  auto m = Mailbox::create(dir.path() + "/c.mbox", 0600);
+  auto m = Mailbox::create(open_dir(dir), "c.mbox");
   std::set<uint64_t> dead;
   auto is_dead = [&](uint64_t tag) { return dead.count(tag) > 0; };
   std::set<int> lanes;
@@ -106,7 +111,7 @@ TEST(Mailbox, LanesAreClaimedOncePerSenderAndTakenOverOnlyFromTheDead) {
 
 TEST(Mailbox, DoorbellIsRungOnceAndOnlyForASleeper) {
   TempDir dir;
-  auto m = Mailbox::create(dir.path() + "/d.mbox", 0600);
+  auto m = Mailbox::create(open_dir(dir), "d.mbox");
   ASSERT_TRUE(push_text(*m, 0, "awake"));
   EXPECT_FALSE(m->take_doorbell()) << "nobody sleeps";
   EXPECT_FALSE(m->prepare_to_sleep()) << "a queued message must keep the receiver up";
@@ -122,7 +127,7 @@ TEST(Mailbox, DoorbellIsRungOnceAndOnlyForASleeper) {
 
 TEST(Mailbox, ReplyBoxTakesOnlyTheGenerationItWaitsFor) {
   TempDir dir;
-  auto m = Mailbox::create(dir.path() + "/e.mbox", 0600);
+  auto m = Mailbox::create(open_dir(dir), "e.mbox");
   const std::string reply = "the answer";
   const os::Part part{reply.data(), reply.size()};
   m->box_state(7).store((41u << 2) | box_waiting);
@@ -139,17 +144,17 @@ TEST(Mailbox, ReplyBoxTakesOnlyTheGenerationItWaitsFor) {
 
 TEST(Mailbox, MissingUnfinishedOrForeignFilesAreRefused) {
   TempDir dir;
-  EXPECT_EQ(Mailbox::open(dir.path() + "/none.mbox"), nullptr);
+  EXPECT_EQ(Mailbox::open(open_dir(dir), "none.mbox"), nullptr);
   const std::string path = dir.path() + "/f.mbox";
-  { auto m = Mailbox::create(path, 0600); }
+  { auto m = Mailbox::create(open_dir(dir), name_of(path)); }
   // Magic not yet written: its owner is still creating it.
   os::Fd fd = os::open_file(path, O_RDWR);
   const uint32_t zero = 0;
   ASSERT_EQ(pwrite(fd.get(), &zero, 4, 0), 4);
-  EXPECT_EQ(Mailbox::open(path), nullptr);
+  EXPECT_EQ(Mailbox::open(open_dir(dir), name_of(path)), nullptr);
   ASSERT_EQ(ftruncate(fd.get(), 4096), 0);
   try {
-    Mailbox::open(path);
+    Mailbox::open(open_dir(dir), name_of(path));
     ADD_FAILURE() << "a truncated mailbox was accepted";
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), Errc::corrupt);
@@ -157,14 +162,32 @@ TEST(Mailbox, MissingUnfinishedOrForeignFilesAreRefused) {
   }
 }
 
+TEST(Mailbox, AnotherUidsMailboxIsLeftToTheSocketAndAPlantedLinkIsRefused) {
+  TempDir dir;
+  { auto m = Mailbox::create(open_dir(dir), "mine.mbox"); }
+  struct stat st {};
+  ASSERT_EQ(stat((dir.path() + "/mine.mbox").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0600u) << "owner-only, whatever --group says";
+  ASSERT_EQ(symlink((dir.path() + "/mine.mbox").c_str(), (dir.path() + "/link.mbox").c_str()), 0);
+  try {
+    Mailbox::open(open_dir(dir), "link.mbox");
+    ADD_FAILURE() << "a symbolic link was followed";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::untrusted) << e.what();
+  }
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to give a mailbox to another uid";
+  ASSERT_EQ(chown((dir.path() + "/mine.mbox").c_str(), 65534, 65534), 0);
+  EXPECT_EQ(Mailbox::open(open_dir(dir), "mine.mbox"), nullptr) << "another uid's mailbox is reached by socket only";
+}
+
 TEST(Mailbox, LaneBetweenTwoProcessesDeliversEveryMessageOnceInOrder) {
   TempDir dir;
   const std::string path = dir.path() + "/g.mbox";
-  auto m = Mailbox::create(path, 0600);
+  auto m = Mailbox::create(open_dir(dir), name_of(path));
   constexpr int kCount = 200000;
   pid_t child = fork();
   if (child == 0) {
-    auto peer = Mailbox::open(path);
+    auto peer = Mailbox::open(open_dir(dir), name_of(path));
     int lane = peer->claim_lane(id(9), [](uint64_t) { return false; });
     for (int i = 0; i < kCount; ++i) {
       // Varying lengths, each message carrying its number and a checksum-able body.
