@@ -403,6 +403,14 @@ uint64_t SharedMemory::backed_bytes(uint32_t i) const {
   return uint64_t(std::min(lists_[i]->shared.count_used(), layout(i).capacity)) * layout(i).seg_size;
 }
 
+bool SharedMemory::backs(uint64_t addr, uint64_t len) const noexcept {
+  for (uint32_t i = 0; i < lists_.size(); ++i) {
+    const uint64_t base = layout(i).base_va, backed = backed_bytes(i);
+    if (addr >= base && addr - base <= backed && len <= backed - (addr - base)) return true;
+  }
+  return false;
+}
+
 std::vector<MemoryUsage> SharedMemory::usage() const {
   std::vector<MemoryUsage> out;
   for (uint32_t i = 0; i < lists_.size(); ++i) {

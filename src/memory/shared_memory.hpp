@@ -55,6 +55,8 @@ class SharedMemory {
   void grow(uint32_t list, uint64_t bytes);
   // Bytes of list `list` that are backed (a prefix of its range).
   uint64_t backed_bytes(uint32_t list) const;
+  // Whether [addr, addr + len) lies in backed memory of one list (what sync() maps).
+  bool backs(uint64_t addr, uint64_t len) const noexcept;
 
   std::vector<MemoryUsage> usage() const;
   // Undoes create() after a failure: removes this layout's fbarrays and backing files.

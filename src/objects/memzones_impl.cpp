@@ -12,9 +12,15 @@ namespace mpod {
 namespace {
 constexpr uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 
-Memzone to_memzone(const MemzoneEntry& e) {
+// The table is the group's to write: a zone handed to the caller must lie in
+// memory this process has mapped, and its name within its field.
+Memzone to_memzone(const MemzoneEntry& e, const SharedMemory& memory) {
   Memzone z;
-  z.name = e.name;
+  z.name.assign(e.name, strnlen(e.name, sizeof e.name));
+  if (!memory.backs(e.addr, e.len))
+    throw Error(Errc::corrupt, "the memzone table is corrupt: memzone '" + z.name +
+                                   "' lies outside the shared memory; stop every process of this prefix and restart "
+                                   "the primary");
   z.addr = reinterpret_cast<void*>(e.addr);
   z.len = e.len;
   z.align = e.align;
@@ -124,7 +130,7 @@ Memzone MemzonesImpl::reserve(std::string_view name, uint64_t len, uint64_t alig
     slot->state.store(MemzoneEntry::used, std::memory_order_release);
     MPOD_LOG(memzone, debug, "reserved '%.*s': %llu bytes at %p", static_cast<int>(name.size()),
              name.data(), static_cast<unsigned long long>(len), reinterpret_cast<void*>(addr));
-    return to_memzone(*slot);
+    return to_memzone(*slot, memory_);
   }
   if (!page_size_known)
     throw Error(Errc::invalid_argument, "memzone '" + std::string(name) + "': no memory of page size " +
@@ -141,7 +147,7 @@ std::optional<Memzone> MemzonesImpl::lookup(std::string_view name) {
   MemzoneEntry* e = find_locked(name);
   if (!e) return std::nullopt;
   memory_.sync();  // the memzone may lie in segments another process added
-  return to_memzone(*e);
+  return to_memzone(*e, memory_);
 }
 
 void MemzonesImpl::free(std::string_view name) {
@@ -158,7 +164,7 @@ std::vector<Memzone> MemzonesImpl::list() {
     SharedLockGuard guard(lock_);
     if (guard.owner_died()) repair();
     for (auto& e : table_.entries)
-      if (e.state.load(std::memory_order_acquire) == MemzoneEntry::used) out.push_back(to_memzone(e));
+      if (e.state.load(std::memory_order_acquire) == MemzoneEntry::used) out.push_back(to_memzone(e, memory_));
   }
   std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.addr < b.addr; });
   return out;

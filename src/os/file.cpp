@@ -39,21 +39,11 @@ int open_raw(const std::string& path, int flags, mode_t mode) {
     return -1;
   }
   int fd;
-  do fd = ::open(path.c_str(), flags | O_CLOEXEC, group_mode(mode));
+  do fd = ::open(path.c_str(), flags | O_CLOEXEC | O_NOFOLLOW, mode);
   while (fd < 0 && errno == EINTR);
-  if (fd >= 0 && (flags & (O_CREAT | O_TMPFILE))) share_with_group(fd, path, mode);
   return fd;
 }
 }  // namespace
-
-void share_with_group(int fd, const std::string& path, mode_t mode) noexcept {
-  if (!has_shared_group()) return;
-  // Files another member of the group created stay theirs: only the creator can change them.
-  struct stat st;
-  if (::fstat(fd, &st) != 0 || st.st_uid != ::geteuid()) return;
-  if (::fchown(fd, static_cast<uid_t>(-1), shared_group()) != 0 || ::fchmod(fd, group_mode(mode)) != 0)
-    MPOD_LOG(os, warning, "cannot give %s to group %u: %s", path.c_str(), unsigned(shared_group()), std::strerror(errno));
-}
 
 Fd open_file(const std::string& path, int flags, mode_t mode) {
   int fd = open_raw(path, flags, mode);
@@ -69,92 +59,23 @@ Fd open_file(const std::string& path, int flags, mode_t mode) {
   return Fd(fd);
 }
 
-Fd try_open_file(const std::string& path, int flags, mode_t mode) {
-  int fd = open_raw(path, flags, mode);
-  if (fd < 0) {
-    int err = errno;
-    MPOD_LOG(os, debug, "open %s failed: %s", path.c_str(), std::strerror(err));
-    if (err == ENOENT || (err == EEXIST && (flags & O_EXCL))) {
-      errno = err;
-      return Fd();
-    }
-    throw Error(errc_for(err), "cannot open " + path, path, err);
-  }
-  MPOD_LOG(os, debug, "open %s -> fd %d", path.c_str(), fd);
-  return Fd(fd);
-}
-
-bool remove_file(const std::string& path) {
-  if (::unlink(path.c_str()) == 0) {
-    MPOD_LOG(os, debug, "removed %s", path.c_str());
-    return true;
-  }
-  int err = errno;
-  if (err == ENOENT) return false;
-  MPOD_LOG(os, debug, "remove %s failed: %s", path.c_str(), std::strerror(err));
-  throw Error(errc_for(err), "cannot remove " + path, path, err);
-}
-
-void link_file(const std::string& from, const std::string& to) {
-  if (::link(from.c_str(), to.c_str()) == 0) {
-    MPOD_LOG(os, debug, "linked %s -> %s", from.c_str(), to.c_str());
-    return;
-  }
-  int err = errno;
-  MPOD_LOG(os, debug, "link %s -> %s failed: %s", from.c_str(), to.c_str(), std::strerror(err));
-  throw Error(errc_for(err), "cannot create " + to, to, err);
-}
-
-Fd open_unnamed(const std::string& dir, mode_t mode) {
-  int fd = open_raw(dir, O_TMPFILE | O_RDWR, mode);
-  if (fd < 0) {
-    int err = errno;
-    MPOD_LOG(os, debug, "open unnamed file in %s failed: %s", dir.c_str(), std::strerror(err));
-    if (err == EOPNOTSUPP || err == EISDIR || err == EINVAL) return Fd();
-    throw Error(errc_for(err), "cannot create a file in " + dir, dir, err);
-  }
-  MPOD_LOG(os, debug, "open unnamed file in %s -> fd %d", dir.c_str(), fd);
-  return Fd(fd);
-}
-
-void link_unnamed(int fd, const std::string& path) {
-  // AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH; /proc/self/fd works for everyone else.
-  int rc = ::linkat(fd, "", AT_FDCWD, path.c_str(), AT_EMPTY_PATH);
-  if (rc != 0 && errno != EEXIST) {
-    std::string proc = "/proc/self/fd/" + std::to_string(fd);
-    rc = ::linkat(AT_FDCWD, proc.c_str(), AT_FDCWD, path.c_str(), AT_SYMLINK_FOLLOW);
-  }
-  if (rc == 0) {
-    MPOD_LOG(os, debug, "linked fd %d -> %s", fd, path.c_str());
-    return;
-  }
-  int err = errno;
-  MPOD_LOG(os, debug, "link fd %d -> %s failed: %s", fd, path.c_str(), std::strerror(err));
-  throw Error(errc_for(err), "cannot create " + path, path, err);
-}
-
-double age_seconds(const std::string& path) {
-  struct stat st;
-  if (::stat(path.c_str(), &st) != 0) return 0;
-  struct timespec now;
-  ::clock_gettime(CLOCK_REALTIME, &now);
-  return double(now.tv_sec - st.st_mtim.tv_sec) + double(now.tv_nsec - st.st_mtim.tv_nsec) / 1e9;
-}
-
 void make_dirs(const std::string& path, mode_t mode) {
   if (path.empty()) return;
+  // Shared with a group: members may enter and make their own domains, never remove others'.
+  const mode_t want = has_shared_group() ? group_mode(mode) | S_ISVTX | S_ISGID : mode;
   std::string partial;
   size_t pos = 0;
   while (pos != std::string::npos) {
     pos = path.find('/', pos + 1);
     partial = path.substr(0, pos);
     if (partial.empty()) continue;
-    if (::mkdir(partial.c_str(), mode) == 0) {
+    if (::mkdir(partial.c_str(), want) == 0) {
       MPOD_LOG(os, debug, "created directory %s", partial.c_str());
-      // mkdir applies the umask; the mode we ask for is the mode we mean.
-      ::chmod(partial.c_str(), group_mode(mode));
+      // mkdir applies the umask; the mode we ask for is the mode we mean. The
+      // result is checked (os::Dir) before anything is made in it.
       if (has_shared_group() && ::chown(partial.c_str(), static_cast<uid_t>(-1), shared_group()) != 0)
-          MPOD_LOG(os, warning, "cannot give %s to group %u: %s", partial.c_str(), unsigned(shared_group()), std::strerror(errno));
+        MPOD_LOG(os, warning, "cannot give %s to group %u: %s", partial.c_str(), unsigned(shared_group()), std::strerror(errno));
+      ::chmod(partial.c_str(), want);
       continue;
     }
     int err = errno;
@@ -168,22 +89,6 @@ void make_dirs(const std::string& path, mode_t mode) {
                     " (create it, fix its permissions, or choose another with --runtime-dir)",
                 partial, err);
   }
-}
-
-std::vector<std::string> list_dir(const std::string& path) {
-  std::vector<std::string> names;
-  DIR* d = ::opendir(path.c_str());
-  if (!d) {
-    int err = errno;
-    if (err == ENOENT) return names;
-    throw Error(errc_for(err), "cannot list directory " + path, path, err);
-  }
-  while (dirent* e = ::readdir(d)) {
-    if (std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0) continue;
-    names.emplace_back(e->d_name);
-  }
-  ::closedir(d);
-  return names;
 }
 
 bool path_exists(const std::string& path) {
@@ -267,11 +172,6 @@ std::string read_all(int fd, const std::string& path) {
   return out;
 }
 
-std::string read_small_file(const std::string& path) {
-  Fd fd = open_file(path, O_RDONLY);
-  return read_all(fd.get(), path);
-}
-
 bool read_exact_at(int fd, void* buf, size_t len, uint64_t offset, const std::string& path) {
   auto p = static_cast<char*>(buf);
   size_t done = 0;
@@ -285,16 +185,6 @@ bool read_exact_at(int fd, void* buf, size_t len, uint64_t offset, const std::st
     done += static_cast<size_t>(n);
   }
   return true;
-}
-
-void rename_file(const std::string& from, const std::string& to) {
-  if (::rename(from.c_str(), to.c_str()) == 0) {
-    MPOD_LOG(os, debug, "renamed %s -> %s", from.c_str(), to.c_str());
-    return;
-  }
-  int err = errno;
-  MPOD_LOG(os, debug, "rename %s -> %s failed: %s", from.c_str(), to.c_str(), std::strerror(err));
-  throw Error(errc_for(err), "cannot rename " + from + " to " + to, from, err);
 }
 
 void check_writable_dir(const std::string& dir, const char* what_option) {

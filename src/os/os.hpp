@@ -45,13 +45,13 @@ class Fd {
 
 // ---- sharing with a group (--group) ----
 // From set_shared_group() on, every file, directory and socket this process
-// creates is given to `gid` and its owner permissions are granted to the
-// group too (0600 -> 0660, 0700 -> 0770). Process-wide, set once at start-up.
+// creates is given to `gid`, with the group permissions os::Share says
+// (os::Dir). Process-wide, set once at start-up.
 void set_shared_group(gid_t gid) noexcept;
 bool has_shared_group() noexcept;
 gid_t shared_group() noexcept;
+// `mode` with the owner's permissions granted to the group too (0600 -> 0660), if there is one.
 mode_t group_mode(mode_t mode) noexcept;
-void share_with_group(int fd, const std::string& path, mode_t mode) noexcept;
 // The gid of a group given by name or number; throws invalid_argument naming it.
 gid_t resolve_group(const std::string& name_or_gid);
 // Whether `uid` may speak to us: it is ours, or the shared group's member.
@@ -64,21 +64,11 @@ void inject_fault(Op op, int err, int times = 1) noexcept;
 void clear_faults() noexcept;
 
 // ---- files and directories ----
+// Files in the runtime and huge directories are reached through os::Dir
+// (dir.hpp), never by path. These take paths the user gave or the process's own.
+// Opens `path`, never following a symbolic link at its last component.
 Fd open_file(const std::string& path, int flags, mode_t mode = 0600);
-// Like open_file, but returns an empty Fd with errno set instead of throwing
-// for ENOENT (and for EEXIST when O_EXCL is given).
-Fd try_open_file(const std::string& path, int flags, mode_t mode = 0600);
-bool remove_file(const std::string& path);  // false if it did not exist
-void link_file(const std::string& from, const std::string& to);  // throws already_exists on EEXIST
-// An unnamed file in `dir` (O_TMPFILE), or an empty Fd if the filesystem
-// cannot make one. Give it a name with link_unnamed().
-Fd open_unnamed(const std::string& dir, mode_t mode);
-// Names an open_unnamed() file `path`; throws already_exists if the name is taken.
-void link_unnamed(int fd, const std::string& path);
-// Seconds since the file was last modified; 0 if it does not exist.
-double age_seconds(const std::string& path);
 void make_dirs(const std::string& path, mode_t mode);            // mkdir -p; existing is fine
-std::vector<std::string> list_dir(const std::string& path);      // names, without . and ..
 bool path_exists(const std::string& path);
 uint64_t file_size(int fd, const std::string& path_for_errors);
 uid_t file_owner(int fd, const std::string& path_for_errors);
@@ -88,11 +78,9 @@ void truncate_file(int fd, uint64_t size, const std::string& path_for_errors);
 // Reserves backing store so later page faults cannot fail with SIGBUS.
 void allocate_file(int fd, uint64_t offset, uint64_t len, const std::string& path_for_errors);
 void write_all(int fd, const void* data, size_t len, const std::string& path_for_errors);
-std::string read_small_file(const std::string& path);  // whole file; throws not_found
 std::string read_all(int fd, const std::string& path_for_errors);  // from the current offset to EOF
 // Reads exactly `len` bytes at `offset`; false if the file is shorter.
 bool read_exact_at(int fd, void* buf, size_t len, uint64_t offset, const std::string& path_for_errors);
-void rename_file(const std::string& from, const std::string& to);
 // Checks that `dir` is a writable directory; throws with advice otherwise.
 void check_writable_dir(const std::string& dir, const char* what_option);
 
