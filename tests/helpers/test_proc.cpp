@@ -14,17 +14,28 @@
 //             makes requests and prints each REPLY / FAIL; with --threads, checks every reply
 //             matches its request and prints MATCHED n
 // Channel actions of primary and responder: echo (replies "echo:<data>|<host>|<pid>"),
-// boom (throws), slow (never replies), fd-read (replies with the text read from the fd it got).
+// boom (throws), slow (never replies), fd-read (replies with the text read from the fd it got),
+// note (prints "NOTE from=<sender id> data=<data>"; a request is answered "noted").
 // The primary also prints every peer event as "EVENT <event> <id> t=<CLOCK_MONOTONIC ns>".
+//
+// Hostile senders (run before any runtime option is parsed; they attach to nothing):
+//   raw-send SOCKET                        an "echo" request from a random id
+//   raw-send-as SOCKET HEX_ID ACTION [TEXT]  a one-way message claiming to come from HEX_ID
+//   body-flood SOCKET COUNT NFDS           COUNT request datagrams, each a marker body
+//             (lane_token 1..COUNT) that no marker will ever claim, each carrying NFDS
+//             descriptors of /dev/null; prints FLOODED sent=N
 //
 // Exit codes: 0 success, 1 mpod::Error (printed as "ERROR <code>: <message>"), 2 check failed.
 #include <signal.h>
 #include <sys/mman.h>
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -111,6 +122,12 @@ void install_actions(Runtime& rt) {
     std::string who(in.message().text());
     in.reply("received=" + std::to_string(next_seq[who]) + " out_of_order=" + std::to_string(out_of_order) +
              " bad_fd=" + std::to_string(bad_fd));
+  });
+  // Shows who a message came from: the tests check which senders get through.
+  ch.register_action("note", [](Incoming& in) {
+    std::printf("NOTE from=%s data=%s\n", in.message().from.hex().c_str(), std::string(in.message().text()).c_str());
+    std::fflush(stdout);
+    if (in.is_request()) in.reply("noted");
   });
   ch.register_action("fd-read", [](Incoming& in) {
     auto& m = in.message();
@@ -411,6 +428,107 @@ int raw_send(const std::string& socket_path) {
   return 0;
 }
 
+// ---- hostile senders: datagrams built by hand, as an attacker would ----
+
+// A header as the wire defines it, without wire::encode_head's checks (body-flood
+// must be able to claim more descriptors than a message may carry).
+wire::WireHeader raw_header(wire::Type type, uint64_t request_id, const ProcessId& sender, size_t name_len,
+                            size_t payload_len, uint32_t nfds, uint64_t lane_token) {
+  wire::WireHeader h{};
+  h.magic = wire::kMagic;
+  h.version = wire::kVersion;
+  h.type = static_cast<uint8_t>(type);
+  h.name_len = static_cast<uint8_t>(name_len);
+  h.request_id = request_id;
+  std::memcpy(h.sender, sender.bytes.data(), 16);
+  h.payload_len = static_cast<uint32_t>(payload_len);
+  h.nfds = nfds;
+  h.lane_token = lane_token;
+  return h;
+}
+
+// Sends header + name + payload (+ `fds` by SCM_RIGHTS) to the socket at `path`,
+// waiting while the receiver's queue is full. Empty on success, else why not.
+std::string send_raw(int sock, const std::string& path, const wire::WireHeader& h, const std::string& name,
+                     const std::string& payload, const std::vector<int>& fds) {
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  if (path.size() >= sizeof sa.sun_path) return "socket path too long: " + path;
+  std::memcpy(sa.sun_path, path.c_str(), path.size() + 1);
+  iovec iov[3] = {{const_cast<wire::WireHeader*>(&h), sizeof h},
+                  {const_cast<char*>(name.data()), name.size()},
+                  {const_cast<char*>(payload.data()), payload.size()}};
+  std::vector<char> control(CMSG_SPACE(sizeof(int) * fds.size()));
+  msghdr mh{};
+  mh.msg_name = &sa;
+  mh.msg_namelen = sizeof sa;
+  mh.msg_iov = iov;
+  mh.msg_iovlen = 3;
+  if (!fds.empty()) {
+    mh.msg_control = control.data();
+    mh.msg_controllen = control.size();
+    cmsghdr* c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+    std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  for (;;) {
+    if (sendmsg(sock, &mh, MSG_NOSIGNAL) >= 0) return "";
+    const int err = errno;
+    // Full queue, or too many of our descriptors in flight: the receiver is behind; wait for it.
+    const bool retry = err == EINTR || err == EAGAIN || err == ENOBUFS || err == ETOOMANYREFS;
+    if (!retry || std::chrono::steady_clock::now() > deadline) return std::strerror(err);
+    if (err != EINTR) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
+os::Fd raw_socket() {
+  os::Fd s(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  const timeval one_second{1, 0};
+  setsockopt(s.get(), SOL_SOCKET, SO_SNDTIMEO, &one_second, sizeof one_second);
+  return s;
+}
+
+// A one-way message that claims to come from process `hex_id`.
+int raw_send_as(const std::string& socket_path, const std::string& hex_id, const std::string& action,
+                const std::string& text) {
+  auto id = ProcessId::parse(hex_id);
+  if (!id) {
+    std::printf("raw-send-as: %s is not a process id\n", hex_id.c_str());
+    return 2;
+  }
+  os::Fd s = raw_socket();
+  auto h = raw_header(wire::Type::message, 0, *id, action.size(), text.size(), 0, 0);
+  std::string err = send_raw(s.get(), socket_path, h, action, text, {});
+  if (err.empty()) std::printf("SENT as %s\n", hex_id.c_str());
+  else std::printf("SEND-FAILED %s\n", err.c_str());
+  return 0;
+}
+
+// Marker bodies whose markers never come: each would be kept, with its
+// descriptors, until it expires, unless the receiver bounds what it keeps.
+int body_flood(const std::string& socket_path, int count, int nfds) {
+  os::Fd s = raw_socket();
+  os::Fd devnull(open("/dev/null", O_RDONLY | O_CLOEXEC));
+  const std::vector<int> fds(size_t(nfds), devnull.get());
+  const ProcessId sender = ProcessId::random();
+  const std::string name = "echo", payload = "flood";
+  int sent = 0;
+  for (int i = 1; i <= count; ++i) {
+    auto h = raw_header(wire::Type::request, uint64_t(i), sender, name.size(), payload.size(), uint32_t(nfds), uint64_t(i));
+    std::string err = send_raw(s.get(), socket_path, h, name, payload, fds);
+    if (!err.empty()) {
+      std::printf("SEND-FAILED after %d: %s\n", sent, err.c_str());
+      break;
+    }
+    ++sent;
+  }
+  std::printf("FLOODED sent=%d\n", sent);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -426,6 +544,8 @@ int main(int argc, char** argv) {
   }
   std::string mode = argv[i];
   if (mode == "raw-send" && i + 1 < argc) return raw_send(argv[i + 1]);
+  if (mode == "raw-send-as" && i + 3 < argc) return raw_send_as(argv[i + 1], argv[i + 2], argv[i + 3], i + 4 < argc ? argv[i + 4] : "forged");
+  if (mode == "body-flood" && i + 3 < argc) return body_flood(argv[i + 1], std::atoi(argv[i + 2]), std::atoi(argv[i + 3]));
   // Runtime options follow the mode; hand parse_options an argv whose [0] is the mode.
   char** rargv = argv + i;
   int rargc = argc - i;
