@@ -54,7 +54,7 @@ gid_t shared_group() noexcept;
 mode_t group_mode(mode_t mode) noexcept;
 // The gid of a group given by name or number; throws invalid_argument naming it.
 gid_t resolve_group(const std::string& name_or_gid);
-// Whether `uid` may speak to us: it is ours, or the shared group's member.
+// Whether `uid` may speak to us: it is ours, root, or the shared group's member.
 bool uid_is_trusted(uid_t uid, gid_t gid);
 
 // ---- fault injection (tests only) ----
