@@ -67,6 +67,7 @@ std::string json_report(Runtime& rt) {
     j.field("role", role_name(p.role));
     j.field("pid", p.pid);
     j.field("pid_ns", p.pid_ns);
+    j.field("uid", static_cast<uint64_t>(p.uid));
     j.field("hostname", p.hostname);
     j.field("alive", p.alive);
     j.field("started", iso_time(p.started_ns));
