@@ -209,7 +209,10 @@ class Server {
       if (Clock::now() >= next_liveness) {
         next_liveness = Clock::now() + std::chrono::milliseconds(100);
         for (uint32_t k : waiting)
-          if (ctl_->slots[k].state.load() == kAttached && !is_alive(rt_, ctl_->slots[k].process_id)) {
+          // The state is read again after the liveness test: a client stores
+          // done before it exits, so one that finished while we looked is not dead.
+          if (ctl_->slots[k].state.load() == kAttached && !is_alive(rt_, ctl_->slots[k].process_id) &&
+              ctl_->slots[k].state.load() == kAttached) {
             dead_[k] = true;
             std::fprintf(stderr, "server: client %u (pid %d, host %s) died before finishing; the packets in its "
                          "ring count as drops\n", k, ctl_->slots[k].pid, ctl_->slots[k].hostname);

@@ -64,7 +64,7 @@ std::string ChannelImpl::mailbox_path(const std::string& domain, const ProcessId
 
 void ChannelImpl::remove_endpoint(const std::string& domain, const ProcessId& id) noexcept {
   try {
-    const os::Dir mp = os::Dir::open(socket_dir(domain), os::DirRule::joined());
+    const os::Dir mp = registry::open_domain_subdir(domain, "mp");
     for (const auto& name : {socket_name(id), mailbox_name(id)}) {
       try {
         mp.remove(name);
@@ -81,7 +81,7 @@ ChannelImpl::ChannelImpl(std::string domain_dir, ProcessInfo self, mode_t mode)
     : domain_(std::move(domain_dir)),
       self_(std::move(self)),
       socket_path_(socket_path(domain_, self_.id)),
-      mp_(os::Dir::open(socket_dir(domain_), os::DirRule::joined())) {
+      mp_(registry::open_domain_subdir(domain_, "mp")) {
   // The mailbox exists before the socket: a peer that finds our socket finds our mailbox.
   inbox_ = mailbox::Mailbox::create(mp_, mailbox_name(self_.id));
   socket_ = os::bind_datagram_socket(mp_, socket_name(self_.id), mode);

@@ -158,6 +158,7 @@ bool RuntimeImpl::open_domain(bool may_create) {
     d = runtime_dir_.make_subdir(options_.file_prefix, 0700, os::DirRule::owned_by(os::effective_uid()));
   if (!d) return false;
   domain_dir_ = std::move(*d);
+  registry::bind_domain(domain_, domain_dir_);
   return true;
 }
 
@@ -271,7 +272,8 @@ void RuntimeImpl::start_primary() {
   SharedMemory::remove_stale_files(domain_dir_, options_.file_prefix, options_.huge_dir);
 
   domain_dir_.remove(kNewConfigName);
-  os::Fd fd = domain_dir_.create(kNewConfigName, O_RDWR, 0600);
+  // Private until complete: nobody writes into a config that is being built.
+  os::Fd fd = domain_dir_.create(kNewConfigName, O_RDWR, 0600, os::Share::none);
   const std::string tmp = domain_dir_.path_of(kNewConfigName);
   try {
     os::truncate_file(fd.get(), sizeof(SharedConfig), tmp);
@@ -289,9 +291,11 @@ void RuntimeImpl::start_primary() {
     h.checksum = config_checksum(*config_);
     h.ready.store(1, std::memory_order_release);
     make_locks();
+    os::share_created(config_fd_.get(), tmp, 0600, os::Share::read_write);
     domain_dir_.rename_noreplace(kNewConfigName, kConfigName);
     config_path_ = domain_dir_.path_of(kConfigName);
   } catch (...) {
+    if (memory_) memory_->remove_files();
     memory_.reset();
     try {
       domain_dir_.remove(kNewConfigName);
@@ -407,6 +411,9 @@ RuntimeImpl::~RuntimeImpl() {
   // locks on page files, and its registration. Mempool caches first: they
   // hold objects other processes need back.
   if (memzones_ && attached_) release_process_caches(*this);
+  // Memory set up but start() failed later (say, binding the channel): still
+  // the last one out removes it, so a failed start leaves no hugepages behind.
+  const bool had_memory = memory_ != nullptr;
   channel_.reset();
   memzones_.reset();
   memory_.reset();
@@ -415,7 +422,7 @@ RuntimeImpl::~RuntimeImpl() {
   if (config_) os::unmap(config_, sizeof(SharedConfig));
   config_fd_.reset();
   registration_.unregister();
-  if (attached_) {
+  if (attached_ || had_memory) {
     try {
       clean_up_if_last();
     } catch (const Error& e) {
@@ -423,6 +430,7 @@ RuntimeImpl::~RuntimeImpl() {
     }
   }
   lock_fd_.reset();
+  if (domain_dir_.valid()) registry::unbind_domain(domain_);
   g_runtime_live.store(false);
 }
 

@@ -216,6 +216,9 @@ std::unique_ptr<SharedMemory> SharedMemory::create(const MemoryParams& p, Memory
   m->params_ = p;
   m->layout_ = &layout;
   m->primary_ = true;
+  // Planned in this process's own copy and only published to the shared
+  // config: the primary never reads back a name or an address the group could have written.
+  m->own_layout_ = std::make_unique<MemoryLayout>();
   auto sources = page_sources(p);
   uint64_t initial = p.initial_bytes;
   size_t first = choose_initial(sources, initial);
@@ -224,10 +227,11 @@ std::unique_ptr<SharedMemory> SharedMemory::create(const MemoryParams& p, Memory
   // Lay the lists out one after another, each aligned to its page size.
   const uint64_t base = p.base_va ? p.base_va : kDefaultBase;
   uint64_t cursor = base;
-  layout.n_lists = static_cast<uint32_t>(sources.size());
+  MemoryLayout& own = *m->own_layout_;
+  own.n_lists = static_cast<uint32_t>(sources.size());
   for (size_t i = 0; i < sources.size(); ++i) {
     auto& s = sources[i];
-    auto& l = layout.lists[i];
+    auto& l = own.lists[i];
     uint64_t cap_bytes = align_up(std::max(initial, kMinListCapacity), s.seg_size);
     cursor = align_up(cursor, s.page_size);
     l.page_size = s.page_size;
@@ -247,9 +251,13 @@ std::unique_ptr<SharedMemory> SharedMemory::create(const MemoryParams& p, Memory
   *base_out = base;
   *len_out = m->len_;
 
+  if (std::string why = layout_problem(own, base, m->len_); !why.empty())
+    throw Error(Errc::invalid_argument, "cannot lay out the shared memory (" + why + "); check --base-virtaddr and -m");
+  layout.n_lists = own.n_lists;
+  std::memcpy(static_cast<void*>(layout.lists), static_cast<const void*>(own.lists), sizeof own.lists);
   try {
-    for (uint32_t i = 0; i < layout.n_lists; ++i) {
-      auto& l = layout.lists[i];
+    for (uint32_t i = 0; i < own.n_lists; ++i) {
+      const auto& l = own.lists[i];
       auto list = std::make_unique<List>();
       list->shared = FbArray::create(p.domain, l.fbarray_name, l.capacity, sizeof(Memseg), p.self);
       list->local = FbArray::create(p.domain, std::string(l.fbarray_name) + "_" + p.self.hex(), l.capacity,
@@ -352,8 +360,12 @@ void SharedMemory::map_list_segments(uint32_t i) {
       seg[j][0] = ms.addr;
       seg[j][1] = ms.file_offset;
     }
-    os::map_shared_fixed(reinterpret_cast<void*>(seg[0][0]), uint64_t(run) * l.seg_size, list.backing.get(),
-                         seg[0][1], list.backing_path);
+    const uint64_t bytes = uint64_t(run) * l.seg_size, start = reinterpret_cast<uint64_t>(base_);
+    if (seg[0][0] < start || seg[0][0] - start > len_ || bytes > len_ - (seg[0][0] - start))
+      throw Error(Errc::corrupt, "segment " + std::to_string(*k) + " of " + list.shared.path() +
+                                     " lies outside this process's shared range; restart the primary",
+                  list.shared.path());
+    os::map_shared_fixed(reinterpret_cast<void*>(seg[0][0]), bytes, list.backing.get(), seg[0][1], list.backing_path);
     for (uint32_t j = 0; j < run; ++j) {
       *list.local.at<uint64_t>(*k + j) = seg[j][0];
       list.local.set_used(*k + j);

@@ -61,7 +61,7 @@ class SharedMemory {
   std::vector<MemoryUsage> usage() const;
   // Undoes create() after a failure: removes this layout's fbarrays and backing files.
   void remove_files() noexcept;
-  const MemoryLayout& layout() const noexcept { return own_layout_ ? *own_layout_ : *layout_; }
+  const MemoryLayout& layout() const noexcept { return *own_layout_; }
   SharedLock* lock() noexcept { return lock_; }
 
   // Removes files left by processes that are gone: local fbarrays of `id`.
@@ -83,8 +83,8 @@ class SharedMemory {
   const MemsegListLayout& layout(uint32_t i) const noexcept { return layout().lists[i]; }
   static constexpr uint32_t kMaxMapRun = 64;  // segments checked and mapped in one call
 
-  MemoryLayout* layout_ = nullptr;                // shared, in the config
-  std::unique_ptr<MemoryLayout> own_layout_;      // secondary: its checked copy
+  MemoryLayout* layout_ = nullptr;            // shared, in the config: only its generation is read
+  std::unique_ptr<MemoryLayout> own_layout_;  // this process's copy: the primary's plan, a secondary's checked one
   bool primary_ = false;
   void* base_ = nullptr;
   uint64_t len_ = 0;

@@ -50,7 +50,9 @@ void MemzonesImpl::repair() noexcept {
 
 MemzoneEntry* MemzonesImpl::find_locked(std::string_view name) {
   for (auto& e : table_.entries)
-    if (e.state.load(std::memory_order_acquire) == MemzoneEntry::used && name == e.name) return &e;
+    if (e.state.load(std::memory_order_acquire) == MemzoneEntry::used &&
+        name == std::string_view(e.name, strnlen(e.name, sizeof e.name)))
+      return &e;
   return nullptr;
 }
 
@@ -85,9 +87,13 @@ Memzone MemzonesImpl::reserve(std::string_view name, uint64_t len, uint64_t alig
     if (page_size && l.page_size != page_size) continue;
     page_size_known = true;
     // First fit among the gaps between this list's memzones, then past the last one.
+    // The table is the group's to write: an entry outside the list cannot be
+    // a memzone of it, and must not steer where the next one goes.
+    const uint64_t list_end = l.base_va + uint64_t(l.capacity) * l.seg_size;
     std::vector<std::pair<uint64_t, uint64_t>> taken;
     for (auto& e : table_.entries)
-      if (e.state.load(std::memory_order_relaxed) == MemzoneEntry::used && e.list == li)
+      if (e.state.load(std::memory_order_relaxed) == MemzoneEntry::used && e.list == li && e.addr >= l.base_va &&
+          e.addr <= list_end && e.len <= list_end - e.addr)
         taken.emplace_back(e.addr, e.addr + e.len);
     std::sort(taken.begin(), taken.end());
     uint64_t cursor = l.base_va, addr = 0;
@@ -102,7 +108,6 @@ Memzone MemzonesImpl::reserve(std::string_view name, uint64_t len, uint64_t alig
     }
     if (!addr) {
       uint64_t a = align_up(cursor, align);
-      const uint64_t list_end = l.base_va + uint64_t(l.capacity) * l.seg_size;
       if (a + len > list_end) continue;
       if (a + len > backed_end) {
         // Grow under the memory lock; another list may still fit if this fails.
@@ -117,6 +122,10 @@ Memzone MemzonesImpl::reserve(std::string_view name, uint64_t len, uint64_t alig
       }
       addr = a;
     }
+    if (!memory_.backs(addr, len))
+      throw Error(Errc::corrupt, "cannot reserve memzone '" + std::string(name) +
+                                     "': the memzone table is corrupt (the free range found lies outside the shared "
+                                     "memory); stop every process of this prefix and restart the primary");
     slot->state.store(MemzoneEntry::reserving, std::memory_order_relaxed);
     std::memset(slot->name, 0, sizeof slot->name);
     std::memcpy(slot->name, name.data(), name.size());

@@ -46,6 +46,16 @@ const char* kind_name(mode_t m) {
   return "not a regular file";
 }
 
+// An entry's name: one component, never a way out of the directory. Names
+// come from mpod itself or from the checked config, so this only ever
+// fires on a bug or a hostile value that got past a check.
+const std::string& plain(const Dir& dir, const std::string& name) {
+  if (name.empty() || name == "." || name == ".." || name.find('/') != std::string::npos)
+    throw Error(Errc::invalid_argument, "refusing the entry name '" + name + "' in " + dir.path() +
+                                            ": an entry name is one plain path component", dir.path());
+  return name;
+}
+
 int open_at(int dirfd, const std::string& name, int flags, mode_t mode) {
   if (int err = detail::take_fault(Op::open)) {
     errno = err;
@@ -141,11 +151,15 @@ std::optional<Dir> Dir::try_open(const std::string& path, const DirRule& rule) {
   if (fd < 0) {
     int err = errno;
     if (err == ENOENT) return std::nullopt;
-    if (err == ELOOP || err == ENOTDIR)
+    if (err == ELOOP || err == ENOTDIR) {
+      // O_DIRECTORY | O_NOFOLLOW on a link gives ENOTDIR: ask what it is.
+      struct stat st {};
+      const bool link = ::lstat(path.c_str(), &st) == 0 && S_ISLNK(st.st_mode);
       throw Error(Errc::untrusted,
-                  "refusing to use " + path + ": it is " + (err == ELOOP ? "a symbolic link" : "not a directory") +
+                  "refusing to use " + path + ": it is " + (link ? "a symbolic link" : "not a directory") +
                       "; give the real directory",
                   path, err);
+    }
     throw Error(errc_for(err),
                 "cannot open directory " + path +
                     (err == EACCES ? "; check its permissions or choose another directory" : ""),
@@ -161,6 +175,7 @@ Dir Dir::open(const std::string& path, const DirRule& rule) {
 }
 
 Dir Dir::make_subdir(const std::string& name, mode_t mode, const DirRule& rule) const {
+  plain(*this, name);
   const std::string path = path_of(name);
   const mode_t want = has_shared_group() ? group_mode(mode) | S_ISGID | S_ISVTX : mode;
   if (::mkdirat(fd(), name.c_str(), want) == 0) {
@@ -187,6 +202,7 @@ Dir Dir::make_subdir(const std::string& name, mode_t mode, const DirRule& rule) 
 }
 
 std::optional<Dir> Dir::try_open_subdir(const std::string& name, const DirRule& rule) const {
+  plain(*this, name);
   const std::string path = path_of(name);
   int sub;
   do sub = ::openat(fd(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -205,7 +221,7 @@ std::optional<Dir> Dir::try_open_subdir(const std::string& name, const DirRule& 
 }
 
 Fd Dir::try_create(std::string_view name, int flags, mode_t mode, Share share) const {
-  const std::string n(name);
+  const std::string n = plain(*this, std::string(name));
   int fd = open_at(this->fd(), n, flags | O_CREAT | O_EXCL, shared_mode(mode, share));
   if (fd < 0) {
     int err = errno;
@@ -234,7 +250,7 @@ Fd Dir::create(std::string_view name, int flags, mode_t mode, Share share) const
 }
 
 Fd Dir::try_open(std::string_view name, int flags, uid_t owner) const {
-  const std::string n(name);
+  const std::string n = plain(*this, std::string(name));
   int fd = open_at(this->fd(), n, flags & ~(O_CREAT | O_EXCL), 0);
   if (fd < 0) {
     int err = errno;
@@ -283,6 +299,8 @@ Fd Dir::open_or_create(std::string_view name, int flags, mode_t mode, uid_t owne
               path_of(name));
 }
 
+void share_created(int fd, const std::string& path, mode_t mode, Share share) { give_to_group(fd, path, mode, share); }
+
 Fd Dir::create_unnamed(mode_t mode, Share share) const {
   int fd;
   do fd = ::openat(this->fd(), ".", O_TMPFILE | O_RDWR | O_CLOEXEC, shared_mode(mode, share));
@@ -299,7 +317,7 @@ Fd Dir::create_unnamed(mode_t mode, Share share) const {
 }
 
 void Dir::link_unnamed(int file, std::string_view name) const {
-  const std::string n(name);
+  const std::string n = plain(*this, std::string(name));
   // AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH; /proc/self/fd works for everyone else.
   int rc = ::linkat(file, "", fd(), n.c_str(), AT_EMPTY_PATH);
   if (rc != 0 && errno != EEXIST) {
@@ -314,15 +332,8 @@ void Dir::link_unnamed(int file, std::string_view name) const {
   throw Error(errc_for(err), "cannot create " + path_of(n), path_of(n), err);
 }
 
-void Dir::link(std::string_view from, std::string_view to) const {
-  const std::string f(from), t(to);
-  if (::linkat(fd(), f.c_str(), fd(), t.c_str(), 0) == 0) return;
-  int err = errno;
-  throw Error(errc_for(err), "cannot create " + path_of(t), path_of(t), err);
-}
-
 void Dir::rename_noreplace(std::string_view from, std::string_view to) const {
-  const std::string f(from), t(to);
+  const std::string f = plain(*this, std::string(from)), t = plain(*this, std::string(to));
   if (::syscall(SYS_renameat2, fd(), f.c_str(), fd(), t.c_str(), RENAME_NOREPLACE) == 0) {
     MPOD_LOG(os, debug, "renamed %s -> %s", path_of(f).c_str(), path_of(t).c_str());
     return;
@@ -335,7 +346,7 @@ void Dir::rename_noreplace(std::string_view from, std::string_view to) const {
 }
 
 bool Dir::remove(std::string_view name) const {
-  const std::string n(name);
+  const std::string n = plain(*this, std::string(name));
   if (::unlinkat(fd(), n.c_str(), 0) == 0) {
     MPOD_LOG(os, debug, "removed %s", path_of(n).c_str());
     return true;
@@ -343,8 +354,13 @@ bool Dir::remove(std::string_view name) const {
   int err = errno;
   if (err == ENOENT) return false;
   MPOD_LOG(os, debug, "remove %s failed: %s", path_of(n).c_str(), std::strerror(err));
-  throw Error(errc_for(err), "cannot remove " + path_of(n) + (err == EISDIR ? ": it is a directory" : ""), path_of(n),
-              err);
+  throw Error(errc_for(err),
+              "cannot remove " + path_of(n) +
+                  (err == EISDIR ? ": it is a directory; remove it by hand if no mpod process uses it"
+                   : err == EPERM || err == EACCES
+                       ? ": it belongs to another user in a directory they may not share; its owner or root can remove it"
+                       : std::string()),
+              path_of(n), err);
 }
 
 Dir::Removal Dir::remove_unused(std::string_view name) const {
@@ -363,7 +379,7 @@ Dir::Removal Dir::remove_unused(std::string_view name) const {
 }
 
 bool Dir::remove_dir(std::string_view name) const {
-  const std::string n(name);
+  const std::string n = plain(*this, std::string(name));
   if (::unlinkat(fd(), n.c_str(), AT_REMOVEDIR) == 0) return true;
   int err = errno;
   if (err == ENOENT) return false;
@@ -391,7 +407,7 @@ std::vector<std::string> Dir::list() const {
 
 std::optional<struct stat> Dir::stat(std::string_view name) const {
   struct stat st;
-  if (::fstatat(fd(), std::string(name).c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return std::nullopt;
+  if (::fstatat(fd(), plain(*this, std::string(name)).c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return std::nullopt;
   return st;
 }
 

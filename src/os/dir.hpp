@@ -58,7 +58,7 @@ class Dir {
   Dir() = default;
 
   // Opens the directory at `path` (its last component must not be a symbolic
-  // link) and checks it against `rule`. Throws not_found, or permission_denied
+  // link) and checks it against `rule`. Throws not_found, or untrusted
   // naming the directory, what is wrong with it and the fix.
   static Dir open(const std::string& path, const DirRule& rule);
   // As open(), but nullopt if `path` does not exist.
@@ -83,7 +83,7 @@ class Dir {
   Fd try_create(std::string_view name, int flags, mode_t mode, Share share = Share::read_write) const;
   // Opens an existing regular file with one link belonging to `owner`
   // (kAnyOwner: anybody). Never follows a symbolic link, never blocks on a
-  // FIFO. Throws not_found, or corrupt naming the planted entry and the fix.
+  // FIFO. Throws not_found, or untrusted naming the planted entry and the fix.
   Fd open(std::string_view name, int flags, uid_t owner) const;
   // As open(), but an empty Fd (errno ENOENT) if it does not exist.
   Fd try_open(std::string_view name, int flags, uid_t owner) const;
@@ -94,8 +94,6 @@ class Dir {
   Fd create_unnamed(mode_t mode, Share share = Share::read_write) const;
   // Names an unnamed file; throws already_exists if the name is taken.
   void link_unnamed(int fd, std::string_view name) const;
-  // Hard-links `from` to `to` in this directory; throws already_exists.
-  void link(std::string_view from, std::string_view to) const;
   // Renames `from` to `to` in this directory, never replacing an entry;
   // throws already_exists if `to` exists.
   void rename_noreplace(std::string_view from, std::string_view to) const;
@@ -126,6 +124,10 @@ class Dir {
   std::string path_;        // for messages only
   uid_t owner_ = 0;
 };
+
+// Gives a file this process created (and holds open) to the shared group as
+// `share` says, setting `mode`: for a file made private until it is complete.
+void share_created(int fd, const std::string& path, mode_t mode, Share share);
 
 // Why an open entry is not what mpod made (a regular file with one link,
 // belonging to `owner` unless kAnyOwner), or "" if it is.

@@ -172,6 +172,21 @@ std::string read_all(int fd, const std::string& path) {
   return out;
 }
 
+size_t read_up_to(int fd, void* buf, size_t cap, const std::string& path) {
+  auto p = static_cast<char*>(buf);
+  size_t done = 0;
+  while (done < cap) {
+    ssize_t n = ::pread(fd, p + done, cap - done, static_cast<off_t>(done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw Error(errc_for(errno), "cannot read " + path, path, errno);
+    }
+    if (n == 0) break;
+    done += static_cast<size_t>(n);
+  }
+  return done;
+}
+
 bool read_exact_at(int fd, void* buf, size_t len, uint64_t offset, const std::string& path) {
   auto p = static_cast<char*>(buf);
   size_t done = 0;

@@ -79,6 +79,8 @@ void truncate_file(int fd, uint64_t size, const std::string& path_for_errors);
 void allocate_file(int fd, uint64_t offset, uint64_t len, const std::string& path_for_errors);
 void write_all(int fd, const void* data, size_t len, const std::string& path_for_errors);
 std::string read_all(int fd, const std::string& path_for_errors);  // from the current offset to EOF
+// Reads from offset 0 until `cap` bytes or the end of the file; returns how many.
+size_t read_up_to(int fd, void* buf, size_t cap, const std::string& path_for_errors);
 // Reads exactly `len` bytes at `offset`; false if the file is shorter.
 bool read_exact_at(int fd, void* buf, size_t len, uint64_t offset, const std::string& path_for_errors);
 // Checks that `dir` is a writable directory; throws with advice otherwise.

@@ -61,15 +61,16 @@ Fd bind_datagram_socket(const Dir& dir, const std::string& name, mode_t mode) {
   if (::mkdirat(dir.fd(), priv.c_str(), 0700) != 0)
     throw Error(Errc::system, "cannot create a private directory in " + dir.path() + " to bind " + path,
                 dir.path_of(priv), errno);
-  struct Cleanup {
+  Fd pd(::openat(dir.fd(), priv.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  struct Cleanup {  // the node through our own descriptor, never by the name again
     const Dir& dir;
     const std::string& priv;
+    const Fd& pd;
     ~Cleanup() {
-      ::unlinkat(dir.fd(), (priv + "/s").c_str(), 0);
-      ::unlinkat(dir.fd(), priv.c_str(), AT_REMOVEDIR);
+      if (pd) ::unlinkat(pd.get(), "s", 0);
+      ::unlinkat(dir.fd(), priv.c_str(), AT_REMOVEDIR);  // removes only an empty directory, never follows
     }
-  } cleanup{dir, priv};
-  Fd pd(::openat(dir.fd(), priv.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  } cleanup{dir, priv, pd};
   struct stat st;
   if (!pd || ::fstat(pd.get(), &st) != 0 || st.st_uid != ::geteuid() || (st.st_mode & 077))
     throw Error(Errc::untrusted, "the private directory " + dir.path_of(priv) + " made to bind " + path +

@@ -5,6 +5,8 @@
 #include <fcntl.h>
 
 #include <cerrno>
+#include <map>
+#include <mutex>
 #include <sstream>
 
 #include "mpod/error.hpp"
@@ -14,9 +16,38 @@ namespace mpod::registry {
 
 std::string procs_dir(const std::string& domain_dir) { return domain_dir + "/procs"; }
 
-os::Dir open_procs(const std::string& domain_dir) {
-  return os::Dir::open(procs_dir(domain_dir), os::DirRule::joined());
+namespace {
+std::mutex g_bound_mu;
+std::map<std::string, os::Dir> g_bound;  // path -> the domain directory opened and checked at start-up
+}  // namespace
+
+void bind_domain(const std::string& path, const os::Dir& domain) {
+  std::lock_guard g(g_bound_mu);
+  g_bound[path] = domain;
 }
+
+void unbind_domain(const std::string& path) noexcept {
+  std::lock_guard g(g_bound_mu);
+  g_bound.erase(path);
+}
+
+std::optional<os::Dir> try_open_domain_subdir(const std::string& domain_dir, const std::string& name) {
+  std::optional<os::Dir> domain;
+  {
+    std::lock_guard g(g_bound_mu);
+    if (auto it = g_bound.find(domain_dir); it != g_bound.end()) domain = it->second;
+  }
+  if (domain) return domain->try_open_subdir(name, os::DirRule::joined());
+  return os::Dir::try_open(domain_dir + "/" + name, os::DirRule::joined());
+}
+
+os::Dir open_domain_subdir(const std::string& domain_dir, const std::string& name) {
+  if (auto d = try_open_domain_subdir(domain_dir, name)) return std::move(*d);
+  throw Error(Errc::not_found, "directory " + domain_dir + "/" + name + " does not exist; is the primary running?",
+              domain_dir + "/" + name, ENOENT);
+}
+
+os::Dir open_procs(const std::string& domain_dir) { return open_domain_subdir(domain_dir, "procs"); }
 
 namespace {
 std::string serialize(const ProcessInfo& p) {
@@ -83,9 +114,12 @@ std::optional<ProcessInfo> read_registration(const os::Dir& procs, const std::st
   os::Fd fd = procs.try_open(name, O_RDONLY, os::kAnyOwner);
   if (!fd) return std::nullopt;
   const std::string path = procs.path_of(name);
-  if (os::file_size(fd.get(), path) > kMaxRegistrationBytes)
-    throw Error(Errc::corrupt, "it is larger than any registration", path);
-  auto info = parse(os::read_all(fd.get(), path));
+  // At most one byte past the cap, however the file grows meanwhile.
+  std::string text(kMaxRegistrationBytes + 1, '\0');
+  const size_t n = os::read_up_to(fd.get(), text.data(), text.size(), path);
+  if (n > kMaxRegistrationBytes) throw Error(Errc::corrupt, "it is larger than any registration", path);
+  text.resize(n);
+  auto info = parse(text);
   if (!info) throw Error(Errc::corrupt, "its contents are not a registration", path);
   if (info->id.hex() != name) throw Error(Errc::corrupt, "it names another process id", path);
   info->uid = os::file_owner(fd.get(), path);
@@ -153,13 +187,12 @@ Registration Registration::create(const std::string& domain_dir, Role role) {
     try {
       os::write_all(fd.get(), text.data(), text.size(), lock_name);
       if (tmp_name.empty()) procs.link_unnamed(fd.get(), final_name);
-      else procs.link(tmp_name, final_name);
+      else procs.rename_noreplace(tmp_name, final_name);  // one link throughout: never mistaken for a planted one
     } catch (const Error& e) {
       if (!tmp_name.empty()) procs.remove(tmp_name);
       if (e.code() == Errc::already_exists && attempt < 8) continue;
       throw;
     }
-    if (!tmp_name.empty()) procs.remove(tmp_name);
     r.procs_ = procs;
     r.fd_ = std::move(fd);
     MPOD_LOG(runtime, info, "registered as %s %s (pid %d in pid ns %llu, host %s)", role_name(role),
@@ -202,9 +235,10 @@ std::vector<ProcessInfo> list(const std::string& domain_dir) {
 }
 
 Scanner::Scanner(const std::string& domain_dir, size_t max_kept_open)
-    : procs_(open_procs(domain_dir)), max_kept_open_(max_kept_open) {}
+    : domain_dir_(domain_dir), max_kept_open_(max_kept_open) {}
 
 std::vector<ProcessInfo> Scanner::scan() {
+  if (!procs_.valid()) procs_ = open_procs(domain_dir_);  // here, not in the constructor: a scan's errors are the caller's to log
   std::vector<ProcessInfo> out;
   size_t kept = 0;
   for (const auto& [name, e] : open_) kept += bool(e.fd);
@@ -254,7 +288,7 @@ std::vector<ProcessInfo> Scanner::scan() {
 }
 
 std::optional<ProcessInfo> find(const std::string& domain_dir, const ProcessId& id) {
-  auto procs = os::Dir::try_open(procs_dir(domain_dir), os::DirRule::joined());
+  auto procs = try_open_domain_subdir(domain_dir, "procs");
   if (!procs) return std::nullopt;  // no registry (yet): nobody is registered
   return read_entry(*procs, id.hex());
 }

@@ -10,6 +10,7 @@
 
 #include <functional>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -21,7 +22,19 @@
 namespace mpod::registry {
 
 std::string procs_dir(const std::string& domain_dir);
-// The registry directory of a domain, opened and checked (DirRule::joined).
+
+// Binds the path of a domain to its directory as the runtime opened and
+// checked it: from then on the registry, the channel and the locks of that
+// domain reach procs/ and mp/ relative to it, never by walking the path
+// again (a component of it could be swapped for a link since). The runtime
+// binds at start and unbinds at shutdown.
+void bind_domain(const std::string& domain_dir, const os::Dir& domain);
+void unbind_domain(const std::string& domain_dir) noexcept;
+// <domain_dir>/<name>, opened and checked (DirRule::joined) relative to the
+// bound domain directory, or by path where none is bound (tools, tests).
+os::Dir open_domain_subdir(const std::string& domain_dir, const std::string& name);
+std::optional<os::Dir> try_open_domain_subdir(const std::string& domain_dir, const std::string& name);
+// The registry directory of a domain.
 os::Dir open_procs(const std::string& domain_dir);
 
 class Registration {
@@ -75,7 +88,8 @@ class Scanner {
     os::Fd fd;                        // empty past max_kept_open_: opened on each scan
     bool unreadable = false;          // logged once, then skipped
   };
-  os::Dir procs_;
+  std::string domain_dir_;
+  os::Dir procs_;  // opened by the first scan
   size_t max_kept_open_;
   std::map<std::string, Entry> open_;  // by file name
 };
