@@ -17,19 +17,7 @@
 namespace mpod::os {
 
 namespace {
-Errc errc_for(int err) {
-  switch (err) {
-    case ENOENT: return Errc::not_found;
-    case EEXIST: return Errc::already_exists;
-    case EACCES:
-    case EPERM:
-    case EROFS: return Errc::permission_denied;
-    case ENOSPC:
-    case ENOMEM: return Errc::no_memory;
-    case ELOOP: return Errc::untrusted;
-    default: return Errc::system;
-  }
-}
+using detail::errc_for;
 
 std::string octal(mode_t m) {
   char b[16];
@@ -38,6 +26,7 @@ std::string octal(mode_t m) {
 }
 
 const char* kind_name(mode_t m) {
+  if (S_ISREG(m)) return "a regular file";
   if (S_ISLNK(m)) return "a symbolic link";
   if (S_ISDIR(m)) return "a directory";
   if (S_ISFIFO(m)) return "a FIFO";
@@ -80,6 +69,33 @@ void give_to_group(int fd, const std::string& path, mode_t mode, Share share) {
   // The mode we ask for is the mode we mean, whatever the umask.
   if (::fchmod(fd, shared_mode(mode, share)) != 0)
     throw Error(errc_for(errno), "cannot set the permissions of " + path, path, errno);
+}
+
+// Opens directory `name` relative to `base` (AT_FDCWD: a path), never
+// following a link at it; nullopt if it does not exist. `path` is for messages.
+std::optional<Fd> open_dir_at(int base, const std::string& name, const std::string& path) {
+  int fd;
+  do fd = ::openat(base, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  while (fd < 0 && errno == EINTR);
+  if (fd >= 0) {
+    MPOD_LOG(os, debug, "opened directory %s -> fd %d", path.c_str(), fd);
+    return Fd(fd);
+  }
+  const int err = errno;
+  if (err == ENOENT) return std::nullopt;
+  if (err == ELOOP || err == ENOTDIR) {  // O_DIRECTORY | O_NOFOLLOW on a link gives ENOTDIR: ask what it is
+    struct stat st {};
+    ::fstatat(base, name.c_str(), &st, AT_SYMLINK_NOFOLLOW);
+    throw Error(Errc::untrusted,
+                "refusing to use " + path + ": it is " + kind_name(st.st_mode) +
+                    ", not a directory; give the real directory, and if it was planted, check who can write to "
+                    "the one above it",
+                path, err);
+  }
+  throw Error(errc_for(err),
+              "cannot open directory " + path +
+                  (err == EACCES ? "; check its permissions or choose another directory" : ""),
+              path, err);
 }
 
 // The message for an entry that is not what mpod made, with the fix.
@@ -145,28 +161,9 @@ Dir Dir::checked(Fd fd, std::string path, const DirRule& rule) {
 }
 
 std::optional<Dir> Dir::try_open(const std::string& path, const DirRule& rule) {
-  int fd;
-  do fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  while (fd < 0 && errno == EINTR);
-  if (fd < 0) {
-    int err = errno;
-    if (err == ENOENT) return std::nullopt;
-    if (err == ELOOP || err == ENOTDIR) {
-      // O_DIRECTORY | O_NOFOLLOW on a link gives ENOTDIR: ask what it is.
-      struct stat st {};
-      const bool link = ::lstat(path.c_str(), &st) == 0 && S_ISLNK(st.st_mode);
-      throw Error(Errc::untrusted,
-                  "refusing to use " + path + ": it is " + (link ? "a symbolic link" : "not a directory") +
-                      "; give the real directory",
-                  path, err);
-    }
-    throw Error(errc_for(err),
-                "cannot open directory " + path +
-                    (err == EACCES ? "; check its permissions or choose another directory" : ""),
-                path, err);
-  }
-  MPOD_LOG(os, debug, "opened directory %s -> fd %d", path.c_str(), fd);
-  return checked(Fd(fd), path, rule);
+  auto fd = open_dir_at(AT_FDCWD, path, path);
+  if (!fd) return std::nullopt;
+  return checked(std::move(*fd), path, rule);
 }
 
 Dir Dir::open(const std::string& path, const DirRule& rule) {
@@ -180,17 +177,16 @@ Dir Dir::make_subdir(const std::string& name, mode_t mode, const DirRule& rule) 
   const mode_t want = has_shared_group() ? group_mode(mode) | S_ISGID | S_ISVTX : mode;
   if (::mkdirat(fd(), name.c_str(), want) == 0) {
     MPOD_LOG(os, debug, "created directory %s", path.c_str());
-    int sub = ::openat(fd(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (sub < 0) throw Error(errc_for(errno), "cannot open the directory " + path + " just created", path, errno);
-    Fd subfd(sub);
+    auto sub = open_dir_at(fd(), name, path);
+    if (!sub) throw Error(Errc::not_found, "directory " + path + " vanished as it was made; start again", path);
     struct stat st;
     // Ours only if it is still the directory we made (owner is us).
-    if (::fstat(sub, &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == ::geteuid()) {
-      give_to_group(sub, path, mode, Share::read_write);
-      if (has_shared_group() && ::fchmod(sub, want) != 0)  // chmod clears setgid for non-members: set it again
+    if (::fstat(sub->get(), &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == ::geteuid()) {
+      give_to_group(sub->get(), path, mode, Share::read_write);
+      if (has_shared_group() && ::fchmod(sub->get(), want) != 0)  // chmod clears setgid for non-members: set it again
         throw Error(errc_for(errno), "cannot set the permissions of " + path, path, errno);
     }
-    return checked(std::move(subfd), path, rule);
+    return checked(std::move(*sub), path, rule);
   }
   if (errno != EEXIST)
     throw Error(errc_for(errno),
@@ -203,21 +199,9 @@ Dir Dir::make_subdir(const std::string& name, mode_t mode, const DirRule& rule) 
 
 std::optional<Dir> Dir::try_open_subdir(const std::string& name, const DirRule& rule) const {
   plain(*this, name);
-  const std::string path = path_of(name);
-  int sub;
-  do sub = ::openat(fd(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  while (sub < 0 && errno == EINTR);
-  if (sub < 0) {
-    int err = errno;
-    if (err == ENOENT) return std::nullopt;
-    if (err == ELOOP || err == ENOTDIR) {
-      struct stat st {};
-      ::fstatat(fd(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW);
-      throw_planted(*this, name, std::string("is ") + kind_name(st.st_mode) + ", not a directory");
-    }
-    throw Error(errc_for(err), "cannot open directory " + path, path, err);
-  }
-  return checked(Fd(sub), path, rule);
+  auto sub = open_dir_at(fd(), name, path_of(name));
+  if (!sub) return std::nullopt;
+  return checked(std::move(*sub), path_of(name), rule);
 }
 
 Fd Dir::try_create(std::string_view name, int flags, mode_t mode, Share share) const {

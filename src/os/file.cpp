@@ -19,8 +19,8 @@ void Fd::reset(int fd) noexcept {
   fd_ = fd;
 }
 
-namespace {
-Errc errc_for(int err) {
+namespace detail {
+Errc errc_for(int err) noexcept {
   switch (err) {
     case ENOENT: return Errc::not_found;
     case EEXIST: return Errc::already_exists;
@@ -29,9 +29,14 @@ Errc errc_for(int err) {
     case EROFS: return Errc::permission_denied;
     case ENOSPC:
     case ENOMEM: return Errc::no_memory;
+    case ELOOP: return Errc::untrusted;
     default: return Errc::system;
   }
 }
+}  // namespace detail
+
+namespace {
+using detail::errc_for;
 
 int open_raw(const std::string& path, int flags, mode_t mode) {
   if (int err = detail::take_fault(Op::open)) {
