@@ -204,8 +204,7 @@ struct ChannelImpl::Pending {
 struct ChannelImpl::PeerLink {
   ProcessId id;
   std::string socket_path;      // for messages
-  os::Fd socket_node;           // O_PATH handle on its socket, checked to be its uid's
-  std::string socket_address;   // where datagrams go: that node, never a path; "" until it is bound
+  os::Fd socket;                // connected to its socket, checked to be its uid's; empty until it is bound
   mailbox::MailboxPtr mailbox;  // null: it has none we may open
   int lane = -1;                // ours in its mailbox; -1: socket only
   std::mutex send_mu;           // our threads take turns on the lane, so it has one producer

@@ -40,12 +40,11 @@ std::shared_ptr<ChannelImpl::PeerLink> ChannelImpl::link_to(const ProcessId& to)
     MPOD_LOG(ipc, warning, "%s; messages to it go by socket", e.what());
   }
   try {
-    l->socket_node = os::open_socket_node(mp_, socket_name(to), info->uid);
+    l->socket = os::connect_datagram_socket(mp_, socket_name(to), info->uid);
   } catch (const Error& e) {
     MPOD_LOG(ipc, warning, "%s", e.what());
   }
-  if (l->socket_node) l->socket_address = os::socket_node_address(l->socket_node.get());
-  if (!l->socket_node) return l;  // not bound yet: decide again next time
+  if (!l->socket) return l;  // not bound yet: decide again next time
   if (l->mailbox) {
     l->lane = l->mailbox->claim_lane(self_.id, [this](uint64_t tag) { return owner_is_dead(tag); });
     if (l->lane < 0)
@@ -62,9 +61,8 @@ ChannelImpl::Delivery ChannelImpl::socket_send(std::shared_ptr<PeerLink> l, cons
                                                std::span<const int> fds, uint64_t deadline_ns) {
   const ProcessId to = l->id;
   for (;;) {
-    const auto status = l->socket_address.empty()
-                            ? os::SendStatus::peer_gone
-                            : os::send_datagram(socket_.get(), l->socket_address, parts, nparts, fds.data(), fds.size());
+    const auto status = !l->socket ? os::SendStatus::peer_gone
+                                   : os::send_datagram(l->socket.get(), "", parts, nparts, fds.data(), fds.size());
     switch (status) {
       case os::SendStatus::ok:
         return Delivery::ok;
@@ -73,7 +71,7 @@ ChannelImpl::Delivery ChannelImpl::socket_send(std::shared_ptr<PeerLink> l, cons
         if (deadline_ns == 0 || !registry::is_alive(domain_, to) || os::monotonic_ns() >= deadline_ns)
           return Delivery::dead;
         os::sleep_ns(200'000);
-        if (l->socket_address.empty()) l = link_to(to);
+        if (!l->socket) l = link_to(to);
         break;
       case os::SendStatus::full:
         if (os::monotonic_ns() >= deadline_ns) return Delivery::full;
@@ -101,11 +99,11 @@ ChannelImpl::Delivery ChannelImpl::wait_for_room(PeerLink& l, uint64_t deadline_
 }
 
 void ChannelImpl::ring_doorbell(PeerLink& l) {
-  if (l.socket_address.empty() || !l.mailbox->take_doorbell()) return;
+  if (!l.socket || !l.mailbox->take_doorbell()) return;
   auto head = wire::encode_head(wire::Type::doorbell, 0, self_.id, "", 0, 0);
   const os::Part part{head.bytes, head.len};
   // A full queue needs no doorbell: the receiver wakes for what is queued.
-  os::send_datagram(socket_.get(), l.socket_address, &part, 1, nullptr, 0);
+  os::send_datagram(l.socket.get(), "", &part, 1, nullptr, 0);
 }
 
 ChannelImpl::Delivery ChannelImpl::deliver(const ProcessId& to, wire::Type type, uint64_t request_id,

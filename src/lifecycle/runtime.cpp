@@ -221,23 +221,21 @@ bool RuntimeImpl::try_become_primary() {
 void RuntimeImpl::map_config(os::Fd fd, const std::string& path, bool creating) {
   const uint64_t size = os::file_size(fd.get(), path);
   if (!creating) {
-    // Checked on a private copy of the whole file: what is checked is what is used below.
-    auto copy = std::make_unique<SharedConfig>();
-    const size_t have = size_t(std::min<uint64_t>(size, sizeof(SharedConfig)));
-    const bool whole = os::read_exact_at(fd.get(), copy.get(), have, 0, path) && size == sizeof(SharedConfig);
-    const HeaderCheck check = check_config(copy.get(), whole ? sizeof(SharedConfig) : std::min<uint64_t>(size, have));
+    // Checked on a private copy of its header and layout: what is checked is what is used below.
+    ConfigPrefix copy;
+    const size_t have = os::read_up_to(fd.get(), &copy, kConfigPrefixBytes, path);
+    const HeaderCheck check = check_config(&copy, have, size);
     if (check.code == Errc::version_mismatch)
       throw Error(Errc::version_mismatch,
                   "shared config " + path + " has " + check.why + "; run the same mpod version in every process of a prefix",
                   path);
-    if (!check.why.empty() || !whole)
+    if (!check.why.empty())
       throw Error(Errc::corrupt,
-                  "shared config " + path + " is corrupt (" +
-                      (check.why.empty() ? "size " + std::to_string(size) + ", expected " + std::to_string(sizeof(SharedConfig)) : check.why) +
-                      "); stop every process of prefix '" + options_.file_prefix + "' and restart the primary, which recreates it",
+                  "shared config " + path + " is corrupt (" + check.why + "); stop every process of prefix '" +
+                      options_.file_prefix + "' and restart the primary, which recreates it",
                   path);
-    base_va_ = copy->header.base_va;
-    va_len_ = copy->header.va_len;
+    base_va_ = copy.header.base_va;
+    va_len_ = copy.header.va_len;
   }
   config_ = static_cast<SharedConfig*>(os::map_shared(sizeof(SharedConfig), fd.get(), path));
   config_fd_ = std::move(fd);

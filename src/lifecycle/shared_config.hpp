@@ -8,6 +8,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 
 #include "../memory/fbarray_header.hpp"
@@ -45,7 +46,19 @@ struct SharedConfig {
 };
 static_assert(alignof(SharedConfig) == 8);
 
-uint32_t config_checksum(const SharedConfig& c) noexcept;
+// The part of the config a secondary checks before it maps anything, laid
+// out as SharedConfig begins: small enough to copy (the memzone table after
+// it is most of the file).
+struct ConfigPrefix {
+  ConfigHeader header;
+  MemoryLayout memory;
+};
+static_assert(offsetof(SharedConfig, memory) == offsetof(ConfigPrefix, memory) &&
+              offsetof(SharedConfig, memzones) >= sizeof(ConfigPrefix));
+constexpr size_t kConfigPrefixBytes = offsetof(SharedConfig, memzones);
+
+uint32_t config_checksum(const ConfigHeader& header, const MemoryLayout& memory) noexcept;
+inline uint32_t config_checksum(const SharedConfig& c) noexcept { return config_checksum(c.header, c.memory); }
 
 // Whether the `len` bytes at `bytes` are a config a primary of this version
 // finished writing: size, magic, version, checksum, and a memory layout that
@@ -53,6 +66,9 @@ uint32_t config_checksum(const SharedConfig& c) noexcept;
 // the file and recompute the checksum, so what this passes is still only
 // data: every address is used through the secondary's own checked copy.
 // Pure: unit tests and the fuzzer drive it on bytes.
-HeaderCheck check_config(const void* bytes, size_t len);
+// `bytes` holds the file's first `len` bytes (at least kConfigPrefixBytes
+// to pass) of a file of `file_size` bytes.
+HeaderCheck check_config(const void* bytes, size_t len, uint64_t file_size);
+inline HeaderCheck check_config(const void* bytes, size_t len) { return check_config(bytes, len, len); }
 
 }  // namespace mpod

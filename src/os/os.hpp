@@ -136,8 +136,14 @@ Fd bind_datagram_socket(const Dir& dir, const std::string& name, mode_t mode);
 // is renamed meanwhile.
 Fd open_socket_node(const Dir& dir, const std::string& name, uid_t owner);
 std::string socket_node_address(int fd);
+// A datagram socket connected to the socket node `name` in `dir`, checked
+// as open_socket_node() does: sends on it (send_datagram with no `dest`)
+// reach that node and no other, with no path looked up per datagram. Empty
+// if nothing is bound there (yet, or any more).
+Fd connect_datagram_socket(const Dir& dir, const std::string& name, uid_t owner);
 enum class SendStatus { ok, peer_gone, full };
-// Sends one datagram made of `parts` with `nfds` descriptors, without waiting.
+// Sends one datagram made of `parts` with `nfds` descriptors, without waiting,
+// to `dest` (a path), or on a connected socket if `dest` is empty.
 // peer_gone: nobody is bound at `dest` (ENOENT, ECONNREFUSED); full: the
 // receiver's queue is full (EAGAIN). Throws on other errors.
 struct Part {

@@ -122,16 +122,41 @@ Fd open_socket_node(const Dir& dir, const std::string& name, uid_t owner) {
 
 std::string socket_node_address(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
 
+Fd connect_datagram_socket(const Dir& dir, const std::string& name, uid_t owner) {
+  Fd node = open_socket_node(dir, name, owner);
+  if (!node) return Fd();
+  const std::string path = dir.path_of(name);
+  Fd s(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (!s) throw Error(Errc::system, "cannot create a socket to send to " + path, path, errno);
+  int buf = 4 << 20;  // room for bursts of requests, as the bound socket has
+  ::setsockopt(s.get(), SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
+  sockaddr_un sa;
+  std::memset(&sa, 0, sizeof sa);
+  sa.sun_family = AF_UNIX;
+  const std::string at = socket_node_address(node.get());
+  std::memcpy(sa.sun_path, at.data(), at.size());
+  int rc;
+  do rc = ::connect(s.get(), reinterpret_cast<sockaddr*>(&sa), socklen_t(offsetof(sockaddr_un, sun_path) + at.size() + 1));
+  while (rc != 0 && errno == EINTR);
+  if (rc != 0) {
+    if (errno == ECONNREFUSED || errno == ENOENT) return Fd();  // its owner closed it: as if not bound
+    throw Error(Errc::system, "cannot connect to the channel socket " + path, path, errno);
+  }
+  return s;
+}
+
 SendStatus send_datagram(int fd, const std::string& dest, const Part* parts, size_t nparts, const int* fds,
                          size_t nfds) {
   sockaddr_un sa;
   Fd dir;
-  socklen_t len = make_address(dest, &sa, &dir);
+  const socklen_t len = dest.empty() ? 0 : make_address(dest, &sa, &dir);
   iovec iov[4];
   for (size_t i = 0; i < nparts && i < 4; ++i) iov[i] = {const_cast<void*>(parts[i].data), parts[i].len};
   msghdr mh{};
-  mh.msg_name = &sa;
-  mh.msg_namelen = len;
+  if (!dest.empty()) {  // empty: a connected socket
+    mh.msg_name = &sa;
+    mh.msg_namelen = len;
+  }
   mh.msg_iov = iov;
   mh.msg_iovlen = nparts;
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 8)];

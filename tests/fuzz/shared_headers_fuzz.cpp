@@ -9,7 +9,6 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <memory>
 
 #include "src/lifecycle/shared_config.hpp"
 #include "src/memory/fbarray_header.hpp"
@@ -22,9 +21,8 @@ void require(bool ok) {
 }
 
 // What SharedMemory::attach and map_list_segments rely on, checked again here independently.
-void check_accepted_layout(const SharedConfig& c) {
-  const auto& m = c.memory;
-  const uint64_t base = c.header.base_va, len = c.header.va_len;
+void check_accepted_layout(const mpod::ConfigHeader& h, const mpod::MemoryLayout& m) {
+  const uint64_t base = h.base_va, len = h.va_len;
   require(m.n_lists >= 1 && m.n_lists <= mpod::MemoryLayout::kMaxLists);
   require(base + len > base && base + len <= 0x800000000000ull);
   for (uint32_t i = 0; i < m.n_lists; ++i) {
@@ -40,21 +38,24 @@ void check_accepted_layout(const SharedConfig& c) {
   }
 }
 
+// The input is the file's first bytes; the file is taken to be whole (the
+// size a config has) when fixing up, else as long as the input.
 void fuzz_config(const uint8_t* data, size_t size, bool fix_up) {
-  auto c = std::make_unique<SharedConfig>();
-  const size_t n = size < sizeof(SharedConfig) ? size : sizeof(SharedConfig);
-  std::memcpy(static_cast<void*>(c.get()), data, n);
-  size_t len = fix_up ? sizeof(SharedConfig) : n;
+  mpod::ConfigPrefix c{};
+  const size_t n = size < sizeof c ? size : sizeof c;
+  std::memcpy(static_cast<void*>(&c), data, n);
+  const size_t len = fix_up ? sizeof c : n;
+  const uint64_t file_size = fix_up ? sizeof(SharedConfig) : size;
   if (fix_up) {
-    c->header.magic = SharedConfig::kMagic;
-    c->header.version = SharedConfig::kVersion;
-    c->header.layout_size = sizeof(SharedConfig);
-    c->header.checksum = mpod::config_checksum(*c);
+    c.header.magic = SharedConfig::kMagic;
+    c.header.version = SharedConfig::kVersion;
+    c.header.layout_size = sizeof(SharedConfig);
+    c.header.checksum = mpod::config_checksum(c.header, c.memory);
   }
-  const auto check = mpod::check_config(c.get(), len);
+  const auto check = mpod::check_config(&c, len, file_size);
   if (!check.why.empty()) return;
-  require(len == sizeof(SharedConfig));
-  check_accepted_layout(*c);
+  require(file_size == sizeof(SharedConfig) && len >= mpod::kConfigPrefixBytes);
+  check_accepted_layout(c.header, c.memory);
 }
 
 void fuzz_fbarray(const uint8_t* data, size_t size) {
