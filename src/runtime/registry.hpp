@@ -1,9 +1,12 @@
 // The process registry: <domain>/procs/<id>, one file per attached process.
 //
-// A registration is created under a temporary name, locked, filled in, then
-// hard-linked to its final name (link fails if the name exists, so the id is
+// A registration is created unnamed (O_TMPFILE), locked, filled in, then
+// linked to its final name (linkat fails if the name exists, so the id is
 // unique by construction and nobody ever sees an unlocked or half-written
-// registration). The owner holds an exclusive OFD lock on it until it exits;
+// registration; without O_TMPFILE, a temporary name is renamed into place
+// without replacing). Its file's owner is the uid the process runs as, as
+// the kernel recorded it (ProcessInfo::uid); the group may read it, only its
+// owner write it. The owner holds an exclusive OFD lock on it until it exits;
 // the kernel drops the lock if it dies. Others test liveness with F_OFD_GETLK,
 // which never takes the lock and so never disturbs the owner.
 #pragma once
@@ -96,7 +99,10 @@ class Scanner {
 
 // Removes the registration of every dead process, calling `on_reaped` with
 // each after its file is gone (to remove that process's other files).
-// Concurrent reapers are safe: each registration is removed once, under its lock.
+// Concurrent reapers are safe: a reaper holds a shared lock (granted only
+// while the owner's exclusive one is not) and the one whose unlink succeeds
+// reaps; ids are never reused. An entry a reaper may not remove (another
+// uid's, in a sticky directory) is logged and passed over.
 std::vector<ProcessInfo> reap(const std::string& domain_dir,
                               const std::function<void(const ProcessInfo&)>& on_reaped = {});
 
