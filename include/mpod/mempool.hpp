@@ -78,7 +78,8 @@ class Mempool {
 #ifdef NDEBUG
     if (Cache* c = last_cache(n)) {
       const uint32_t len = c->len.load(std::memory_order_relaxed);
-      if (len >= n) [[likely]] {  // hand out the most recently used objects, warm in cache
+      // Within the cache's slots: its length is the group's to write.
+      if (len >= n && len <= cache_cap_) [[likely]] {  // hand out the most recently used objects, warm in cache
         detail::copy_pointers_reversed(c->objs + len, objs, n);
         c->len.store(len - n, std::memory_order_relaxed);
         return true;
@@ -153,12 +154,21 @@ class Mempool {
   Cache* thread_cache() noexcept;
   Cache* thread_cache_slow(uint64_t epoch) noexcept;
   friend void release_process_caches(Runtime& rt) noexcept;  // src/objects/mempool_caches.hpp
-  // Copies of the pool's fixed settings, for the inline fast paths.
+  // Copies of the pool's fixed settings, checked against its memory when
+  // it was created or looked up: the header is the group's to write, so no
+  // call takes a size, an offset or a count from it again.
+  Cache* cache_at(uint32_t i) const noexcept {
+    return reinterpret_cast<Cache*>(caches_base_ + uint64_t(i) * cache_bytes_);
+  }
   uint64_t instance_ = 0;
   uintptr_t objs_base_ = 0;
   uint64_t last_offset_ = 0;  // n * stride - 1: the highest offset inside the objects
   uint32_t cache_size_ = 0;
   uint32_t flush_at_ = 0;
+  uint32_t cache_cap_ = 0;    // slots per cache
+  uint32_t n_ = 0, stride_ = 0;
+  uintptr_t caches_base_ = 0;
+  uint64_t cache_bytes_ = 0;
   Header* h_ = nullptr;
   Ring ring_;               // the common pool of free objects
   std::string domain_dir_;  // for liveness tests of cache owners

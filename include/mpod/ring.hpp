@@ -73,32 +73,32 @@ class Ring {
   // 0..n for burst. `free_left` / `available_left`, when given, receive what
   // remained after the call. Inline: see detail/ring_ops.hpp.
   [[gnu::always_inline]] unsigned enqueue_bulk(void* const* objs, unsigned n, Sync sync = Sync::by_ring, unsigned* free_left = nullptr) noexcept {
-    return detail::ring_move<true, true>(h_, objs, n, sync, detail::Amount::all, free_left);
+    return detail::ring_move<true, true>(h_, shape_, objs, n, sync, detail::Amount::all, free_left);
   }
   [[gnu::always_inline]] unsigned enqueue_burst(void* const* objs, unsigned n, Sync sync = Sync::by_ring, unsigned* free_left = nullptr) noexcept {
-    return detail::ring_move<true, true>(h_, objs, n, sync, detail::Amount::most, free_left);
+    return detail::ring_move<true, true>(h_, shape_, objs, n, sync, detail::Amount::most, free_left);
   }
   [[gnu::always_inline]] unsigned dequeue_bulk(void** objs, unsigned n, Sync sync = Sync::by_ring, unsigned* available_left = nullptr) noexcept {
-    return detail::ring_move<false, true>(h_, objs, n, sync, detail::Amount::all, available_left);
+    return detail::ring_move<false, true>(h_, shape_, objs, n, sync, detail::Amount::all, available_left);
   }
   [[gnu::always_inline]] unsigned dequeue_burst(void** objs, unsigned n, Sync sync = Sync::by_ring, unsigned* available_left = nullptr) noexcept {
-    return detail::ring_move<false, true>(h_, objs, n, sync, detail::Amount::most, available_left);
+    return detail::ring_move<false, true>(h_, shape_, objs, n, sync, detail::Amount::most, available_left);
   }
   [[gnu::always_inline]] bool enqueue(void* obj, Sync sync = Sync::by_ring) noexcept { return enqueue_bulk(&obj, 1, sync) == 1; }
   [[gnu::always_inline]] bool dequeue(void** obj, Sync sync = Sync::by_ring) noexcept { return dequeue_bulk(obj, 1, sync) == 1; }
 
   // Fixed-size records: `objs` points at n * elem_size() bytes.
   [[gnu::always_inline]] unsigned enqueue_bulk_elem(const void* objs, unsigned n, Sync sync = Sync::by_ring, unsigned* free_left = nullptr) noexcept {
-    return detail::ring_move<true, false>(h_, objs, n, sync, detail::Amount::all, free_left);
+    return detail::ring_move<true, false>(h_, shape_, objs, n, sync, detail::Amount::all, free_left);
   }
   [[gnu::always_inline]] unsigned enqueue_burst_elem(const void* objs, unsigned n, Sync sync = Sync::by_ring, unsigned* free_left = nullptr) noexcept {
-    return detail::ring_move<true, false>(h_, objs, n, sync, detail::Amount::most, free_left);
+    return detail::ring_move<true, false>(h_, shape_, objs, n, sync, detail::Amount::most, free_left);
   }
   [[gnu::always_inline]] unsigned dequeue_bulk_elem(void* objs, unsigned n, Sync sync = Sync::by_ring, unsigned* available_left = nullptr) noexcept {
-    return detail::ring_move<false, false>(h_, objs, n, sync, detail::Amount::all, available_left);
+    return detail::ring_move<false, false>(h_, shape_, objs, n, sync, detail::Amount::all, available_left);
   }
   [[gnu::always_inline]] unsigned dequeue_burst_elem(void* objs, unsigned n, Sync sync = Sync::by_ring, unsigned* available_left = nullptr) noexcept {
-    return detail::ring_move<false, false>(h_, objs, n, sync, detail::Amount::most, available_left);
+    return detail::ring_move<false, false>(h_, shape_, objs, n, sync, detail::Amount::most, available_left);
   }
 
   // A snapshot: exact when no call is in flight.
@@ -112,8 +112,9 @@ class Ring {
   using Header = detail::RingHeader;  // in shared memory
 
  private:
-  explicit Ring(Header* h) noexcept : h_(h) {}
+  Ring(Header* h, detail::RingShape shape) noexcept : h_(h), shape_(shape) {}
   Header* h_ = nullptr;
+  detail::RingShape shape_;  // checked when the ring was created or looked up; never read from h_ again
 };
 
 }  // namespace mpod

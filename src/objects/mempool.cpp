@@ -73,6 +73,28 @@ namespace {
 
 using Header = Mempool::Header;
 
+// A pool's name as stored, within its field (the header is the group's to write).
+std::string_view name_of(const Header* h) { return {h->name, strnlen(h->name, sizeof h->name)}; }
+
+// Throws corrupt unless the header is one create() could have written for a
+// memzone of `bytes` bytes: every size and offset a call uses is checked here,
+// once, and the handle keeps its own copies.
+void check_header(const Header* h, uint64_t bytes) {
+  const uint32_t cap = h->cache_size * 3;
+  const uint64_t caches_off = align64(sizeof(Header));
+  const uint64_t cache_bytes = h->cache_size ? cache_bytes_for(cap) : 0;
+  const uint64_t objs_off = caches_off + (h->cache_size ? Mempool::kMaxCaches * cache_bytes : 0);
+  const bool sound = h->n >= 1 && h->n <= kMaxObjects && h->elt_size >= 1 && h->elt_size <= kMaxElt &&
+                     h->stride >= align64(h->elt_size) && h->stride % 64 == 0 && h->stride <= kMaxElt + 128 &&
+                     h->cache_size <= Mempool::kMaxCacheSize && h->cache_cap == cap &&
+                     h->flush_at == h->cache_size + h->cache_size / 2 && h->caches_off == caches_off &&
+                     h->cache_bytes == cache_bytes && h->objs_off == objs_off &&
+                     objs_off + uint64_t(h->n) * h->stride <= bytes;
+  if (!sound)
+    throw Error(Errc::corrupt, "mempool '" + std::string(name_of(h)) +
+                                   "' is corrupt: its header does not fit the memory it has; destroy and recreate it");
+}
+
 auto& g_epoch = detail::mempool_epoch;  // bumped when the Runtime shuts down
 
 // The caches this thread holds, by pool. Flushed when the thread exits.
@@ -82,6 +104,7 @@ struct ThreadCaches {
     uint64_t instance;
     void* cache;  // Mempool::Cache*, or nullptr: every slot was taken, go to the ring
     Ring ring;
+    uint32_t cache_cap;  // the pool's, as checked
   };
   std::vector<Entry> entries;
   uint64_t epoch = 0;
@@ -113,13 +136,13 @@ namespace {
 // caller's bug): then the surplus is dropped and logged rather than spun on
 // for ever. A consumer's claim in flight does not fool that test: its
 // objects still count as in the ring until it publishes.
-unsigned give_back(Ring& ring, void* const* objs, unsigned n, const char* pool) noexcept {
+unsigned give_back(Ring& ring, void* const* objs, unsigned n, std::string_view pool) noexcept {
   unsigned done = 0;
   while (done < n) {
     const unsigned k = ring.enqueue_burst(objs + done, n - done, Sync::multi);
     if (k == 0 && ring.count() >= ring.capacity()) {
-      MPOD_LOG(mempool, error, "mempool '%s': %u objects more than the pool has were put back (an object put twice?); "
-               "dropping them: the caller has a bug", pool, n - done);
+      MPOD_LOG(mempool, error, "mempool '%.*s': %u objects more than the pool has were put back (an object put twice?); "
+               "dropping them: the caller has a bug", int(pool.size()), pool.data(), n - done);
       return done;
     }
     done += k;
@@ -127,13 +150,24 @@ unsigned give_back(Ring& ring, void* const* objs, unsigned n, const char* pool) 
   return done;
 }
 
-void flush_cache(Mempool::Cache* c, Ring& ring, const char* pool) noexcept {
-  give_back(ring, c->objs, c->len.load(std::memory_order_relaxed), pool);
+// A cache's length, which the group can write, within its `cap` slots; a
+// length past them is logged and taken as empty (what it held is lost).
+uint32_t cache_len(Mempool::Cache* c, uint32_t cap, std::string_view pool) noexcept {
+  const uint32_t len = c->len.load(std::memory_order_relaxed);
+  if (len <= cap) [[likely]] return len;
+  MPOD_LOG(mempool, error, "mempool '%.*s': a cache claims %u objects but has %u slots; its shared memory was "
+           "overwritten, and what it held is lost", int(pool.size()), pool.data(), len, cap);
+  c->len.store(0, std::memory_order_relaxed);
+  return 0;
+}
+
+void flush_cache(Mempool::Cache* c, uint32_t cap, Ring& ring, std::string_view pool) noexcept {
+  give_back(ring, c->objs, cache_len(c, cap, pool), pool);
   c->len.store(0, std::memory_order_relaxed);
 }
 
-void release_cache(Mempool::Cache* c, Ring& ring, const char* pool) noexcept {
-  flush_cache(c, ring, pool);
+void release_cache(Mempool::Cache* c, uint32_t cap, Ring& ring, std::string_view pool) noexcept {
+  flush_cache(c, cap, ring, pool);
   std::memset(c->owner, 0, sizeof c->owner);
   c->token.store(0, std::memory_order_release);
 }
@@ -141,7 +175,8 @@ void release_cache(Mempool::Cache* c, Ring& ring, const char* pool) noexcept {
 ThreadCaches::~ThreadCaches() {
   if (epoch != g_epoch.load(std::memory_order_acquire)) return;  // the runtime is gone, and the memory with it
   for (auto& e : entries)
-    if (e.cache && e.pool->instance == e.instance) release_cache(static_cast<Mempool::Cache*>(e.cache), e.ring, e.pool->name);
+    if (e.cache && e.pool->instance == e.instance)
+      release_cache(static_cast<Mempool::Cache*>(e.cache), e.cache_cap, e.ring, name_of(e.pool));
 }
 
 }  // namespace
@@ -152,9 +187,9 @@ Mempool::Cache* Mempool::thread_cache() noexcept {
   // reaching it costs no TLS wrapper call (t_caches, with its destructor,
   // goes through one on every access).
   auto& last = detail::t_mempool_last;
-  if (last.pool == h_ && last.epoch == epoch && last.instance == h_->instance) return last.cache;
+  if (last.pool == h_ && last.epoch == epoch && last.instance == instance_) return last.cache;
   Cache* c = thread_cache_slow(epoch);
-  last = detail::MempoolLastCache{h_, h_->instance, epoch, c};
+  last = detail::MempoolLastCache{h_, instance_, epoch, c};
   return c;
 }
 
@@ -166,7 +201,7 @@ Mempool::Cache* Mempool::thread_cache_slow(uint64_t epoch) noexcept {
   }
   for (auto& e : tc.entries)
     if (e.pool == h_) {
-      if (e.instance == h_->instance) return static_cast<Cache*>(e.cache);
+      if (e.instance == instance_) return static_cast<Cache*>(e.cache);
       e = tc.entries.back();  // a destroyed pool's memory reused: forget it
       tc.entries.pop_back();
       break;
@@ -176,7 +211,7 @@ Mempool::Cache* Mempool::thread_cache_slow(uint64_t epoch) noexcept {
   }
   Cache* mine = nullptr;
   for (uint32_t i = 0; i < kMaxCaches && !mine; ++i) {
-    Cache* c = h_->cache(i);
+    Cache* c = cache_at(i);
     uint64_t free_token = 0;
     if (c->token.compare_exchange_strong(free_token, tc.token, std::memory_order_acquire)) {
       std::memcpy(c->owner, self_.bytes.data(), sizeof c->owner);
@@ -185,37 +220,37 @@ Mempool::Cache* Mempool::thread_cache_slow(uint64_t epoch) noexcept {
   }
   if (!mine)
     MPOD_LOG(mempool, info, "mempool '%s': all %u caches are taken; this thread uses the common pool directly",
-             h_->name, kMaxCaches);
+             name().c_str(), kMaxCaches);
   try {
-    tc.entries.push_back({h_, h_->instance, mine, ring_});
+    tc.entries.push_back({h_, instance_, mine, ring_, cache_cap_});
   } catch (...) {  // out of process memory: go without a cache
-    if (mine) release_cache(mine, ring_, h_->name);
+    if (mine) release_cache(mine, cache_cap_, ring_, name_of(h_));
     return nullptr;
   }
   return mine;
 }
 
 void Mempool::flush_thread_cache() noexcept {
-  if (h_->cache_size == 0) return;
-  if (Cache* c = thread_cache()) flush_cache(c, ring_, h_->name);
+  if (cache_size_ == 0) return;
+  if (Cache* c = thread_cache()) flush_cache(c, cache_cap_, ring_, name_of(h_));
 }
 
 uint32_t Mempool::reclaim_dead_caches() {
-  if (h_->cache_size == 0) return 0;
+  if (cache_size_ == 0) return 0;
   uint32_t recovered = 0;
   for (uint32_t i = 0; i < kMaxCaches; ++i) {
-    Cache* c = h_->cache(i);
+    Cache* c = cache_at(i);
     uint64_t token = c->token.load(std::memory_order_acquire);
     if (token == 0 || token == kReclaiming) continue;
     ProcessId owner;
     std::memcpy(owner.bytes.data(), c->owner, sizeof c->owner);
     if (owner.empty() || owner == self_ || registry::is_alive(domain_dir_, owner)) continue;
     if (!c->token.compare_exchange_strong(token, kReclaiming, std::memory_order_acquire)) continue;
-    const uint32_t len = c->len.load(std::memory_order_relaxed);
-    MPOD_LOG(mempool, notice, "mempool '%s': giving back %u objects cached by dead process %s", h_->name, len,
+    const uint32_t len = cache_len(c, cache_cap_, name_of(h_));
+    MPOD_LOG(mempool, notice, "mempool '%s': giving back %u objects cached by dead process %s", name().c_str(), len,
              owner.short_hex().c_str());
     recovered += len;
-    release_cache(c, ring_, h_->name);
+    release_cache(c, cache_cap_, ring_, name_of(h_));
   }
   return recovered;
 }
@@ -227,10 +262,10 @@ void release_process_caches(Runtime& rt) noexcept {
       if (pool.cache_size() == 0) continue;
       Ring ring = Ring::lookup(rt, memzone_name(pool.name()));
       for (uint32_t i = 0; i < Mempool::kMaxCaches; ++i) {
-        auto* c = pool.h_->cache(i);
+        auto* c = pool.cache_at(i);
         const uint64_t token = c->token.load(std::memory_order_acquire);
         if (token != 0 && token != kReclaiming && std::memcmp(c->owner, self.bytes.data(), 16) == 0)
-          release_cache(c, ring, pool.h_->name);
+          release_cache(c, pool.cache_cap_, ring, name_of(pool.h_));
       }
     }
   } catch (const Error& e) {
@@ -247,6 +282,11 @@ Mempool::Mempool(Header* h, Ring ring, std::string domain_dir, ProcessId self) n
       last_offset_(uint64_t(h->n) * h->stride - 1),
       cache_size_(h->cache_size),
       flush_at_(h->flush_at),
+      cache_cap_(h->cache_cap),
+      n_(h->n),
+      stride_(h->stride),
+      caches_base_(reinterpret_cast<uintptr_t>(h->base() + h->caches_off)),
+      cache_bytes_(h->cache_bytes),
       h_(h),
       ring_(ring),
       domain_dir_(std::move(domain_dir)),
@@ -254,12 +294,12 @@ Mempool::Mempool(Header* h, Ring ring, std::string domain_dir, ProcessId self) n
 
 bool Mempool::get_bulk_slow(void** objs, unsigned n) noexcept {
   if (n == 0 || n > kMaxBulk) return false;
-  Cache* c = h_->cache_size ? thread_cache() : nullptr;
-  if (!c || n > h_->cache_size) return ring_.dequeue_bulk(objs, n, Sync::multi) == n;
-  uint32_t len = c->len.load(std::memory_order_relaxed);
+  Cache* c = cache_size_ ? thread_cache() : nullptr;
+  if (!c || n > cache_size_) return ring_.dequeue_bulk(objs, n, Sync::multi) == n;
+  uint32_t len = cache_len(c, cache_cap_, name_of(h_));
   if (len < n) {
     // Refill to cache_size beyond what is asked, like DPDK; settle for less if the pool runs low.
-    unsigned want = h_->cache_size + n - len;
+    unsigned want = cache_size_ + n - len;
     unsigned got = ring_.dequeue_burst(c->objs + len, want, Sync::multi);
     len += got;
     if (len < n) {
@@ -275,15 +315,15 @@ bool Mempool::get_bulk_slow(void** objs, unsigned n) noexcept {
 
 bool Mempool::contains(const void* obj) const noexcept {
   const auto p = reinterpret_cast<uintptr_t>(obj);
-  const auto base = reinterpret_cast<uintptr_t>(h_->objs());
-  if (p < base || p >= base + uint64_t(h_->n) * h_->stride) return false;
-  return (p - base) % h_->stride == 0;
+  const auto base = objs_base_;
+  if (p < base || p >= base + uint64_t(n_) * stride_) return false;
+  return (p - base) % stride_ == 0;
 }
 
 unsigned Mempool::put_bulk_slow(void* const* objs, unsigned n) noexcept {
   if (n == 0) return 0;
-  const auto base = reinterpret_cast<uintptr_t>(h_->objs());
-  const uint64_t end = base + uint64_t(h_->n) * h_->stride;
+  const auto base = objs_base_;
+  const uint64_t end = base + uint64_t(n_) * stride_;
   // Cheap check on every object (range and 64-byte alignment); the exact
   // stride check costs a division and runs in debug builds only.
   bool all_ok = n <= kMaxBulk;
@@ -291,7 +331,7 @@ unsigned Mempool::put_bulk_slow(void* const* objs, unsigned n) noexcept {
     const auto p = reinterpret_cast<uintptr_t>(objs[i]);
     all_ok = p >= base && p < end && (p & 63) == 0;
 #ifndef NDEBUG
-    all_ok = all_ok && (p - base) % h_->stride == 0;
+    all_ok = all_ok && (p - base) % stride_ == 0;
 #endif
   }
   if (!all_ok) {  // cold: put back the good ones one by one, name the bad ones
@@ -301,21 +341,22 @@ unsigned Mempool::put_bulk_slow(void* const* objs, unsigned n) noexcept {
         done += put_bulk_slow(&objs[i], 1);
       } else {
         MPOD_LOG(mempool, error, "mempool '%s': refusing to take back %p: it is not one of its objects "
-                 "(wrong pool, or not an object's start); the caller has a bug", h_->name, objs[i]);
+                 "(wrong pool, or not an object's start); the caller has a bug", name().c_str(), objs[i]);
       }
     }
     return done;
   }
-  Cache* c = h_->cache_size ? thread_cache() : nullptr;
-  if (!c || n > h_->cache_size) return give_back(ring_, objs, n, h_->name);
-  uint32_t len = c->len.load(std::memory_order_relaxed);
+  Cache* c = cache_size_ ? thread_cache() : nullptr;
+  if (!c || n > cache_size_) return give_back(ring_, objs, n, name_of(h_));
+  // n <= cache_size and the cache has 3 x cache_size slots; a length that leaves no room was written by someone else.
+  uint32_t len = cache_len(c, cache_cap_ - n, name_of(h_));
   for (unsigned i = 0; i < n; ++i) c->objs[len + i] = objs[i];
   len += n;
-  if (len > h_->flush_at) {  // give back all but cache_size, oldest first
-    const unsigned excess = len - h_->cache_size;
-    give_back(ring_, c->objs, excess, h_->name);
-    std::memmove(c->objs, c->objs + excess, sizeof(void*) * h_->cache_size);
-    len = h_->cache_size;
+  if (len > flush_at_) {  // give back all but cache_size, oldest first
+    const unsigned excess = len - cache_size_;
+    give_back(ring_, c->objs, excess, name_of(h_));
+    std::memmove(c->objs, c->objs + excess, sizeof(void*) * cache_size_);
+    len = cache_size_;
   }
   c->len.store(len, std::memory_order_relaxed);
   return n;
@@ -325,17 +366,18 @@ unsigned Mempool::put_bulk_slow(void* const* objs, unsigned n) noexcept {
 
 uint32_t Mempool::available() const noexcept {
   uint64_t sum = ring_.count();
-  if (h_->cache_size)
-    for (uint32_t i = 0; i < kMaxCaches; ++i) sum += h_->cache(i)->len.load(std::memory_order_relaxed);
-  return sum > h_->n ? h_->n : uint32_t(sum);  // counts taken at different moments
+  if (cache_size_)
+    for (uint32_t i = 0; i < kMaxCaches; ++i)
+      sum += std::min(cache_at(i)->len.load(std::memory_order_relaxed), cache_cap_);
+  return sum > n_ ? n_ : uint32_t(sum);  // counts taken at different moments
 }
-uint32_t Mempool::size() const noexcept { return h_->n; }
+uint32_t Mempool::size() const noexcept { return n_; }
 uint32_t Mempool::elt_size() const noexcept { return h_->elt_size; }
-uint32_t Mempool::cache_size() const noexcept { return h_->cache_size; }
-std::string Mempool::name() const { return h_->name; }
+uint32_t Mempool::cache_size() const noexcept { return cache_size_; }
+std::string Mempool::name() const { return std::string(name_of(h_)); }
 
 void Mempool::for_each(const std::function<void(void* obj, uint32_t index)>& fn) const {
-  for (uint32_t i = 0; i < h_->n; ++i) fn(h_->objs() + uint64_t(i) * h_->stride, i);
+  for (uint32_t i = 0; i < n_; ++i) fn(reinterpret_cast<void*>(objs_base_ + uint64_t(i) * stride_), i);
 }
 
 // ---- create, lookup, destroy ----
@@ -420,6 +462,7 @@ Mempool Mempool::lookup(Runtime& rt, std::string_view name) {
                                      "; create it first, or check the name and --file-prefix");
   auto* h = static_cast<Header*>(mz->addr);
   wait_initialised(*mz, &h->magic, kPoolMagic, &h->version, kPoolVersion, "mempool", name);
+  check_header(h, mz->len);
   Mempool pool(h, Ring::lookup(rt, memzone_name(name)), rt.domain_dir(), rt.self().id);
   pool.reclaim_dead_caches();
   return pool;
@@ -444,9 +487,10 @@ std::vector<Mempool> Mempool::list(Runtime& rt) {
     auto* h = static_cast<Header*>(z.addr);
     if (std::atomic_ref<uint32_t>(h->magic).load(std::memory_order_acquire) != kPoolMagic) continue;
     try {
+      check_header(h, z.len);
       out.push_back(Mempool(h, Ring::lookup(rt, z.name), rt.domain_dir(), rt.self().id));
     } catch (const Error& e) {
-      MPOD_LOG(mempool, warning, "mempool '%s' has no usable ring: %s", h->name, e.what());
+      MPOD_LOG(mempool, warning, "mempool '%s' cannot be used: %s", std::string(name_of(h)).c_str(), e.what());
     }
   }
   return out;

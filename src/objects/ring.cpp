@@ -11,6 +11,7 @@
 #include "../os/os.hpp"
 #include "object_header.hpp"
 #include "mpod/error.hpp"
+#include "mpod/log.hpp"
 #include "mpod/memzone.hpp"
 #include "mpod/runtime.hpp"
 
@@ -26,6 +27,23 @@ namespace {
 
 using Header = Ring::Header;
 constexpr size_t kSlotsOffset = offsetof(Header, slots);
+
+// The ring's geometry from its header, checked against the memory it has
+// (`bytes` from the header on); throws corrupt naming the ring if the
+// header could not have been written by create().
+detail::RingShape checked_shape(const Header* h, uint64_t bytes, std::string_view name) {
+  const detail::RingShape s{h->size, h->mask, h->capacity, h->elem_size};
+  const bool sound = std::has_single_bit(s.size) && s.size <= std::bit_ceil(Ring::kMaxCapacity) &&
+                     s.mask == s.size - 1 && s.capacity >= 1 && s.capacity <= s.size && s.elem_size >= 4 &&
+                     s.elem_size % 4 == 0 && s.elem_size <= 1024 &&
+                     bytes >= kSlotsOffset && uint64_t(s.size) * s.elem_size <= bytes - kSlotsOffset;
+  if (!sound)
+    throw Error(Errc::corrupt, "ring '" + std::string(name) + "' is corrupt: its header (size " + std::to_string(s.size) +
+                                   ", mask " + std::to_string(s.mask) + ", capacity " + std::to_string(s.capacity) +
+                                   ", element size " + std::to_string(s.elem_size) +
+                                   ") does not fit the memory it has; destroy and recreate it");
+  return s;
+}
 
 std::string memzone_name(std::string_view name) { return kPrefix + std::string(name); }
 
@@ -146,7 +164,7 @@ Ring Ring::create(Runtime& rt, std::string_view name, uint32_t capacity, RingOpt
   h->yield_when_idle = o.yield_when_idle;
   std::memcpy(h->name, name.data(), name.size());
   std::atomic_ref<uint32_t>(h->magic).store(kRingMagic, std::memory_order_release);
-  return Ring(h);
+  return Ring(h, detail::RingShape{size, size - 1, capacity, o.elem_size});
 }
 
 Ring Ring::lookup(Runtime& rt, std::string_view name) {
@@ -157,7 +175,7 @@ Ring Ring::lookup(Runtime& rt, std::string_view name) {
                                      "; create it first, or check the name and --file-prefix");
   auto* h = static_cast<Header*>(mz->addr);
   wait_initialised(*mz, &h->magic, kRingMagic, &h->version, kRingVersion, "ring", name);
-  return Ring(h);
+  return Ring(h, checked_shape(h, mz->len, name));
 }
 
 std::vector<Ring> Ring::list(Runtime& rt) {
@@ -165,7 +183,12 @@ std::vector<Ring> Ring::list(Runtime& rt) {
   for (auto& z : rt.memzones().list()) {
     if (!z.name.starts_with(kPrefix) || z.len < kSlotsOffset) continue;
     auto* h = static_cast<Header*>(z.addr);
-    if (std::atomic_ref<uint32_t>(h->magic).load(std::memory_order_acquire) == kRingMagic) out.push_back(Ring(h));
+    if (std::atomic_ref<uint32_t>(h->magic).load(std::memory_order_acquire) != kRingMagic) continue;
+    try {
+      out.push_back(Ring(h, checked_shape(h, z.len, z.name)));
+    } catch (const Error& e) {
+      MPOD_LOG(memzone, warning, "%s", e.what());
+    }
   }
   return out;
 }
@@ -185,12 +208,12 @@ unsigned Ring::count() const noexcept {
   const uint32_t cons = h_->cons_tail.load(std::memory_order_acquire);
   const uint32_t prod = h_->prod_tail.load(std::memory_order_acquire);
   const uint32_t n = prod - cons;
-  return n > h_->capacity ? h_->capacity : n;  // the two loads are not one snapshot
+  return n > shape_.capacity ? shape_.capacity : n;  // the two loads are not one snapshot
 }
-unsigned Ring::free_count() const noexcept { return h_->capacity - count(); }
-unsigned Ring::capacity() const noexcept { return h_->capacity; }
-uint32_t Ring::elem_size() const noexcept { return h_->elem_size; }
+unsigned Ring::free_count() const noexcept { return shape_.capacity - count(); }
+unsigned Ring::capacity() const noexcept { return shape_.capacity; }
+uint32_t Ring::elem_size() const noexcept { return shape_.elem_size; }
 bool Ring::yields_when_idle() const noexcept { return h_->yield_when_idle; }
-std::string Ring::name() const { return h_->name; }
+std::string Ring::name() const { return std::string(h_->name, strnlen(h_->name, sizeof h_->name)); }
 
 }  // namespace mpod

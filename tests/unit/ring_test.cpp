@@ -273,6 +273,7 @@ namespace {
 struct SmallRing {
   alignas(detail::RingHeader) unsigned char mem[sizeof(detail::RingHeader) + 8 * sizeof(void*)]{};
   detail::RingHeader* h = new (mem) detail::RingHeader{};
+  const detail::RingShape shape{8, 7, 7, sizeof(void*)};
   SmallRing() {
     h->capacity = 7;
     h->size = 8;
@@ -285,14 +286,14 @@ struct SmallRing {
   unsigned put(unsigned n, Sync s = Sync::single) {
     void* objs[8];
     for (unsigned i = 0; i < n; ++i) objs[i] = item(next_in++);
-    const unsigned k = detail::ring_move<true, true>(h, objs, n, s, detail::Amount::most, nullptr);
+    const unsigned k = detail::ring_move<true, true>(h, shape, objs, n, s, detail::Amount::most, nullptr);
     next_in -= n - k;
     return k;
   }
   // Takes up to n and checks they come in order.
   unsigned take(unsigned n, Sync s = Sync::single) {
     void* out[8];
-    const unsigned k = detail::ring_move<false, true>(h, out, n, s, detail::Amount::most, nullptr);
+    const unsigned k = detail::ring_move<false, true>(h, shape, out, n, s, detail::Amount::most, nullptr);
     for (unsigned i = 0; i < k; ++i) EXPECT_EQ(out[i], item(next_out++));
     return k;
   }
@@ -453,7 +454,7 @@ TEST(RingPublishedWord, ProducersKeepItWithinACapacityOfTheTail) {
   for (int i = 0; i < 2000; ++i) {
     lcg = lcg * 1103515245u + 12345u;
     if (i % 2) {  // a multi bulk that cannot fit: moves nothing
-      const unsigned moved = detail::ring_move<true, true>(r.h, objs, 8, Sync::multi, detail::Amount::all, nullptr);
+      const unsigned moved = detail::ring_move<true, true>(r.h, r.shape, objs, 8, Sync::multi, detail::Amount::all, nullptr);
       ASSERT_EQ(moved, 0u);
     }
     r.put(1 + (lcg >> 16) % 7);

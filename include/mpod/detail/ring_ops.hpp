@@ -178,6 +178,17 @@ static_assert(offsetof(RingHeader, prod_tail) - offsetof(RingHeader, prod_head) 
                   offsetof(RingHeader, slots) - offsetof(RingHeader, cons_tail) == 128,
               "layout versions 4 and 5: each head and each tail on a 128-byte block of its own");
 
+// A ring's geometry as this process took it when it created or looked the
+// ring up, checked against the memory the ring has. The header is the
+// group's to write: a call never takes these from it, so a header rewritten
+// by another process cannot move a copy outside the ring's slots.
+struct RingShape {
+  uint32_t size = 0;      // slots: a power of two
+  uint32_t mask = 0;      // size - 1
+  uint32_t capacity = 0;  // 1..size
+  uint32_t elem_size = 0;
+};
+
 enum class Amount : uint8_t { all, most };  // bulk, burst
 
 // Out of line (src/objects/ring.cpp): the waits, rare and slow by nature.
@@ -205,11 +216,12 @@ inline bool ring_is_single(Sync call, Sync ring) noexcept { return (call == Sync
 // Copies n elements between `objs` and the slots from index `at` on,
 // wrapping around. kPointers: elements are 8 bytes (the pointer API).
 template <bool kPointers, bool kIn>
-[[gnu::always_inline]] inline void ring_copy(RingHeader* h, uint32_t at, std::conditional_t<kIn, const void*, void*> objs, unsigned n) noexcept {
-  const uint32_t idx = at & h->mask;
+[[gnu::always_inline]] inline void ring_copy(RingHeader* h, const RingShape& shape, uint32_t at,
+                                             std::conditional_t<kIn, const void*, void*> objs, unsigned n) noexcept {
+  const uint32_t idx = at & shape.mask;
   if constexpr (kPointers) {
     auto* slots = reinterpret_cast<AliasWord*>(h->slots);
-    if (idx + n <= h->size) [[likely]] {  // n itself, often a constant (1 for enqueue(obj))
+    if (idx + n <= shape.size) [[likely]] {  // n itself, often a constant (1 for enqueue(obj))
       if constexpr (kIn) copy_pointers(slots + idx, objs, n); else copy_pointers(objs, slots + idx, n);
       return;
     }
@@ -217,14 +229,14 @@ template <bool kPointers, bool kIn>
     auto* o = static_cast<std::conditional_t<kIn, void* const*, void**>>(objs);
     auto* p = reinterpret_cast<void**>(h->slots);
     for (unsigned i = 0; i < n; ++i) {
-      const uint32_t slot = (idx + i) & h->mask;
+      const uint32_t slot = (idx + i) & shape.mask;
       if constexpr (kIn) p[slot] = o[i]; else o[i] = p[slot];
     }
   } else {
-    const uint32_t esz = h->elem_size;
+    const uint32_t esz = shape.elem_size;
     using Byte = std::conditional_t<kIn, const unsigned char, unsigned char>;
     auto* o = static_cast<Byte*>(objs);
-    const unsigned first = idx + n <= h->size ? n : h->size - idx;
+    const unsigned first = idx + n <= shape.size ? n : shape.size - idx;
     unsigned char* at_idx = h->slots + size_t(idx) * esz;
     if constexpr (kIn) {
       std::memcpy(at_idx, o, size_t(first) * esz);
@@ -248,14 +260,14 @@ template <bool kPointers, bool kIn>
 // most a capacity, which bounds how far the word lags (see Memory
 // orderings), at no cost to its fast path.
 template <bool kEnqueue>
-[[gnu::always_inline]] inline unsigned ring_room(RingHeader* h, uint32_t start, unsigned n, uint32_t& other,
-                                                 bool single) noexcept {
+[[gnu::always_inline]] inline unsigned ring_room(RingHeader* h, const RingShape& shape, uint32_t start, unsigned n,
+                                                 uint32_t& other, bool single) noexcept {
   if constexpr (!kEnqueue) {
     other = h->prod_tail.load(std::memory_order_acquire);
     return other - start;
   }
   std::atomic<uint32_t>& seen = h->prod_seen;
-  const uint32_t capacity = h->capacity;
+  const uint32_t capacity = shape.capacity;
   other = seen.load(std::memory_order_acquire);
   unsigned room = capacity + other - start;
   if (room < n || room > capacity) [[unlikely]] {
@@ -299,8 +311,8 @@ template <bool kEnqueue>
 }
 
 template <bool kEnqueue, bool kPointers>
-unsigned ring_move_again(RingHeader* h, std::conditional_t<kEnqueue, const void*, void*> objs, unsigned n, Sync sync,
-                         Amount amount, unsigned* left) noexcept;
+unsigned ring_move_again(RingHeader* h, const RingShape& shape, std::conditional_t<kEnqueue, const void*, void*> objs,
+                         unsigned n, Sync sync, Amount amount, unsigned* left) noexcept;
 
 // What ring_move<..., kRetry = true> returns when it withdrew its claim.
 inline constexpr unsigned kRingWithdrawn = ~0u;
@@ -312,9 +324,10 @@ inline constexpr unsigned kRingWithdrawn = ~0u;
 // claim with kRingWithdrawn instead of calling it again (no recursion: a
 // long stall may withdraw thousands of times).
 template <bool kEnqueue, bool kPointers, bool kRetry = false>
-[[gnu::always_inline]] inline unsigned ring_move(RingHeader* h, std::conditional_t<kEnqueue, const void*, void*> objs, unsigned n, Sync sync,
-                          Amount amount, unsigned* left) noexcept {
-  assert(!kPointers || h->elem_size == 8);  // the pointer API is for 8-byte rings
+[[gnu::always_inline]] inline unsigned ring_move(RingHeader* h, const RingShape& shape,
+                                                 std::conditional_t<kEnqueue, const void*, void*> objs, unsigned n,
+                                                 Sync sync, Amount amount, unsigned* left) noexcept {
+  assert(!kPointers || shape.elem_size == 8);  // the pointer API is for 8-byte rings
   const bool single = ring_is_single(sync, kEnqueue ? h->producers : h->consumers);
 #if defined(__GNUC__)
   // An empty asm that "may change" h: GCC then addresses every field off h
@@ -346,7 +359,7 @@ template <bool kEnqueue, bool kPointers, bool kRetry = false>
   if constexpr (kEnqueue)
     if (!single) published = h->prod_published.load(std::memory_order_acquire);
   uint32_t other;  // the other side's tail as used for the room
-  unsigned room = ring_room<kEnqueue>(h, start, n, other, single);
+  unsigned room = ring_room<kEnqueue>(h, shape, start, n, other, single);
   unsigned k = ring_amount(n, room, amount);
   if (k == 0) [[unlikely]] {
     // Full (empty): the other side's tail was just read (room < n made us
@@ -355,7 +368,7 @@ template <bool kEnqueue, bool kPointers, bool kRetry = false>
       return ring_moved_nothing<kEnqueue>(h, single, room, left);
     start = head.load(std::memory_order_acquire);
     if (kEnqueue && !single) published = h->prod_published.load(std::memory_order_acquire);
-    room = ring_room<kEnqueue>(h, start, n, other, single);
+    room = ring_room<kEnqueue>(h, shape, start, n, other, single);
     k = ring_amount(n, room, amount);
     if (k == 0) return ring_moved_nothing<kEnqueue>(h, single, room, left);
   }
@@ -363,7 +376,7 @@ template <bool kEnqueue, bool kPointers, bool kRetry = false>
   // threads claim with a CAS, recomputing the room after a lost race.
   if (!single) {
     while (!head.compare_exchange_weak(start, start + k, std::memory_order_acquire, std::memory_order_acquire)) {
-      room = ring_room<kEnqueue>(h, start, n, other, single);
+      room = ring_room<kEnqueue>(h, shape, start, n, other, single);
       k = ring_amount(n, room, amount);
       if (k == 0)  // another thread took the room: report at once, the caller tries again
         return ring_moved_nothing<kEnqueue>(h, single, room, left);
@@ -379,7 +392,7 @@ template <bool kEnqueue, bool kPointers, bool kRetry = false>
   // the ones whose slots we may now touch are among them.
   __tsan_acquire(const_cast<std::atomic<uint32_t>*>(&other_tail));
 #endif
-  ring_copy<kPointers, kEnqueue>(h, start, objs, k);
+  ring_copy<kPointers, kEnqueue>(h, shape, start, objs, k);
   if (single) {
     // Nobody else claims on our side: the head just follows the tail (the
     // other side reads it only to see whether a claim is in flight).
@@ -401,9 +414,9 @@ template <bool kEnqueue, bool kPointers, bool kRetry = false>
         if constexpr (kEnqueue && kPointers)
           if (__builtin_constant_p(n) && n == 1) {
             void* const one = *static_cast<void* const*>(objs);
-            return ring_move_again<kEnqueue, kPointers>(h, &one, n, sync, amount, left);
+            return ring_move_again<kEnqueue, kPointers>(h, shape, &one, n, sync, amount, left);
           }
-        return ring_move_again<kEnqueue, kPointers>(h, objs, n, sync, amount, left);
+        return ring_move_again<kEnqueue, kPointers>(h, shape, objs, n, sync, amount, left);
       }
     }
   }
@@ -419,10 +432,11 @@ template <bool kEnqueue, bool kPointers, bool kRetry = false>
 // ring_move again, until it does not withdraw its claim (ring_wait_turn):
 // out of line, so the retry adds nothing to the inline path.
 template <bool kEnqueue, bool kPointers>
-[[gnu::noinline]] unsigned ring_move_again(RingHeader* h, std::conditional_t<kEnqueue, const void*, void*> objs, unsigned n,
-                                           Sync sync, Amount amount, unsigned* left) noexcept {
+[[gnu::noinline]] unsigned ring_move_again(RingHeader* h, const RingShape& shape,
+                                           std::conditional_t<kEnqueue, const void*, void*> objs, unsigned n, Sync sync,
+                                           Amount amount, unsigned* left) noexcept {
   for (;;) {
-    const unsigned k = ring_move<kEnqueue, kPointers, true>(h, objs, n, sync, amount, left);
+    const unsigned k = ring_move<kEnqueue, kPointers, true>(h, shape, objs, n, sync, amount, left);
     if (k != kRingWithdrawn) return k;
   }
 }
