@@ -45,7 +45,9 @@ std::string hex(const void* p) {
   return b;
 }
 
-std::string what_heap(const Heap::Header* h) { return "heap '" + std::string(h->name) + "'"; }
+// The heap's name as stored, within its field (the header is the group's to write).
+std::string_view name_of(const Heap::Header* h) { return {h->name, strnlen(h->name, sizeof h->name)}; }
+std::string what_heap(const Heap::Header* h) { return "heap '" + std::string(name_of(h)) + "'"; }
 
 // The busy block whose payload starts at `p`; throws naming what `p` is instead.
 Block* busy_block_of(Heap::Header* h, const void* p, const char* op) {
@@ -80,12 +82,14 @@ void check_guard(Heap::Header* h, Block* b, const char* op) {
 
 struct Heap::Local {
   Local(Header* h, Runtime& rt)
-      : lock(&h->lock, rt.domain_dir(), rt.self().id, "lock of heap '" + std::string(h->name) + "'") {}
+      : lock(&h->lock, rt.domain_dir(), rt.self().id, "lock of " + what_heap(h)) {}
   ProcessLock lock;
   std::atomic<uint32_t> mapped_regions{1};  // region 0 lies in the memzone we looked up
 };
 
-Heap::Heap(Header* h, Runtime* rt) : h_(h), rt_(rt), local_(std::make_shared<Local>(h, *rt)) {}
+Heap::Heap(Header* h, Runtime* rt) : h_(h), rt_(rt), local_(std::make_shared<Local>(h, *rt)) {
+  heap::set_bounds(heap::addr_of(rt->base_addr()), rt->va_len());
+}
 
 // ---- create, lookup, destroy ----
 
@@ -148,7 +152,7 @@ Heap Heap::open(Runtime& rt, std::string_view name, HeapOptions options) {
 
 void Heap::destroy(Runtime& rt, std::string_view name) {
   Heap heap = lookup(rt, name);
-  const uint32_t n = heap.h_->n_regions.load(std::memory_order_acquire);
+  const uint32_t n = std::min(heap.h_->n_regions.load(std::memory_order_acquire), kMaxRegions);
   for (uint32_t i = n; i-- > 0;) rt.memzones().free(region_memzone(name, i));
 }
 
@@ -168,9 +172,9 @@ void Heap::map_new_regions() const {
   const uint32_t n = h_->n_regions.load(std::memory_order_acquire);
   if (n <= local_->mapped_regions.load(std::memory_order_relaxed)) return;
   // A lookup maps every segment other processes added, the new regions' included.
-  if (!rt_->memzones().lookup(region_memzone(h_->name, n - 1)))
+  if (!rt_->memzones().lookup(region_memzone(name_of(h_), n - 1)))
     throw Error(Errc::corrupt, what_heap(h_) + ": its region " + std::to_string(n - 1) + " (memzone " +
-                                   region_memzone(h_->name, n - 1) + ") is missing");
+                                   region_memzone(name_of(h_), n - 1) + ") is missing");
   local_->mapped_regions.store(n, std::memory_order_relaxed);
 }
 
@@ -184,7 +188,7 @@ void Heap::grow(uint64_t min_len, uint64_t asked) {
                                       " bytes: the largest free block holds " +
                                       std::to_string(heap::greatest_free(h_)) + " and " + why);
   };
-  if (k == kMaxRegions)
+  if (k >= kMaxRegions)
     throw refuse("the heap has its maximum of " + std::to_string(kMaxRegions) + " regions; free memory, or create "
                  "the heap with a larger grow_bytes");
   if (o.max_bytes && h_->heap_bytes + len > o.max_bytes)
@@ -192,14 +196,14 @@ void Heap::grow(uint64_t min_len, uint64_t asked) {
                  "raise HeapOptions::max_bytes");
   Memzone mz;
   try {
-    mz = rt_->memzones().reserve(region_memzone(h_->name, k), len, kUnit);
+    mz = rt_->memzones().reserve(region_memzone(name_of(h_), k), len, kUnit);
   } catch (const Error& e) {
     throw refuse(std::string("the domain's memory cannot give another ") + std::to_string(len) + " bytes (" +
                  e.what() + ")");
   }
   heap::add_region(h_, heap::addr_of(mz.addr), len);
   local_->mapped_regions.store(k + 1, std::memory_order_relaxed);
-  MPOD_LOG(heap, info, "heap '%s' grew by %llu bytes (region %u)", h_->name, static_cast<unsigned long long>(len), k);
+  MPOD_LOG(heap, info, "%s grew by %llu bytes (region %u)", what_heap(h_).c_str(), static_cast<unsigned long long>(len), k);
 }
 
 // ---- allocation ----
@@ -313,6 +317,6 @@ void Heap::check() const {
   heap::check(h_);
 }
 
-std::string Heap::name() const { return h_->name; }
+std::string Heap::name() const { return std::string(name_of(h_)); }
 
 }  // namespace mpod

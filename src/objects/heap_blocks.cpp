@@ -3,9 +3,11 @@
 #include <algorithm>
 #include <bit>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "mpod/error.hpp"
+#include "mpod/log.hpp"
 
 namespace mpod::heap {
 
@@ -58,14 +60,26 @@ void merge_with_free_next(Header* h, Block* b) noexcept {
 [[noreturn]] void bad_block(const Header* h, uint64_t at, const std::string& what) {
   char addr[32];
   std::snprintf(addr, sizeof addr, "%#llx", static_cast<unsigned long long>(at));
-  throw Error(Errc::corrupt, "heap '" + std::string(h->name) + "': block at " + addr + " " + what +
+  throw Error(Errc::corrupt, "heap '" + std::string(h->name, strnlen(h->name, sizeof h->name)) + "': block at " + addr + " " + what +
                                  "; shared memory was overwritten. Destroy the heap (or restart the domain)");
 }
 
 }  // namespace
 
+void set_bounds(uint64_t lo, uint64_t len) noexcept { g_bounds = Bounds{lo, len}; }
+
+void out_of_bounds(uint64_t addr, uint64_t len) noexcept {
+  MPOD_LOG(heap, error,
+           "a heap block at %#llx (%llu bytes) lies outside this process's shared memory [%#llx, %#llx): the "
+           "heap's shared memory was overwritten, perhaps by another process of the group; stopping this process "
+           "rather than writing there. Destroy the heap (or restart the domain)",
+           static_cast<unsigned long long>(addr), static_cast<unsigned long long>(len),
+           static_cast<unsigned long long>(g_bounds.lo), static_cast<unsigned long long>(g_bounds.lo + g_bounds.len));
+  std::abort();
+}
+
 int region_of(const Header* h, uint64_t p) noexcept {
-  const uint32_t n = h->n_regions.load(std::memory_order_acquire);
+  const uint32_t n = std::min(h->n_regions.load(std::memory_order_acquire), Heap::kMaxRegions);
   for (uint32_t i = 0; i < n; ++i)
     if (p >= h->regions[i].base && p < h->regions[i].base + h->regions[i].len) return int(i);
   return -1;
@@ -73,6 +87,7 @@ int region_of(const Header* h, uint64_t p) noexcept {
 
 Block* next_block(const Header* h, const Block* b) noexcept {
   const uint64_t end = addr_of(b) + b->size;
+  if (b->region >= Heap::kMaxRegions) return nullptr;  // a record index the group wrote: not ours to follow
   const Region& r = h->regions[b->region];
   return end < r.base + r.len ? block_at(end) : nullptr;
 }
@@ -99,7 +114,7 @@ void list_remove(Header* h, Block* b) noexcept {
 }
 
 void add_region(Header* h, uint64_t base, uint64_t len) noexcept {
-  const uint32_t i = h->n_regions.load(std::memory_order_relaxed);
+  const uint32_t i = std::min(h->n_regions.load(std::memory_order_relaxed), Heap::kMaxRegions);
   Block* b = block_at(base);
   *b = Block{};
   b->magic = kFree;
@@ -127,6 +142,7 @@ Block* take_fit(Header* h, uint64_t need, uint64_t align) noexcept {
 }
 
 Block* carve(Header* h, Block* b, uint64_t data, uint64_t need) noexcept {
+  check_span(addr_of(b), b->size);  // what is handed out, and split, lies in shared memory
   const uint64_t gap = data - kUnit - addr_of(b);
   if (gap) {  // alignment slack in front stays free
     Block* front = b;
@@ -189,7 +205,7 @@ void repair(Header* h) {
   h->free_bytes = h->allocated_bytes = 0;
   h->free_blocks = h->allocated_blocks = 0;
   h->heap_bytes = 0;
-  const uint32_t n = h->n_regions.load(std::memory_order_relaxed);
+  const uint32_t n = std::min(h->n_regions.load(std::memory_order_relaxed), Heap::kMaxRegions);
   for (uint32_t i = 0; i < n; ++i) {
     const Region r = h->regions[i];
     h->heap_bytes += r.len;
@@ -226,7 +242,7 @@ void repair(Header* h) {
 void check(const Header* h) {
   uint64_t free_bytes = 0, busy_bytes = 0, heap_bytes = 0;
   uint32_t free_blocks = 0, busy_blocks = 0;
-  const uint32_t n = h->n_regions.load(std::memory_order_acquire);
+  const uint32_t n = std::min(h->n_regions.load(std::memory_order_acquire), Heap::kMaxRegions);
   for (uint32_t i = 0; i < n; ++i) {
     const Region r = h->regions[i];
     heap_bytes += r.len;
@@ -263,7 +279,7 @@ void check(const Header* h) {
   }
   if (listed != free_blocks || free_blocks != h->free_blocks || busy_blocks != h->allocated_blocks ||
       free_bytes != h->free_bytes || busy_bytes != h->allocated_bytes || heap_bytes != h->heap_bytes)
-    throw Error(Errc::corrupt, "heap '" + std::string(h->name) + "': counts disagree with its blocks (" +
+    throw Error(Errc::corrupt, "heap '" + std::string(h->name, strnlen(h->name, sizeof h->name)) + "': counts disagree with its blocks (" +
                                    std::to_string(free_blocks) + " free blocks walked, " + std::to_string(listed) +
                                    " listed, " + std::to_string(h->free_blocks) + " counted)");
 }

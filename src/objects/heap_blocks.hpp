@@ -75,7 +75,29 @@ namespace mpod::heap {
 
 using Header = Heap::Header;
 
-inline Block* block_at(uint64_t addr) noexcept { return reinterpret_cast<Block*>(addr); }
+// Every block this process follows must lie in its runtime's shared range:
+// headers, links and region records are the group's to write, so one that
+// points elsewhere (at this process's stack, say) is refused before it is
+// used. The range is the process's own copy (one runtime per process), set
+// by every Heap handle; unset (0, 0), nothing is checked (unit tests on
+// plain memory).
+struct Bounds {
+  uint64_t lo = 0, len = 0;
+};
+inline Bounds g_bounds;
+void set_bounds(uint64_t lo, uint64_t len) noexcept;
+// Logs which address fell outside and stops the process: writing there could
+// hand another process's privileges to whoever rewrote the heap.
+[[noreturn]] void out_of_bounds(uint64_t addr, uint64_t len) noexcept;
+// Checks that [addr, addr + len) lies in the shared range.
+inline void check_span(uint64_t addr, uint64_t len) noexcept {
+  const Bounds b = g_bounds;
+  if (b.len && (addr - b.lo > b.len || len > b.len - (addr - b.lo))) [[unlikely]] out_of_bounds(addr, len);
+}
+inline Block* block_at(uint64_t addr) noexcept {
+  check_span(addr, sizeof(Block));
+  return reinterpret_cast<Block*>(addr);
+}
 inline uint64_t addr_of(const void* p) noexcept { return reinterpret_cast<uint64_t>(p); }
 inline uint64_t round_unit(uint64_t v) noexcept { return (v + kUnit - 1) & ~(kUnit - 1); }
 

@@ -7,13 +7,16 @@
 // as a member's process mapping the same memory would.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstring>
 #include <vector>
 
+#include "mpod/heap.hpp"
 #include "mpod/memzone.hpp"
 #include "mpod/mempool.hpp"
 #include "mpod/ring.hpp"
 #include "mpod/runtime.hpp"
+#include "src/objects/heap_blocks.hpp"
 #include "tests/helpers/error_code.hpp"
 #include "tests/helpers/in_process_runtime.hpp"
 
@@ -125,6 +128,25 @@ TEST_F(TamperedHeaders, MempoolHeaderThatDoesNotFitItsMemoryIsRefused) {
   EXPECT_EQ(code_of([&] { Mempool::lookup(*rt_, "q"); }), Errc::corrupt);
   words[4] = stride;
   EXPECT_NO_THROW(Mempool::lookup(*rt_, "q"));
+}
+
+// A heap's free-list links are addresses the group can write. One pointing at
+// this process's own stack must stop the process before anything is written
+// there (the death test's child runs the whole test, SetUp included).
+TEST_F(TamperedHeaders, HeapLinkOutsideSharedMemoryStopsTheProcessBeforeWritingThere) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        Heap heap = Heap::open(*rt_, "h");
+        heap.free(heap.alloc(100));
+        auto z = rt_->memzones().lookup("HP_h");
+        auto* h = static_cast<Heap::Header*>(z->addr);
+        uint64_t victim[16] = {};
+        for (auto& head : h->free_heads) head = heap::addr_of(victim);  // what a member writes
+        heap.try_alloc(100);
+        std::fprintf(stderr, "victim[0]=%llu\n", static_cast<unsigned long long>(victim[0]));
+      },
+      "outside this process's shared memory");
 }
 
 }  // namespace
