@@ -78,8 +78,9 @@ class Mempool {
 #ifdef NDEBUG
     if (Cache* c = last_cache(n)) {
       const uint32_t len = c->len.load(std::memory_order_relaxed);
-      // Within the cache's slots: its length is the group's to write.
-      if (len >= n && len <= cache_cap_) [[likely]] {  // hand out the most recently used objects, warm in cache
+      // n <= len <= cache_cap_ in one unsigned compare (n < cache_cap_ here):
+      // the length is the group's to write, so it is kept within the cache's slots.
+      if (len - n <= cache_cap_ - n) [[likely]] {  // hand out the most recently used objects, warm in cache
         detail::copy_pointers_reversed(c->objs + len, objs, n);
         c->len.store(len - n, std::memory_order_relaxed);
         return true;
