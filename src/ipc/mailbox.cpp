@@ -58,8 +58,7 @@ uint64_t owner_tag(const ProcessId& id) noexcept {
   return t ? t : 1;
 }
 
-Mailbox::Mailbox(std::string path, os::Fd fd, void* base, size_t size)
-    : path_(std::move(path)), fd_(std::move(fd)), base_(base), size_(size) {
+Mailbox::Mailbox(std::string path, void* base, size_t size) : path_(std::move(path)), base_(base), size_(size) {
   static_assert(sizeof(Header) <= kHeaderBytes);
   static_assert(sizeof(Lane) == 64 * 3 + size_t(kSlots) * kSlotSize);
   static_assert(sizeof(Box) == 1024);
@@ -84,7 +83,7 @@ MailboxPtr Mailbox::create(const os::Dir& dir, const std::string& name) {
   const size_t size = total_size();
   os::truncate_file(fd.get(), size, path);  // sparse: pages appear as lanes are used
   void* base = os::map_shared(size, fd.get(), path);
-  MailboxPtr m(new Mailbox(path, std::move(fd), base, size));
+  MailboxPtr m(new Mailbox(path, base, size));  // the mapping keeps the file: no descriptor held per mailbox
   Header* h = m->header();
   h->lanes = kLanes;
   h->slots = kSlots;
@@ -108,7 +107,7 @@ MailboxPtr Mailbox::open(const os::Dir& dir, const std::string& name) {
     throw Error(Errc::corrupt, "mailbox " + path + " has the wrong size; it was made by another mpod version or damaged. "
                                "Restart that process with the same mpod version");
   void* base = os::map_shared(size, fd.get(), path);
-  MailboxPtr m(new Mailbox(path, std::move(fd), base, size));
+  MailboxPtr m(new Mailbox(path, base, size));  // the mapping keeps the file: no descriptor held per mailbox
   Header* h = m->header();
   if (std::atomic_ref<uint32_t>(h->magic).load(std::memory_order_acquire) != kMagic)
     return nullptr;  // its owner is still creating it

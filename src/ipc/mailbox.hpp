@@ -119,14 +119,13 @@ class Mailbox {
   struct Header;
   struct Lane;
   struct Box;
-  Mailbox(std::string path, os::Fd fd, void* base, size_t size);
+  Mailbox(std::string path, void* base, size_t size);
   Header* header() const noexcept;
   Lane* lane(int i) const noexcept;
   Box* box(uint32_t i) const noexcept;
   bool try_take(int i, uint64_t expected, uint64_t tag) noexcept;
 
   std::string path_;
-  os::Fd fd_;
   void* base_;
   size_t size_;
 };
