@@ -108,6 +108,8 @@ class ChannelImpl final : public Channel {
                   std::vector<int>& fds);
   // Decodes and dispatches one message; `lane` >= 0 when it came from a lane.
   void handle_message(std::span<const uint8_t> bytes, std::vector<int> fds, int lane);
+  // The same for a message already decoded (its payload points into the caller's bytes).
+  void handle_decoded(wire::Decoded& d, std::vector<int> fds, int lane);
   void dispatch(wire::Decoded& d, Message msg);
   void housekeeping();
   void expire_requests();

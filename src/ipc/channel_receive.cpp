@@ -186,10 +186,23 @@ void ChannelImpl::handle_datagram(const uint8_t* buf, os::Received& rx) {
                   std::to_string(bodies_per_uid_[rx.uid]) + ", all senders " + std::to_string(bodies_.size()) + ")");
     return;
   }
-  handle_message({buf, rx.len}, std::move(fds), -1);
+  handle_decoded(*d, std::move(fds), -1);  // decoded once: the payload still points into `buf`
 }
 
 void ChannelImpl::handle_message(std::span<const uint8_t> bytes, std::vector<int> fds, int lane) {
+  wire::DecodeError why;
+  auto d = wire::decode(bytes, fds.size(), &why);
+  if (!d) {
+    for (int fd : fds) ::close(fd);
+    dropped_.fetch_add(1, std::memory_order_relaxed);
+    MPOD_LOG(ipc, warning, "dropped a message from the %s of %s: %s", lane >= 0 ? "mailbox" : "socket",
+             socket_path_.c_str(), why.reason.c_str());
+    return;
+  }
+  handle_decoded(*d, std::move(fds), lane);
+}
+
+void ChannelImpl::handle_decoded(wire::Decoded& d, std::vector<int> fds, int lane) {
   Message msg;
   msg.fds = std::move(fds);  // owned from here: closed if the message is dropped
   const char* where = lane >= 0 ? "mailbox" : "socket";
@@ -197,25 +210,22 @@ void ChannelImpl::handle_message(std::span<const uint8_t> bytes, std::vector<int
     dropped_.fetch_add(1, std::memory_order_relaxed);
     MPOD_LOG(ipc, warning, "dropped a message from the %s of %s: %s", where, socket_path_.c_str(), why.c_str());
   };
-  wire::DecodeError why;
-  auto d = wire::decode(bytes, msg.fds.size(), &why);
-  if (!d) return drop(why.reason);
-  if (d->type == wire::Type::doorbell) return;
-  if (lane >= 0 && mailbox::owner_tag(d->sender) != inbox_->lane_owner(lane))
-    return drop("lane " + std::to_string(lane) + " carries a message signed by " + d->sender.short_hex() +
+  if (d.type == wire::Type::doorbell) return;
+  if (lane >= 0 && mailbox::owner_tag(d.sender) != inbox_->lane_owner(lane))
+    return drop("lane " + std::to_string(lane) + " carries a message signed by " + d.sender.short_hex() +
                 ", which does not own it");
-  if (d->type == wire::Type::marker) {
+  if (d.type == wire::Type::marker) {
     if (lane < 0) return drop("a marker arrived by socket");
     // Its body was sent before the marker was published, so it is queued by now.
-    const auto key = std::make_pair(mailbox::owner_tag(d->sender), d->routing.lane_token);
+    const auto key = std::make_pair(mailbox::owner_tag(d.sender), d.routing.lane_token);
     auto it = bodies_.find(key);
     if (it == bodies_.end()) {
       std::vector<uint8_t> buf(wire::kMaxDatagram + 1);
       drain_socket(buf.data());
       it = bodies_.find(key);
     }
-    if (it == bodies_.end()) return drop("the body of marker " + std::to_string(d->routing.lane_token) + " from " +
-                                         d->sender.short_hex() + " never arrived");
+    if (it == bodies_.end()) return drop("the body of marker " + std::to_string(d.routing.lane_token) + " from " +
+                                         d.sender.short_hex() + " never arrived");
     Body body = std::move(it->second);
     bodies_.erase(it);
     body_fds_ -= body.fds.size();
@@ -227,10 +237,10 @@ void ChannelImpl::handle_message(std::span<const uint8_t> bytes, std::vector<int
     return handle_message(body.bytes, std::move(body.fds), -1);
   }
   received_.fetch_add(1, std::memory_order_relaxed);
-  msg.from = d->sender;
-  msg.name = d->name;
-  msg.data.assign(d->payload.begin(), d->payload.end());
-  dispatch(*d, std::move(msg));
+  msg.from = d.sender;
+  msg.name = d.name;
+  msg.data.assign(d.payload.begin(), d.payload.end());
+  dispatch(d, std::move(msg));
 }
 
 void ChannelImpl::dispatch(wire::Decoded& d, Message msg) {

@@ -165,7 +165,6 @@ bool RuntimeImpl::open_domain(bool may_create) {
 MemoryParams RuntimeImpl::memory_params() const {
   MemoryParams p;
   p.domain = domain_dir_;
-  p.domain_dir = domain_;
   p.file_prefix = options_.file_prefix;
   p.huge_dir = options_.huge_dir;
   p.no_huge = options_.no_huge;

@@ -23,7 +23,6 @@ namespace mpod {
 
 struct MemoryParams {
   os::Dir domain;         // opened and checked by the runtime
-  std::string domain_dir;
   std::string file_prefix;
   std::string huge_dir;  // option; empty = all mounts
   bool no_huge = false;
