@@ -8,6 +8,7 @@
 #pragma once
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -26,6 +27,11 @@ struct ProcessId {
   bool empty() const noexcept;
   friend bool operator==(const ProcessId&, const ProcessId&) = default;
 };
+
+// The most processes one domain (--file-prefix) holds at once, primary
+// included: the watcher refuses the next with a clear error. Every table
+// sized by processes (the channel's mailbox lanes among them) holds this many.
+constexpr size_t kMaxProcesses = 1024;
 
 enum class Role { primary, secondary };
 const char* role_name(Role r) noexcept;

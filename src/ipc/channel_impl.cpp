@@ -1,5 +1,5 @@
 // Channel: endpoints, start and shutdown, handlers, subscriptions, statistics.
-// Sending, requests, receiving and the peer monitor are in channel_*.cpp beside it.
+// Sending, requests, receiving and peer events are in channel_*.cpp beside it.
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -65,7 +65,7 @@ std::string ChannelImpl::mailbox_path(const std::string& domain, const ProcessId
 void ChannelImpl::remove_endpoint(const std::string& domain, const ProcessId& id) noexcept {
   try {
     const os::Dir mp = registry::open_domain_subdir(domain, "mp");
-    for (const auto& name : {socket_name(id), mailbox_name(id)}) {
+    for (const auto& name : {socket_name(id), mailbox_name(id), PeerWatch::socket_name(id)}) {
       try {
         mp.remove(name);
       } catch (const Error& e) {
@@ -77,7 +77,8 @@ void ChannelImpl::remove_endpoint(const std::string& domain, const ProcessId& id
   }
 }
 
-ChannelImpl::ChannelImpl(std::string domain_dir, ProcessInfo self, mode_t mode)
+ChannelImpl::ChannelImpl(std::string domain_dir, ProcessInfo self, mode_t mode, os::Fd watch_lock,
+                         PeerWatch::Hooks reaping)
     : domain_(std::move(domain_dir)),
       self_(std::move(self)),
       socket_path_(socket_path(domain_, self_.id)),
@@ -86,21 +87,31 @@ ChannelImpl::ChannelImpl(std::string domain_dir, ProcessInfo self, mode_t mode)
   inbox_ = mailbox::Mailbox::create(mp_, mailbox_name(self_.id));
   socket_ = os::bind_datagram_socket(mp_, socket_name(self_.id), mode);
   stop_event_ = os::make_event();
-  monitor_stop_ = os::make_event();
   for (int b = int(mailbox::kBoxes) - 1; b >= 0; --b) free_boxes_.push_back(b);
-  // The peers alive now are known without events; subscribers hear of changes.
-  for (auto& p : registry::list(domain_))
-    if (p.alive && !(p.id == self_.id)) peers_.emplace(p.id.hex(), p);
   receiver_ = std::thread([this] { receive_loop(); });
-  monitor_ = std::thread([this] { monitor_loop(); });
+  PeerWatch::Hooks hooks = std::move(reaping);
+  hooks.event = [this](const ProcessInfo& p, PeerEvent e) { on_peer_event(p, e); };
+  hooks.members = [this](const std::vector<ProcessInfo>& list, bool initial) { on_members(list, initial); };
+  try {
+    watch_ = std::make_unique<PeerWatch>(domain_, mp_, self_, std::move(watch_lock), std::move(hooks),
+                                         PeerWatch::Limits{}, PeerWatch::kAdmitTimeoutNs);
+  } catch (...) {
+    stopping_.store(true);
+    os::signal_event(stop_event_.get());
+    receiver_.join();
+    socket_.reset();
+    remove_endpoint(domain_, self_.id);
+    throw;
+  }
+  // Links keep a descriptor each: a small share of what the process may open.
+  link_cap_ = std::clamp<size_t>(size_t(os::descriptor_limit()) / 16, 2, 64);
 }
 
 ChannelImpl::~ChannelImpl() {
+  watch_.reset();  // bye: the others see an exit, not a crash
   stopping_.store(true);
   os::signal_event(stop_event_.get());
-  os::signal_event(monitor_stop_.get());
   if (receiver_.joinable()) receiver_.join();
-  if (monitor_.joinable()) monitor_.join();
   // Whoever still waits is told; async completions are dropped with the channel.
   {
     std::lock_guard g(mu_);
@@ -141,18 +152,6 @@ void ChannelImpl::unregister_action(std::string_view name) {
   if (auto it = handlers_.find(name); it != handlers_.end()) handlers_.erase(it);
 }
 
-uint64_t ChannelImpl::subscribe(PeerEventHandler handler) {
-  std::lock_guard g(peers_mu_);
-  subscribers_.emplace(next_token_, std::move(handler));
-  return next_token_++;
-}
-
-void ChannelImpl::unsubscribe(uint64_t token) {
-  std::lock_guard g(peers_mu_);
-  subscribers_.erase(token);
-}
-
-
 Channel::Stats ChannelImpl::stats() const {
   Stats s;
   s.sent = sent_.load();
@@ -164,10 +163,13 @@ Channel::Stats ChannelImpl::stats() const {
   s.sent_by_mailbox = lane_sent_.load();
   s.socket_path = socket_path_;
   s.mailbox_path = inbox_->path();
+  bool tracking;
   {
     std::lock_guard g(peers_mu_);
+    tracking = tracking_;
     s.peers = peers_.size();
   }
+  if (!tracking) s.peers = live_peers().size();  // only departures are reported to this process
   std::lock_guard g(mu_);
   s.pending_requests = pending_.size();
   return s;

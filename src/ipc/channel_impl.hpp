@@ -1,6 +1,6 @@
 // The Channel implementation: a mailbox (the shared-memory fast path) and a
 // datagram socket per process, a receive thread that runs handlers and
-// completes requests, and a monitor thread that watches the registry for
+// completes requests, and a PeerWatch that hears, from the kernel, of
 // processes that attach, exit or die. docs/channel.md explains the paths.
 #pragma once
 
@@ -19,14 +19,20 @@
 #include "../os/os.hpp"
 #include "mpod/channel.hpp"
 #include "mailbox.hpp"
+#include "peer_watch.hpp"
 #include "wire.hpp"
 
 namespace mpod {
 
 class ChannelImpl final : public Channel {
  public:
-  // Binds this process's socket and starts the threads. `mode`: socket permissions.
-  ChannelImpl(std::string domain_dir, ProcessInfo self, mode_t mode);
+  // Binds this process's socket, starts the receive thread and joins the
+  // domain's watch (peer_watch.hpp). `mode`: socket permissions.
+  // `watch_lock`: the watch lock if this process already holds it (the
+  // primary), else empty. `reaping`: the watcher's reap and sweep hooks (the
+  // runtime's; the event hooks are the channel's own). Throws busy if the
+  // watcher refuses this process.
+  ChannelImpl(std::string domain_dir, ProcessInfo self, mode_t mode, os::Fd watch_lock, PeerWatch::Hooks reaping);
   ~ChannelImpl();
 
   static std::string socket_dir(const std::string& domain_dir) { return domain_dir + "/mp"; }
@@ -34,7 +40,7 @@ class ChannelImpl final : public Channel {
   static std::string mailbox_path(const std::string& domain_dir, const ProcessId& id);
   static std::string socket_name(const ProcessId& id) { return id.hex() + ".sock"; }
   static std::string mailbox_name(const ProcessId& id) { return id.hex() + ".mbox"; }
-  // Removes the socket and mailbox a dead process left behind.
+  // Removes the sockets and mailbox a dead process left behind.
   static void remove_endpoint(const std::string& domain_dir, const ProcessId& id) noexcept;
 
   void register_action(std::string_view name, Handler handler) override;
@@ -76,8 +82,11 @@ class ChannelImpl final : public Channel {
                        std::span<const int> fds, uint64_t deadline_ns);
   Delivery wait_for_room(PeerLink& link, uint64_t deadline_ns);
   void ring_doorbell(PeerLink& link);
-  // The link to `to`, made on first use. A link made before the peer bound its
-  // socket is not kept (its mailbox may not exist yet).
+  // The link to `to`, made on first use; null if `to` is not alive. A link
+  // made before the peer bound its socket is not kept (its mailbox may not
+  // exist yet). At most link_cap_ links are kept: the least recently used
+  // one nobody is using is closed to make room, so a process's descriptors
+  // do not grow with its peers.
   std::shared_ptr<PeerLink> link_to(const ProcessId& to);
   bool owner_is_dead(uint64_t tag) const;
   std::vector<ProcessId> live_peers() const;
@@ -114,7 +123,9 @@ class ChannelImpl final : public Channel {
   void housekeeping();
   void expire_requests();
   void run_ready_callbacks();
-  void monitor_loop();
+  // PeerWatch hooks, on its thread.
+  void on_peer_event(const ProcessInfo& p, PeerEvent e);
+  void on_members(const std::vector<ProcessInfo>& list, bool initial);
   // Replies from the receive thread never wait on a full peer: what cannot
   // go out at once waits here and is retried between receives (two receive
   // threads blocked sending to each other would otherwise stall both).
@@ -139,10 +150,6 @@ class ChannelImpl final : public Channel {
   mailbox::MailboxPtr inbox_;
   os::Fd socket_;
   os::Fd stop_event_;
-  // Signalled once, when the channel shuts down, so the monitor's wait for its
-  // next scan ends at once rather than after up to a period (stop_event_ is
-  // the receive thread's and is drained by it).
-  os::Fd monitor_stop_;
   std::atomic<bool> stopping_{false};
 
   mutable std::mutex mu_;  // pending_, ready_, next_id_
@@ -175,18 +182,25 @@ class ChannelImpl final : public Channel {
 
   mutable std::mutex links_mu_;
   std::map<std::string, std::shared_ptr<PeerLink>> links_;  // by id hex
+  size_t link_cap_ = 64;
+  uint64_t link_clock_ = 0;  // under links_mu_: stamps each link's last use
 
   mutable std::mutex handlers_mu_;
   std::map<std::string, Handler, std::less<>> handlers_;
 
-  mutable std::mutex peers_mu_;  // peers_, subscribers_
-  std::map<std::string, ProcessInfo> peers_;  // by id hex: the monitor's view of live peers
+  mutable std::mutex peers_mu_;  // peers_, subscribers_, tracking_
+  // By id hex: the live peers, as the watch reported them. Complete only
+  // while tracking_ (a subscriber asked, or this process is the watcher):
+  // otherwise only departures are reported, and the registry is asked.
+  std::map<std::string, ProcessInfo> peers_;
+  bool tracking_ = false;
   std::map<uint64_t, PeerEventHandler> subscribers_;
   uint64_t next_token_ = 1;
 
   std::atomic<uint64_t> lane_sent_{0};  // of sent_: by mailbox lane or reply box
   std::atomic<uint64_t> sent_{0}, received_{0}, dropped_{0}, requests_{0}, replies_{0}, failures_{0};
-  std::thread receiver_, monitor_;
+  std::thread receiver_;
+  std::unique_ptr<PeerWatch> watch_;  // last: its hooks use everything above
 };
 
 // A request in flight.
@@ -211,10 +225,10 @@ struct ChannelImpl::PeerLink {
   int lane = -1;                // ours in its mailbox; -1: socket only
   std::mutex send_mu;           // our threads take turns on the lane, so it has one producer
   uint64_t next_token = 1;      // for markers; under send_mu
+  uint64_t last_used = 0;       // under links_mu_
 };
 
 namespace channel_detail {
-constexpr uint64_t kMonitorPeriodNs = 20'000'000;   // 20 ms: peers' deaths are seen well within 100 ms
 constexpr uint64_t kBodyExpiryNs = 30'000'000'000;  // a marker body whose marker never came (sender died)
 
 inline uint64_t deadline_after(Channel::Timeout t) {

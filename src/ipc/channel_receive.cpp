@@ -66,15 +66,22 @@ void ChannelImpl::receive_loop() {
       os::spin_pause(step++);
       continue;
     }
-    int timeout_ms = 100;
+    // Asleep until something arrives, unless something of ours is due: an
+    // asynchronous request's deadline, a callback, a queued reply, a body's expiry.
+    int timeout_ms = -1;
+    auto until = [&](uint64_t due_ns) {
+      const int ms = due_ns > now ? int(std::min<uint64_t>((due_ns - now) / 1'000'000 + 1, 60'000)) : 0;
+      timeout_ms = timeout_ms < 0 ? ms : std::min(timeout_ms, ms);
+    };
     {
       std::lock_guard g(mu_);
       for (auto& [id, p] : pending_)
-        if (p->done) timeout_ms = std::min<int>(timeout_ms, p->deadline_ns > now ? int((p->deadline_ns - now) / 1'000'000) + 1 : 0);
+        if (p->done) until(p->deadline_ns);
       if (!ready_.empty()) timeout_ms = 0;
     }
-    if (!outbox_.empty()) timeout_ms = std::min(timeout_ms, 1);
-    if (timeout_ms > 0 && inbox_->prepare_to_sleep()) {
+    if (!outbox_.empty()) until(now + 1'000'000);
+    for (auto& [key, b] : bodies_) until(b.arrived_ns + kBodyExpiryNs);
+    if (timeout_ms != 0 && inbox_->prepare_to_sleep()) {
       int ready = os::wait_readable(socket_.get(), stop_event_.get(), timeout_ms);
       inbox_->woke_up();
       if (ready & 2) os::drain_event(stop_event_.get());
@@ -135,7 +142,7 @@ bool ChannelImpl::sender_is(const ProcessId& id, uid_t uid) const {
     std::lock_guard g(peers_mu_);
     if (auto it = peers_.find(id.hex()); it != peers_.end()) return it->second.uid == uid;
   }
-  if (auto p = registry::find(domain_, id)) return p->uid == uid;  // attached since the monitor's last scan
+  if (auto p = registry::find(domain_, id)) return p->uid == uid;  // not tracked, or attached a moment ago
   // Not registered (it exited since it sent): only our own uid is taken at its word.
   return uid == os::effective_uid();
 }
@@ -290,7 +297,7 @@ void ChannelImpl::reply_or_queue(const ProcessId& to, wire::Type type, uint64_t 
   if (box.reply_box > 0 && fds.empty()) {
     // Straight into the requester's reply box, waking the waiting thread itself.
     auto l = link_to(to);
-    if (l->mailbox) {
+    if (l && l->mailbox) {
       auto head = wire::encode_head(type, request_id, self_.id, name, data.size(), 0);
       const os::Part parts[2] = {{head.bytes, head.len}, {data.data(), data.size()}};
       if (l->mailbox->fill_box(box.reply_box - 1, box.box_gen, parts)) {

@@ -17,6 +17,13 @@ using namespace channel_detail;
 // ---- sending ----
 
 bool ChannelImpl::owner_is_dead(uint64_t tag) const {
+  {
+    std::lock_guard g(peers_mu_);
+    for (auto& [hex, p] : peers_)
+      if (mailbox::owner_tag(p.id) == tag) return false;
+  }
+  // Not a peer the watch told us of: the registry decides (a lane is taken
+  // over only from an owner found dead, never from one merely unknown).
   for (auto& p : registry::list(domain_))
     if (p.alive && mailbox::owner_tag(p.id) == tag) return false;
   return true;
@@ -26,14 +33,17 @@ std::shared_ptr<ChannelImpl::PeerLink> ChannelImpl::link_to(const ProcessId& to)
   const std::string hex = to.hex();
   {
     std::lock_guard g(links_mu_);
-    if (auto it = links_.find(hex); it != links_.end()) return it->second;
+    if (auto it = links_.find(hex); it != links_.end()) {
+      it->second->last_used = ++link_clock_;
+      return it->second;
+    }
   }
+  // Its registration says whether it lives, and which uid it runs as; its socket must be that uid's.
+  const auto info = registry::find(domain_, to);
+  if (!info || !info->alive) return nullptr;
   auto l = std::make_shared<PeerLink>();
   l->id = to;
   l->socket_path = socket_path(domain_, to);
-  // Its registration says which uid it runs as; its socket must be that uid's.
-  const auto info = registry::find(domain_, to);
-  if (!info) return l;  // not registered (yet, or any more): decide again next time
   try {
     l->mailbox = mailbox::Mailbox::open(mp_, mailbox_name(to));
   } catch (const Error& e) {
@@ -46,14 +56,30 @@ std::shared_ptr<ChannelImpl::PeerLink> ChannelImpl::link_to(const ProcessId& to)
   }
   if (!l->socket) return l;  // not bound yet: decide again next time
   if (l->mailbox) {
+    // Our lane in its mailbox outlives the link: a link made again finds it ours.
     l->lane = l->mailbox->claim_lane(self_.id, [this](uint64_t tag) { return owner_is_dead(tag); });
     if (l->lane < 0)
       MPOD_LOG(ipc, info, "every lane of %s is taken by a live sender; messages to it go by socket",
                l->mailbox->path().c_str());
   }
+  std::vector<std::shared_ptr<PeerLink>> closed;  // closed outside the lock
   std::lock_guard g(links_mu_);
   auto [it, fresh] = links_.emplace(hex, l);
-  if (!fresh && l->lane >= 0 && it->second->lane != l->lane) l->mailbox->release_lane(l->lane, self_.id);
+  it->second->last_used = ++link_clock_;
+  if (!fresh) {  // another thread made it meanwhile: one link, one lane
+    if (l->lane >= 0 && it->second->lane != l->lane) l->mailbox->release_lane(l->lane, self_.id);
+    return it->second;
+  }
+  while (links_.size() > link_cap_) {
+    // The least recently used link nobody is sending on.
+    auto victim = links_.end();
+    for (auto j = links_.begin(); j != links_.end(); ++j)
+      if (j->second.use_count() == 1 && (victim == links_.end() || j->second->last_used < victim->second->last_used))
+        victim = j;
+    if (victim == links_.end()) break;
+    closed.push_back(std::move(victim->second));
+    links_.erase(victim);
+  }
   return it->second;
 }
 
@@ -71,7 +97,10 @@ ChannelImpl::Delivery ChannelImpl::socket_send(std::shared_ptr<PeerLink> l, cons
         if (deadline_ns == 0 || !registry::is_alive(domain_, to) || os::monotonic_ns() >= deadline_ns)
           return Delivery::dead;
         os::sleep_ns(200'000);
-        if (!l->socket) l = link_to(to);
+        if (!l->socket) {
+          l = link_to(to);
+          if (!l) return Delivery::dead;
+        }
         break;
       case os::SendStatus::full:
         if (os::monotonic_ns() >= deadline_ns) return Delivery::full;
@@ -110,6 +139,7 @@ ChannelImpl::Delivery ChannelImpl::deliver(const ProcessId& to, wire::Type type,
                                            std::string_view name, std::span<const uint8_t> data,
                                            std::span<const int> fds, uint64_t deadline_ns, wire::Routing routing) {
   auto l = link_to(to);
+  if (!l) return Delivery::dead;
   if (l->lane < 0) {
     auto head = wire::encode_head(type, request_id, self_.id, name, data.size(), fds.size(), routing);
     const os::Part parts[2] = {{head.bytes, head.len}, {data.data(), data.size()}};

@@ -110,12 +110,16 @@ class RuntimeImpl final : public Runtime {
   void clean_up_if_last();
   std::vector<ProcessInfo> live_others() const;
   MemoryParams memory_params() const;
+  void start_channel();
+  // Removes what the dead process `p` left: registration, page tables, channel endpoints.
+  bool reap_one(const ProcessInfo& p);
 
   Options options_;
   std::string domain_;   // its path, for messages and the public API
   os::Dir runtime_dir_;  // --runtime-dir, checked as a volume
   os::Dir domain_dir_;   // checked; every file of the domain is reached through it
   os::Fd lock_fd_;  // primary: holds the primary lock
+  os::Fd watch_lock_;  // primary, until its channel takes it: the watch lock (PeerWatch)
   bool attached_ = false;  // start() completed
   Role role_ = Role::secondary;
   registry::Registration registration_;
@@ -174,6 +178,27 @@ MemoryParams RuntimeImpl::memory_params() const {
   return p;
 }
 
+void RuntimeImpl::start_channel() {
+  PeerWatch::Hooks reaping;
+  reaping.reap = [this](const ProcessInfo& p) { return reap_one(p); };
+  reaping.sweep = [this] { reap_dead(); };
+  channel_ = std::make_unique<ChannelImpl>(domain_, registration_.info(), 0600, std::move(watch_lock_), std::move(reaping));
+  // Every process answers mpod.ping (used by `mpod ping` and liveness checks) with nothing.
+  channel_->register_action("mpod.ping", [](Incoming& in) { in.reply(std::span<const uint8_t>{}); });
+}
+
+bool RuntimeImpl::reap_one(const ProcessInfo& p) {
+  switch (registry::reap_one(domain_, p.id)) {
+    case registry::ReapOne::alive: return false;
+    case registry::ReapOne::reaped:
+    case registry::ReapOne::absent: break;
+  }
+  // Its other files go whether or not it was registered still: they are named by its id alone.
+  SharedMemory::remove_process_files(domain_dir_, p.id);
+  ChannelImpl::remove_endpoint(domain_, p.id);
+  return true;
+}
+
 std::vector<ProcessInfo> RuntimeImpl::live_others() const {
   std::vector<ProcessInfo> out;
   for (auto& p : registry::list(domain_))
@@ -203,7 +228,9 @@ bool RuntimeImpl::try_become_primary() {
   // Everything the primary makes is checked as its own: a planted entry is refused, never followed.
   const auto own = os::DirRule::owned_by(me);
   domain_dir_.make_subdir("procs", 0700, own);
-  domain_dir_.make_subdir("mp", 0700, own);
+  const os::Dir mp = domain_dir_.make_subdir("mp", 0700, own);
+  // Created here, by the domain's owner, so every member may trust and lock it.
+  os::Fd watch_lock = mp.open_or_create(PeerWatch::kLockName, O_RDWR, 0600, me);
   os::Fd fd = domain_dir_.open_or_create(kLockName, O_RDWR, 0600, me);
   const std::string path = domain_dir_.path_of(kLockName);
   // The lock may be held briefly by an exiting process cleaning up, or by a
@@ -214,6 +241,7 @@ bool RuntimeImpl::try_become_primary() {
     os::sleep_ns(2'000'000);
   }
   lock_fd_ = std::move(fd);
+  watch_lock_ = std::move(watch_lock);
   return true;
 }
 
@@ -264,6 +292,12 @@ void RuntimeImpl::start_primary() {
                     "\nstop them before starting a new primary, or use another --file-prefix",
                 domain_);
   }
+  // Secondaries start only once the config is ready: by then the primary watches.
+  if (!os::try_lock(watch_lock_.get(), os::LockKind::exclusive, domain_dir_.path_of("mp/watch.lock")))
+    throw Error(Errc::busy,
+                "a process of an earlier primary of prefix '" + options_.file_prefix + "' still holds " + domain_ +
+                    "/mp/watch.lock; stop it before starting a new primary, or use another --file-prefix",
+                domain_);
   // Nobody uses the old memory: clear it away and build afresh.
   domain_dir_.remove(kConfigName);
   SharedMemory::remove_stale_files(domain_dir_, options_.file_prefix, options_.huge_dir);
@@ -346,7 +380,11 @@ void RuntimeImpl::wait_for_primary() {
 void RuntimeImpl::start_secondary() {
   wait_for_primary();
   registration_ = registry::Registration::create(domain_, Role::secondary);
-  reap_dead();
+  // Admitted by the watcher before anything more is made: a process it
+  // refuses leaves nothing, and from here on its death is seen and reaped.
+  // (The dead are reaped by the watcher, not by each newcomer: that cost
+  // every attach a pass over the whole registry.)
+  start_channel();
   os::Fd fd = domain_dir_.try_open(kConfigName, O_RDWR, domain_dir_.owner());
   if (!fd)
     throw Error(Errc::not_found, "the primary of prefix '" + options_.file_prefix +
@@ -382,9 +420,7 @@ void RuntimeImpl::start() {
       else start_secondary();
       break;
   }
-  channel_ = std::make_unique<ChannelImpl>(domain_, registration_.info(), 0600);
-  // Every process answers mpod.ping (used by `mpod ping` and liveness checks) with nothing.
-  channel_->register_action("mpod.ping", [](Incoming& in) { in.reply(std::span<const uint8_t>{}); });
+  if (!channel_) start_channel();
   role_ = registration_.info().role;
   attached_ = true;
   log::set_process_tag(registration_.info().id.short_hex());

@@ -1,9 +1,11 @@
 // Files and directories.
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
@@ -192,6 +194,19 @@ size_t read_up_to(int fd, void* buf, size_t cap, const std::string& path) {
   return done;
 }
 
+void write_all_at(int fd, const void* data, size_t len, uint64_t offset, const std::string& path) {
+  auto p = static_cast<const char*>(data);
+  size_t done = 0;
+  while (done < len) {
+    ssize_t n = ::pwrite(fd, p + done, len - done, static_cast<off_t>(offset + done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw Error(errc_for(errno), "cannot write " + path, path, errno);
+    }
+    done += static_cast<size_t>(n);
+  }
+}
+
 bool read_exact_at(int fd, void* buf, size_t len, uint64_t offset, const std::string& path) {
   auto p = static_cast<char*>(buf);
   size_t done = 0;
@@ -226,6 +241,34 @@ void check_writable_dir(const std::string& dir, const char* what_option) {
                     " is not writable by this user; fix its permissions or pass another",
                 dir, err);
   }
+}
+
+int descriptor_limit() noexcept {
+  rlimit r{};
+  if (::getrlimit(RLIMIT_NOFILE, &r) != 0 || r.rlim_cur == RLIM_INFINITY || r.rlim_cur > (1u << 30)) return 1 << 30;
+  return static_cast<int>(r.rlim_cur);
+}
+
+int raise_descriptor_limit(int want) noexcept {
+  rlimit r{};
+  if (::getrlimit(RLIMIT_NOFILE, &r) != 0) return descriptor_limit();
+  const rlim_t target = r.rlim_max == RLIM_INFINITY ? rlim_t(want) : std::min<rlim_t>(r.rlim_max, rlim_t(want));
+  if (r.rlim_cur != RLIM_INFINITY && r.rlim_cur < target) {
+    r.rlim_cur = target;
+    ::setrlimit(RLIMIT_NOFILE, &r);
+  }
+  return descriptor_limit();
+}
+
+int open_descriptors() {
+  // Through a descriptor of its own, which the count leaves out.
+  DIR* d = ::opendir("/proc/self/fd");
+  if (!d) throw Error(Errc::system, "cannot list /proc/self/fd to count open descriptors", "/proc/self/fd", errno);
+  int n = 0;
+  while (dirent* e = ::readdir(d))
+    if (e->d_name[0] != '.') ++n;
+  ::closedir(d);
+  return n - 1;
 }
 
 }  // namespace mpod::os

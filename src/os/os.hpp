@@ -57,6 +57,16 @@ gid_t resolve_group(const std::string& name_or_gid);
 // Whether `uid` may speak to us: it is ours, root, or the shared group's member.
 bool uid_is_trusted(uid_t uid, gid_t gid);
 
+// ---- descriptors ----
+// This process's limit on open descriptors (RLIMIT_NOFILE, soft).
+int descriptor_limit() noexcept;
+// Raises the soft limit towards `want`, never past the hard limit (as Go's
+// runtime does at start): the hard limit is the administrator's word, the
+// soft one only a default. Returns the limit now.
+int raise_descriptor_limit(int want) noexcept;
+// How many descriptors this process has open now (counts /proc/self/fd).
+int open_descriptors();
+
 // ---- fault injection (tests only) ----
 enum class Op { open, lock, map, allocate, truncate, count_ };
 // The next `times` calls of `op` fail with `err` before reaching the kernel.
@@ -81,6 +91,7 @@ void write_all(int fd, const void* data, size_t len, const std::string& path_for
 std::string read_all(int fd, const std::string& path_for_errors);  // from the current offset to EOF
 // Reads from offset 0 until `cap` bytes or the end of the file; returns how many.
 size_t read_up_to(int fd, void* buf, size_t cap, const std::string& path_for_errors);
+void write_all_at(int fd, const void* data, size_t len, uint64_t offset, const std::string& path_for_errors);
 // Reads exactly `len` bytes at `offset`; false if the file is shorter.
 bool read_exact_at(int fd, void* buf, size_t len, uint64_t offset, const std::string& path_for_errors);
 // Checks that `dir` is a writable directory; throws with advice otherwise.
@@ -141,6 +152,29 @@ std::string socket_node_address(int fd);
 // reach that node and no other, with no path looked up per datagram. Empty
 // if nothing is bound there (yet, or any more).
 Fd connect_datagram_socket(const Dir& dir, const std::string& name, uid_t owner);
+// Stream sockets: the watcher's connections (docs/channel.md, "Liveness").
+// A listening stream socket `name` in `dir`, placed as bind_datagram_socket
+// places its socket, listening before it appears. Non-blocking.
+Fd listen_stream_socket(const Dir& dir, const std::string& name, mode_t mode, int backlog);
+// A non-blocking stream socket connected to the listener `name` in `dir`
+// (whoever owns the node: the caller checks the peer's credentials). Empty
+// if nobody listens there, or its backlog is full: try again later.
+Fd connect_stream_socket(const Dir& dir, const std::string& name);
+struct PeerCredentials {
+  uid_t uid = 0;
+  gid_t gid = 0;
+};
+// The uid and gid the kernel recorded for the other end of a connection.
+PeerCredentials peer_credentials(int fd);
+// A non-blocking accepted connection, with its peer's credentials; empty if
+// none is waiting. Throws no_memory when out of descriptors (EMFILE, ENFILE).
+Fd accept_connection(int listener, PeerCredentials* who);
+// Non-blocking stream I/O. send_some: bytes sent, 0 if the buffer is full,
+// -1 if the peer has gone. recv_some: bytes received, 0 at the end of the
+// stream (the peer closed or died), -1 if nothing is there yet.
+ssize_t send_some(int fd, const void* data, size_t len);
+ssize_t recv_some(int fd, void* buf, size_t cap);
+
 enum class SendStatus { ok, peer_gone, full };
 // Sends one datagram made of `parts` with `nfds` descriptors, without waiting,
 // to `dest` (a path), or on a connected socket if `dest` is empty.

@@ -1,4 +1,5 @@
-// Unix datagram sockets with descriptor passing and sender credentials.
+// Unix sockets: datagrams with descriptor passing and sender credentials (the
+// channel), and stream connections (the watcher's, whose hang-up reports a death).
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/eventfd.h>
@@ -39,20 +40,15 @@ socklen_t make_address(const std::string& path, sockaddr_un* sa, Fd* dir_keepali
 }
 }  // namespace
 
-Fd bind_datagram_socket(const Dir& dir, const std::string& name, mode_t mode) {
+namespace {
+// bind() creates the node by path and applies the umask, and a socket's
+// mode can only be set by path. So the socket is bound in a directory nobody
+// else can enter, given its mode there, made to listen if it is a stream
+// (so it never appears in `dir` refusing connections), then renamed into
+// place without replacing anything: no name outside our own directory is
+// ever followed.
+void bind_in_place(int s, const Dir& dir, const std::string& name, mode_t mode, int listen_backlog) {
   const std::string path = dir.path_of(name);
-  Fd s(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  if (!s) throw Error(Errc::system, "cannot create a socket for " + path, path, errno);
-  int one = 1;
-  if (::setsockopt(s.get(), SOL_SOCKET, SO_PASSCRED, &one, sizeof one) != 0)
-    throw Error(Errc::system, "cannot enable credentials on " + path, path, errno);
-  int buf = 4 << 20;  // room for bursts of requests; the kernel caps it at rmem_max
-  ::setsockopt(s.get(), SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
-  ::setsockopt(s.get(), SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
-  // bind() creates the node by path and applies the umask, and a socket's
-  // mode can only be set by path. So bind in a directory nobody else can
-  // enter, set the mode there, then rename the node into place without
-  // replacing anything: no name outside our own directory is ever followed.
   uint8_t r[8];
   random_bytes(r, sizeof r);
   char suffix[17];
@@ -80,11 +76,13 @@ Fd bind_datagram_socket(const Dir& dir, const std::string& name, mode_t mode) {
   sa.sun_family = AF_UNIX;
   const std::string at = "/proc/self/fd/" + std::to_string(pd.get()) + "/s";
   std::memcpy(sa.sun_path, at.data(), at.size());
-  if (::bind(s.get(), reinterpret_cast<sockaddr*>(&sa), socklen_t(offsetof(sockaddr_un, sun_path) + at.size() + 1)) != 0) {
+  if (::bind(s, reinterpret_cast<sockaddr*>(&sa), socklen_t(offsetof(sockaddr_un, sun_path) + at.size() + 1)) != 0) {
     int err = errno;
     MPOD_LOG(os, debug, "bind %s failed: %s", path.c_str(), std::strerror(err));
-    throw Error(err == EACCES ? Errc::permission_denied : Errc::system, "cannot bind the channel socket " + path, path, err);
+    throw Error(err == EACCES ? Errc::permission_denied : Errc::system, "cannot bind the socket " + path, path, err);
   }
+  if (listen_backlog >= 0 && ::listen(s, listen_backlog) != 0)
+    throw Error(Errc::system, "cannot listen on the socket " + path, path, errno);
   if (::fchmodat(pd.get(), "s", group_mode(mode), 0) != 0)
     throw Error(Errc::system, "cannot set permissions of " + path, path, errno);
   if (has_shared_group() && ::fchownat(pd.get(), "s", static_cast<uid_t>(-1), shared_group(), AT_SYMLINK_NOFOLLOW) != 0)
@@ -92,12 +90,34 @@ Fd bind_datagram_socket(const Dir& dir, const std::string& name, mode_t mode) {
   if (::syscall(SYS_renameat2, pd.get(), "s", dir.fd(), name.c_str(), RENAME_NOREPLACE) != 0) {
     int err = errno;
     throw Error(err == EEXIST ? Errc::untrusted : Errc::system,
-                "cannot put the channel socket in place at " + path +
+                "cannot put the socket in place at " + path +
                     (err == EEXIST ? ": something else is there; remove it and check who can write to " + dir.path()
                                    : std::string()),
                 path, err);
   }
   MPOD_LOG(os, debug, "bound socket %s", path.c_str());
+}
+}  // namespace
+
+Fd bind_datagram_socket(const Dir& dir, const std::string& name, mode_t mode) {
+  const std::string path = dir.path_of(name);
+  Fd s(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (!s) throw Error(Errc::system, "cannot create a socket for " + path, path, errno);
+  int one = 1;
+  if (::setsockopt(s.get(), SOL_SOCKET, SO_PASSCRED, &one, sizeof one) != 0)
+    throw Error(Errc::system, "cannot enable credentials on " + path, path, errno);
+  int buf = 4 << 20;  // room for bursts of requests; the kernel caps it at rmem_max
+  ::setsockopt(s.get(), SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
+  ::setsockopt(s.get(), SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
+  bind_in_place(s.get(), dir, name, mode, -1);
+  return s;
+}
+
+Fd listen_stream_socket(const Dir& dir, const std::string& name, mode_t mode, int backlog) {
+  const std::string path = dir.path_of(name);
+  Fd s(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (!s) throw Error(Errc::system, "cannot create a socket for " + path, path, errno);
+  bind_in_place(s.get(), dir, name, mode, backlog);
   return s;
 }
 
@@ -122,14 +142,18 @@ Fd open_socket_node(const Dir& dir, const std::string& name, uid_t owner) {
 
 std::string socket_node_address(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
 
-Fd connect_datagram_socket(const Dir& dir, const std::string& name, uid_t owner) {
-  Fd node = open_socket_node(dir, name, owner);
-  if (!node) return Fd();
-  const std::string path = dir.path_of(name);
-  Fd s(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  if (!s) throw Error(Errc::system, "cannot create a socket to send to " + path, path, errno);
-  int buf = 4 << 20;  // room for bursts of requests, as the bound socket has
-  ::setsockopt(s.get(), SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
+namespace {
+// A socket of `type` connected to the node `node` (an O_PATH handle); empty
+// if nobody listens or is bound there.
+Fd connect_to_node(const Fd& node, int type, const std::string& path) {
+  // Non-blocking: a Unix connect completes at once, or fails with EAGAIN
+  // when the listener's backlog is full (retried by the caller), never waits.
+  Fd s(::socket(AF_UNIX, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (!s) throw Error(Errc::system, "cannot create a socket to reach " + path, path, errno);
+  if (type == SOCK_DGRAM) {
+    int buf = 4 << 20;  // room for bursts of requests, as the bound socket has
+    ::setsockopt(s.get(), SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
+  }
   sockaddr_un sa;
   std::memset(&sa, 0, sizeof sa);
   sa.sun_family = AF_UNIX;
@@ -139,10 +163,66 @@ Fd connect_datagram_socket(const Dir& dir, const std::string& name, uid_t owner)
   do rc = ::connect(s.get(), reinterpret_cast<sockaddr*>(&sa), socklen_t(offsetof(sockaddr_un, sun_path) + at.size() + 1));
   while (rc != 0 && errno == EINTR);
   if (rc != 0) {
-    if (errno == ECONNREFUSED || errno == ENOENT) return Fd();  // its owner closed it: as if not bound
-    throw Error(Errc::system, "cannot connect to the channel socket " + path, path, errno);
+    // Its owner closed it (as if not bound), or a listener's backlog is full: try again later.
+    if (errno == ECONNREFUSED || errno == ENOENT || errno == EAGAIN) return Fd();
+    throw Error(Errc::system, "cannot connect to the socket " + path, path, errno);
   }
   return s;
+}
+}  // namespace
+
+Fd connect_datagram_socket(const Dir& dir, const std::string& name, uid_t owner) {
+  Fd node = open_socket_node(dir, name, owner);
+  return node ? connect_to_node(node, SOCK_DGRAM, dir.path_of(name)) : Fd();
+}
+
+Fd connect_stream_socket(const Dir& dir, const std::string& name) {
+  Fd node = open_socket_node(dir, name, kAnyOwner);
+  return node ? connect_to_node(node, SOCK_STREAM, dir.path_of(name)) : Fd();
+}
+
+Fd accept_connection(int listener, PeerCredentials* who) {
+  Fd c;
+  do c.reset(::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
+  while (!c && errno == EINTR);
+  if (!c) {
+    if (errno == EAGAIN || errno == ECONNABORTED) return Fd();
+    throw Error(errno == EMFILE || errno == ENFILE ? Errc::no_memory : Errc::system,
+                "cannot accept a connection", "", errno);
+  }
+  *who = peer_credentials(c.get());
+  return c;
+}
+
+PeerCredentials peer_credentials(int fd) {
+  ucred cr{};
+  socklen_t len = sizeof cr;
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) != 0)
+    throw Error(Errc::system, "cannot read the credentials of a connection's peer", "", errno);
+  return {cr.uid, cr.gid};
+}
+
+ssize_t send_some(int fd, const void* data, size_t len) {
+  for (;;) {
+    ssize_t n = ::send(fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n >= 0) return n;
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN) return 0;
+    if (errno == EPIPE || errno == ECONNRESET) return -1;
+    throw Error(Errc::system, "cannot send on a connection", "", errno);
+  }
+}
+
+ssize_t recv_some(int fd, void* buf, size_t cap) {
+  for (;;) {
+    ssize_t n = ::recv(fd, buf, cap, MSG_DONTWAIT);
+    if (n > 0) return n;
+    if (n == 0) return 0;
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN) return -1;
+    if (errno == ECONNRESET) return 0;
+    throw Error(Errc::system, "cannot receive on a connection", "", errno);
+  }
 }
 
 SendStatus send_datagram(int fd, const std::string& dest, const Part* parts, size_t nparts, const int* fds,
@@ -240,7 +320,9 @@ int wait_readable(int a, int b, int timeout_ms) {
   pollfd p[2] = {{a, POLLIN, 0}, {b, POLLIN, 0}};
   int n = ::poll(p, 2, timeout_ms);
   if (n <= 0) return 0;
-  return ((p[0].revents & POLLIN) ? 1 : 0) | ((p[1].revents & POLLIN) ? 2 : 0);
+  // A hang-up or error counts as readable: the read that follows reports it.
+  constexpr short ready = POLLIN | POLLHUP | POLLERR;
+  return ((p[0].revents & ready) ? 1 : 0) | ((p[1].revents & ready) ? 2 : 0);
 }
 
 }  // namespace mpod::os

@@ -356,6 +356,18 @@ std::vector<ProcessInfo> reap(const std::string& domain_dir,
   return reaped;
 }
 
+ReapOne reap_one(const std::string& domain_dir, const ProcessId& id) {
+  auto procs = try_open_domain_subdir(domain_dir, "procs");
+  if (!procs) return ReapOne::absent;
+  const std::string name = id.hex();
+  if (auto p = reap_entry(*procs, name)) {
+    MPOD_LOG(runtime, notice, "removed registration of dead %s process %s (host %s, pid %d)", role_name(p->role),
+             name.c_str(), p->hostname.c_str(), p->pid);
+    return ReapOne::reaped;
+  }
+  return procs->stat(name) ? ReapOne::alive : ReapOne::absent;
+}
+
 std::string describe(const ProcessInfo& p) {
   return std::string(role_name(p.role)) + " process " + p.id.short_hex() + " (host " + p.hostname +
          ", pid " + std::to_string(p.pid) + (p.alive ? ", alive)" : ", dead)");

@@ -106,6 +106,13 @@ class Scanner {
 std::vector<ProcessInfo> reap(const std::string& domain_dir,
                               const std::function<void(const ProcessInfo&)>& on_reaped = {});
 
+// Reaps one process's registration if it is dead (the watcher, the moment
+// it learns of a death). `absent`: nothing is registered under `id` (reaped
+// already, or it left); `alive`: its lock is still held (a dying process
+// may hold it a moment longer than its connection; try again).
+enum class ReapOne { reaped, absent, alive };
+ReapOne reap_one(const std::string& domain_dir, const ProcessId& id);
+
 // "process 1a2b3c4d (host pod-3, pid 1, alive)" for error messages.
 std::string describe(const ProcessInfo& p);
 // Same, looked up by id; "process 1a2b3c4d (not registered)" if unknown.

@@ -45,6 +45,12 @@ std::string iso_time(uint64_t ns) {
   return b;
 }
 
+// "primary process 1a2b3c4d (host pod-3, pid 1)" for the lines mpod prints.
+std::string registry_name(const ProcessInfo& p) {
+  return std::string(role_name(p.role)) + " process " + p.id.short_hex() + " (host " + p.hostname + ", pid " +
+         std::to_string(p.pid) + ")";
+}
+
 std::string human_bytes(uint64_t b) {
   char buf[32];
   if (b >= (1ull << 30)) std::snprintf(buf, sizeof buf, "%.1f GB", double(b) / (1ull << 30));
@@ -275,13 +281,12 @@ int cmd_serve(int argc, char** argv) {
   std::printf("mpod serve: primary %s ready for prefix '%s' in %s\n", rt->self().id.hex().c_str(),
               o.file_prefix.c_str(), rt->domain_dir().c_str());
   std::fflush(stdout);
-  for (;;) {
-    if (int sig = wait_signal(1.0)) {
-      std::printf("mpod serve: %s received, shutting down\n", strsignal(sig));
-      break;
-    }
-    rt->reap_dead();  // the node-wide owner keeps the runtime directory clean
+  // Nothing to do until a signal: the primary watches the domain from its
+  // channel's watch thread, which reaps a crashed process the moment it dies.
+  int sig = 0;
+  while (!(sig = wait_signal(3600.0))) {
   }
+  std::printf("mpod serve: %s received, shutting down\n", strsignal(sig));
   return 0;
 }
 
@@ -380,6 +385,13 @@ int cmd_ping(int argc, char** argv) {
       const auto& f = r.failures.front();
       std::printf("no reply from %s: seq=%ld %s (%s)\n", target->id.short_hex().c_str(), seq, peer_error_name(f.error),
                   f.detail.c_str());
+      if (f.error == PeerError::dead) {
+        // Nothing will answer again: say so and stop, rather than ping a corpse until --count.
+        std::fflush(stdout);
+        std::fprintf(stderr, "mpod ping: %s is dead; start it again (or ping another process with --to)\n",
+                     registry_name(*target).c_str());
+        break;
+      }
     }
     std::fflush(stdout);
     if ((count == 0 || seq < count) && wait_signal(interval)) break;

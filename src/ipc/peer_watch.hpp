@@ -1,0 +1,184 @@
+// PeerWatch: how a process learns, without polling, that others attach,
+// exit or die (docs/channel.md, "Liveness").
+//
+// One process of the domain is the watcher: whoever holds the exclusive OFD
+// lock on <domain>/mp/watch.lock (the primary takes it before it is ready).
+// It listens on <domain>/mp/<its id>.watch, a Unix stream socket, and
+// writes its id into the lock file. Every other process holds one
+// connection to it. The kernel ends a connection the moment its process
+// dies, in whatever PID namespace: the watcher then tells every member
+// (`gone`), and removes what a crashed member left behind. A member leaving
+// cleanly says `bye` first, so its end is an exit, not a crash. Members that
+// asked for them (track()) also hear of new members.
+//
+// When the watcher itself goes, every member sees its connection end at
+// once, reports that, and competes for the lock: the winner becomes the
+// watcher, the others connect to it. Until each known member has reconnected,
+// the new watcher tests that member's registration lock every 20 ms (the only
+// polling, and only during a hand-over).
+//
+// Costs: nothing while nothing happens (every thread sleeps in the kernel);
+// one descriptor per member in the watcher, one in every other process.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "../os/dir.hpp"
+#include "../os/os.hpp"
+#include "../os/poller.hpp"
+#include "mpod/channel.hpp"
+#include "mpod/process.hpp"
+#include "watch_wire.hpp"
+
+namespace mpod {
+
+class PeerWatch {
+ public:
+  struct Hooks {
+    // A member attached (only once track() was called), exited or crashed.
+    // Called on the watch thread, one event at a time, in the watcher's order.
+    std::function<void(const ProcessInfo&, PeerEvent)> event;
+    // The live members when track() took effect (`initial`), and again when
+    // a new watcher took over (the receiver reconciles). On the watch thread.
+    std::function<void(const std::vector<ProcessInfo>&, bool initial)> members;
+    // Watcher only: removes what the crashed member `p` left behind. Returns
+    // false while it still holds its registration lock (it is retried).
+    std::function<bool(const ProcessInfo& p)> reap;
+    // Watcher only, on taking over from a watcher that went: reaps every dead process.
+    std::function<void()> sweep;
+  };
+  struct Limits {
+    size_t max_members = kMaxProcesses;  // this process included
+    // Descriptors the watcher keeps free for everything else it does; an
+    // attach that would leave fewer is refused.
+    int reserve_fds = 12;
+  };
+
+  static constexpr const char* kLockName = "watch.lock";
+  static std::string socket_name(const ProcessId& id) { return id.hex() + ".watch"; }
+
+  // Joins the watch of the domain whose checked mp/ directory is `mp`.
+  // `held_lock`: the watch lock, already taken (the primary), or empty to
+  // compete for it. Returns as the watcher or as an admitted member; throws
+  // busy with the watcher's reason if it refuses this process (descriptors,
+  // the process limit), timed_out if no watcher answers in `admit_timeout_ns`.
+  PeerWatch(std::string domain, os::Dir mp, ProcessInfo self, os::Fd held_lock, Hooks hooks,
+            Limits limits, uint64_t admit_timeout_ns);
+  static constexpr uint64_t kAdmitTimeoutNs = 30'000'000'000ull;
+  // Leaves cleanly (bye), so the others see an exit.
+  ~PeerWatch();
+  PeerWatch(const PeerWatch&) = delete;
+  PeerWatch& operator=(const PeerWatch&) = delete;
+
+  // From now on attached events too. Returns once hooks.members was called
+  // with the members alive now (at most `timeout_ns`; false if it was not).
+  bool track(uint64_t timeout_ns = 10'000'000'000ull);
+  bool is_watcher() const noexcept { return watcher_.load(); }
+
+ private:
+  // A connection the watcher accepted.
+  struct Conn {
+    os::Fd fd;
+    os::PeerCredentials cred;         // as the kernel recorded them at connect
+    std::optional<ProcessInfo> member;  // once its hello was accepted
+    bool subscribed = false;
+    bool said_bye = false;
+    watch::FrameBuffer in;
+    std::string out;                  // what the socket had no room for yet
+    uint64_t hello_deadline_ns = 0;
+  };
+  struct Member {
+    ProcessInfo info;
+    uint64_t conn = 0;  // its connection's tag; 0 while it has not reconnected after a hand-over
+  };
+  // An event to send at the end of this turn of the watcher's loop.
+  struct Event {
+    ProcessId subject;
+    bool subscribers_only;  // attached: only to members that track
+    std::string frame;
+  };
+  enum class Join { admitted, refused, retry };
+
+  // Becomes the watcher if the lock is free, else connects and is admitted.
+  // `*refusal`: the watcher's reason when it returns refused.
+  Join try_join(std::string* refusal, uint64_t deadline_ns);
+  Join handshake(os::Fd fd, std::string* refusal, uint64_t deadline_ns);
+  void run();
+  void member_loop();
+  void elect();
+  bool send_frame(watch::Frame type, const std::string& body);
+  void wait_wake(int timeout_ms);
+
+  // ---- watcher side (watcher.cpp) ----
+  void become_watcher(bool takeover);
+  void watcher_loop();
+  void accept_ready();
+  void refuse(os::Fd fd, const std::string& why);
+  void on_readable(uint64_t tag);
+  void on_writable(uint64_t tag);
+  void on_frame(uint64_t tag, watch::Frame type, const std::string& body);
+  void on_hello(uint64_t tag, const std::string& body);
+  void drop_conn(uint64_t tag, bool ended);
+  void member_gone(const ProcessInfo& p, PeerEvent e);
+  void announce(const ProcessInfo& p, PeerEvent e);
+  void flush_events();
+  void queue_out(Conn& c, uint64_t tag, const std::string& bytes);
+  void check_awaiting();
+  void retry_reaps();
+  int next_timeout_ms() const;
+  bool near_descriptor_limit(int newest_fd);
+  void say_bye_to_members() noexcept;
+
+  const std::string domain_;
+  const os::Dir mp_;
+  const ProcessInfo self_;
+  const Hooks hooks_;
+  const Limits limits_;
+  os::Fd lock_;   // mp/watch.lock: held exclusively while this process is the watcher
+  os::Fd wake_;   // eventfd: stop, or a track() request
+  std::atomic<bool> stopping_{false};
+  std::atomic<bool> watcher_{false};
+
+  // Member side: the connection and who is at its other end. Watch thread only after the constructor.
+  os::Fd conn_;
+  ProcessInfo watcher_info_;
+  bool watcher_said_bye_ = false;
+  watch::FrameBuffer in_;
+
+  // track(): requested by any thread, done on the watch thread.
+  std::mutex track_mu_;
+  std::condition_variable track_cv_;
+  bool track_wanted_ = false;  // under track_mu_
+  bool tracking_ = false;      // under track_mu_: hooks.members has been called
+  bool subscribe_sent_ = false;  // watch thread: to the current watcher
+
+  // Watcher side: watch thread only, except members_ (under members_mu_, read by track()).
+  std::unique_ptr<os::Poller> poller_;
+  os::Fd listener_;
+  os::Fd spare_;  // a descriptor kept to close when accept() finds none left, to refuse that attach clearly
+  std::map<uint64_t, Conn> conns_;
+  uint64_t next_tag_ = 16;
+  mutable std::mutex members_mu_;
+  std::map<std::string, Member> members_;  // by id hex; this process is not one of them
+  std::vector<Event> events_;               // to send at the end of this turn of the loop
+  struct Reap {
+    ProcessInfo p;
+    uint64_t next_ns, give_up_ns;
+  };
+  std::vector<Reap> reaps_;
+  uint64_t next_await_check_ns_ = 0;
+  uint64_t last_fd_warning_ns_ = 0;
+
+  std::thread thread_;
+};
+
+}  // namespace mpod

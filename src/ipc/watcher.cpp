@@ -1,0 +1,459 @@
+// PeerWatch, the watcher's side: admits members, sees each connection end
+// the moment its process dies, tells the others, reaps the dead.
+#include <fcntl.h>
+
+#include <algorithm>
+
+#include "../runtime/registry.hpp"
+#include "mpod/error.hpp"
+#include "mpod/log.hpp"
+#include "peer_watch.hpp"
+
+namespace mpod {
+
+namespace {
+constexpr uint64_t kListenerTag = 1;
+constexpr uint64_t kWakeTag = 2;
+constexpr int kBacklog = 4096;  // an attach storm of a whole domain queues, never fails
+constexpr uint64_t kHelloTimeoutNs = 10'000'000'000ull;
+constexpr uint64_t kAwaitPeriodNs = 20'000'000;       // hand-over only: see peer_watch.hpp
+constexpr uint64_t kReapRetryNs = 10'000'000;
+constexpr uint64_t kReapGiveUpNs = 5'000'000'000ull;
+constexpr size_t kMaxQueuedBytes = 8u << 20;          // per member that does not read
+constexpr uint64_t kFdWarningEveryNs = 10'000'000'000ull;
+}  // namespace
+
+void PeerWatch::become_watcher(bool takeover) {
+  poller_ = std::make_unique<os::Poller>();
+  listener_ = os::listen_stream_socket(mp_, socket_name(self_.id), 0600, kBacklog);
+  spare_ = os::open_file("/dev/null", O_RDONLY | O_CLOEXEC);
+  poller_->add(listener_.get(), kListenerTag);
+  poller_->add(wake_.get(), kWakeTag);
+  const std::string hex = self_.id.hex();
+  os::write_all_at(lock_.get(), hex.data(), hex.size(), 0, mp_.path_of(kLockName));
+  std::vector<ProcessInfo> list;
+  if (takeover) {
+    // Whoever died before, the old watcher included, is reaped now; the
+    // living are members until each reconnects or is found dead.
+    if (hooks_.sweep) hooks_.sweep();
+    const uint64_t now = os::monotonic_ns();
+    std::lock_guard g(members_mu_);
+    for (auto& p : registry::list(domain_))
+      if (p.alive && !(p.id == self_.id) && !(p.id == watcher_info_.id)) members_[p.id.hex()] = Member{p, 0};
+    for (auto& [h, m] : members_) list.push_back(m.info);
+    next_await_check_ns_ = now + kAwaitPeriodNs;
+    if (!watcher_info_.id.empty() && !watcher_said_bye_) reaps_.push_back({watcher_info_, now, now + kReapGiveUpNs});
+  }
+  watcher_.store(true);
+  MPOD_LOG(ipc, info, "this process is the watcher of %s%s", domain_.c_str(),
+           takeover ? (" (took over; " + std::to_string(list.size()) + " members to reconnect)").c_str() : "");
+  std::unique_lock lk(track_mu_);
+  const bool initial = !tracking_;
+  lk.unlock();
+  if (hooks_.members) hooks_.members(list, initial);
+  lk.lock();
+  tracking_ = true;  // the watcher knows every member
+  track_cv_.notify_all();
+}
+
+void PeerWatch::watcher_loop() {
+  os::Poller::Ready ready[64];
+  while (!stopping_.load()) {
+    const size_t n = poller_->wait(ready, 64, next_timeout_ms());
+    for (size_t i = 0; i < n; ++i) {
+      const auto& r = ready[i];
+      if (r.tag == kListenerTag) {
+        accept_ready();
+      } else if (r.tag == kWakeTag) {
+        os::drain_event(wake_.get());
+      } else {
+        if (r.readable) on_readable(r.tag);
+        if (r.writable) on_writable(r.tag);
+      }
+    }
+    check_awaiting();
+    retry_reaps();
+    flush_events();
+  }
+  flush_events();
+}
+
+int PeerWatch::next_timeout_ms() const {
+  uint64_t next = UINT64_MAX;
+  {
+    std::lock_guard g(members_mu_);
+    for (auto& [h, m] : members_)
+      if (m.conn == 0) {
+        next = next_await_check_ns_;
+        break;
+      }
+  }
+  for (auto& r : reaps_) next = std::min(next, r.next_ns);
+  for (auto& [tag, c] : conns_)
+    if (!c.member) next = std::min(next, c.hello_deadline_ns);
+  if (next == UINT64_MAX) return -1;  // nothing to do until something happens
+  const uint64_t now = os::monotonic_ns();
+  return next <= now ? 0 : int((next - now) / 1'000'000 + 1);
+}
+
+bool PeerWatch::near_descriptor_limit(int newest_fd) {
+  const int limit = os::descriptor_limit();
+  const int room = limit - limits_.reserve_fds;
+  // Descriptors are allocated lowest first: every one below the newest is open.
+  if (newest_fd >= room) return true;
+  if (newest_fd < room / 2) return false;
+  try {
+    return os::open_descriptors() > room;
+  } catch (const Error&) {
+    return true;  // could not even open /proc/self/fd
+  }
+}
+
+void PeerWatch::refuse(os::Fd fd, const std::string& why) {
+  std::string f;
+  watch::append_frame(f, watch::Frame::refuse, why);
+  os::send_some(fd.get(), f.data(), f.size());  // a fresh connection's buffer has room for it
+  MPOD_LOG(ipc, notice, "refused a process: %s", why.c_str());
+}
+
+void PeerWatch::accept_ready() {
+  for (;;) {
+    os::PeerCredentials who;
+    os::Fd c;
+    try {
+      c = os::accept_connection(listener_.get(), &who);
+    } catch (const Error& e) {
+      if (e.code() != Errc::no_memory) throw;
+      // Out of descriptors: the spare one makes room to tell the newcomer why.
+      spare_.reset();
+      c = os::accept_connection(listener_.get(), &who);
+      const int limit = os::descriptor_limit();
+      if (c) refuse(std::move(c), "the watcher has all of its " + std::to_string(limit) +
+                                      " descriptors in use; raise its descriptor limit (ulimit -n)");
+      spare_ = os::open_file("/dev/null", O_RDONLY | O_CLOEXEC);
+      continue;
+    }
+    if (!c) return;
+    if (near_descriptor_limit(c.get())) {
+      const int limit = os::descriptor_limit();
+      const uint64_t now = os::monotonic_ns();
+      if (now - last_fd_warning_ns_ > kFdWarningEveryNs) {
+        MPOD_LOG(ipc, warning, "near the descriptor limit (%d): refusing new processes of %s until some leave; raise "
+                 "this process's ulimit -n", limit, domain_.c_str());
+        last_fd_warning_ns_ = now;
+      }
+      refuse(std::move(c), "the watcher (" + registry::describe(self_) + ") has nearly all of its descriptors in use (" +
+                               std::to_string(limits_.reserve_fds) + " of " + std::to_string(limit) +
+                               " kept free); raise its ulimit -n, or stop other processes of the domain first");
+      continue;
+    }
+    const uint64_t tag = next_tag_++;
+    Conn conn;
+    conn.cred = who;
+    conn.hello_deadline_ns = os::monotonic_ns() + kHelloTimeoutNs;
+    try {
+      poller_->add(c.get(), tag);
+    } catch (const Error& e) {
+      refuse(std::move(c), std::string("the watcher cannot watch one more connection: ") + e.what());
+      continue;
+    }
+    conn.fd = std::move(c);
+    conns_.emplace(tag, std::move(conn));
+  }
+}
+
+void PeerWatch::on_readable(uint64_t tag) {
+  char buf[65536];
+  bool ended = false;
+  for (;;) {
+    auto it = conns_.find(tag);
+    if (it == conns_.end()) return;
+    const ssize_t n = os::recv_some(it->second.fd.get(), buf, sizeof buf);
+    if (n > 0) {
+      it->second.in.append(buf, size_t(n));
+      if (size_t(n) == sizeof buf) continue;
+    }
+    ended = n == 0;
+    break;
+  }
+  for (;;) {
+    auto it = conns_.find(tag);
+    if (it == conns_.end()) return;  // dropped by a frame
+    watch::Frame type;
+    std::string body;
+    bool bad = false;
+    if (!it->second.in.next(&type, &body, &bad)) {
+      if (bad) {
+        MPOD_LOG(ipc, warning, "dropped a connection that sent a malformed stream (uid %u)", unsigned(it->second.cred.uid));
+        return drop_conn(tag, false);
+      }
+      break;
+    }
+    on_frame(tag, type, body);
+  }
+  if (ended) drop_conn(tag, true);
+}
+
+void PeerWatch::on_frame(uint64_t tag, watch::Frame type, const std::string& body) {
+  Conn& c = conns_.at(tag);
+  if (!c.member) {
+    if (type == watch::Frame::hello) return on_hello(tag, body);
+    MPOD_LOG(ipc, warning, "dropped a connection that sent '%s' before hello", watch::frame_name(type));
+    return drop_conn(tag, false);
+  }
+  switch (type) {
+    case watch::Frame::subscribe: {
+      c.subscribed = true;
+      std::vector<ProcessInfo> list{self_};
+      {
+        std::lock_guard g(members_mu_);
+        for (auto& [h, m] : members_)
+          if (!(m.info.id == c.member->id)) list.push_back(m.info);
+      }
+      std::string f;
+      watch::append_frame(f, watch::Frame::peers, watch::peers_body(list));
+      queue_out(c, tag, f);
+      break;
+    }
+    case watch::Frame::bye:
+      c.said_bye = true;
+      break;
+    default:
+      MPOD_LOG(ipc, warning, "ignored a '%s' frame from member %s", watch::frame_name(type), c.member->id.short_hex().c_str());
+  }
+}
+
+void PeerWatch::on_hello(uint64_t tag, const std::string& body) {
+  Conn& c = conns_.at(tag);
+  auto reject = [&](const std::string& why) {
+    poller_->remove(c.fd.get());
+    refuse(std::move(c.fd), why);
+    conns_.erase(tag);
+  };
+  uint8_t version = 0;
+  ProcessId id;
+  if (!watch::get_hello(body, &version, &id)) return reject("its hello is malformed");
+  if (version != watch::kProtocolVersion)
+    return reject("it speaks watch protocol " + std::to_string(version) + ", this watcher " +
+                  std::to_string(watch::kProtocolVersion) + "; run the same mpod version in every process of a prefix");
+  std::optional<ProcessInfo> p;
+  try {
+    p = registry::find(domain_, id);
+  } catch (const Error& e) {
+    return reject("its registration cannot be read: " + std::string(e.what()));
+  }
+  if (!p || !p->alive)
+    return reject("process " + id.short_hex() + " is not a live registered process of " + domain_);
+  if (p->uid != c.cred.uid)
+    return reject("the connection comes from uid " + std::to_string(c.cred.uid) + ", but process " + id.short_hex() +
+                  " is registered to uid " + std::to_string(p->uid));
+  bool reconnect = false;
+  {
+    std::lock_guard g(members_mu_);
+    auto m = members_.find(id.hex());
+    if (m != members_.end() && m->second.conn != 0) return reject("process " + id.short_hex() + " is already connected");
+    reconnect = m != members_.end();
+    if (!reconnect && members_.size() + 1 >= limits_.max_members)
+      return reject("the domain " + domain_ + " already has its maximum of " + std::to_string(limits_.max_members) +
+                    " processes; stop one before starting another");
+    members_[id.hex()] = Member{*p, tag};
+  }
+  c.member = *p;
+  std::string f;
+  watch::append_frame(f, watch::Frame::welcome, [&] {
+    std::string b;
+    watch::put_info(b, self_);
+    return b;
+  }());
+  queue_out(c, tag, f);
+  if (!reconnect) announce(*p, PeerEvent::attached);
+}
+
+void PeerWatch::drop_conn(uint64_t tag, bool ended) {
+  auto it = conns_.find(tag);
+  if (it == conns_.end()) return;
+  Conn c = std::move(it->second);
+  conns_.erase(it);
+  poller_->remove(c.fd.get());
+  c.fd.reset();
+  if (!c.member) return;
+  {
+    std::lock_guard g(members_mu_);
+    auto m = members_.find(c.member->id.hex());
+    if (m != members_.end() && m->second.conn == tag) members_.erase(m);
+  }
+  member_gone(*c.member, c.said_bye ? PeerEvent::exited : PeerEvent::crashed);
+  (void)ended;
+}
+
+void PeerWatch::member_gone(const ProcessInfo& p, PeerEvent e) {
+  ProcessInfo dead = p;
+  dead.alive = false;
+  announce(dead, e);
+  if (e == PeerEvent::crashed) {
+    const uint64_t now = os::monotonic_ns();
+    reaps_.push_back({dead, now, now + kReapGiveUpNs});
+    retry_reaps();  // most often its files are free already
+  }
+}
+
+void PeerWatch::announce(const ProcessInfo& p, PeerEvent e) {
+  if (hooks_.event) hooks_.event(p, e);
+  Event ev{p.id, e == PeerEvent::attached, {}};
+  if (e == PeerEvent::attached) {
+    std::string b;
+    watch::put_info(b, p);
+    watch::append_frame(ev.frame, watch::Frame::attached, b);
+  } else {
+    watch::append_frame(ev.frame, watch::Frame::gone, watch::gone_body(p, e));
+  }
+  events_.push_back(std::move(ev));
+}
+
+void PeerWatch::flush_events() {
+  if (events_.empty()) return;
+  std::vector<uint64_t> tags;
+  tags.reserve(conns_.size());
+  for (auto& [tag, c] : conns_)
+    if (c.member) tags.push_back(tag);
+  for (uint64_t tag : tags) {
+    auto it = conns_.find(tag);
+    if (it == conns_.end()) continue;
+    Conn& c = it->second;
+    std::string bytes;
+    for (auto& ev : events_)
+      if ((!ev.subscribers_only || c.subscribed) && !(ev.subject == c.member->id)) bytes += ev.frame;
+    if (!bytes.empty()) queue_out(c, tag, bytes);
+  }
+  events_.clear();
+}
+
+void PeerWatch::queue_out(Conn& c, uint64_t tag, const std::string& bytes) {
+  if (c.out.empty()) {
+    const ssize_t n = os::send_some(c.fd.get(), bytes.data(), bytes.size());
+    if (n < 0 || size_t(n) == bytes.size()) return;  // sent, or it has gone (its end of stream tells us)
+    c.out.assign(bytes, size_t(n));
+    poller_->modify(c.fd.get(), tag, true);
+    return;
+  }
+  if (c.out.size() + bytes.size() > kMaxQueuedBytes) {
+    MPOD_LOG(ipc, warning, "member %s does not read its watch connection (%zu bytes queued); its events are dropped",
+             c.member ? c.member->id.short_hex().c_str() : "?", c.out.size());
+    return;
+  }
+  c.out += bytes;
+}
+
+void PeerWatch::on_writable(uint64_t tag) {
+  auto it = conns_.find(tag);
+  if (it == conns_.end() || it->second.out.empty()) return;
+  Conn& c = it->second;
+  const ssize_t n = os::send_some(c.fd.get(), c.out.data(), c.out.size());
+  if (n < 0) {
+    c.out.clear();
+  } else {
+    c.out.erase(0, size_t(n));
+  }
+  if (c.out.empty()) poller_->modify(c.fd.get(), tag, false);
+}
+
+void PeerWatch::check_awaiting() {
+  const uint64_t now = os::monotonic_ns();
+  // Connections that never said hello are closed, so they cannot hold descriptors forever.
+  for (auto it = conns_.begin(); it != conns_.end();) {
+    if (!it->second.member && now >= it->second.hello_deadline_ns) {
+      MPOD_LOG(ipc, notice, "closed a connection (uid %u) that did not say hello within %llu s",
+               unsigned(it->second.cred.uid), static_cast<unsigned long long>(kHelloTimeoutNs / 1'000'000'000));
+      poller_->remove(it->second.fd.get());
+      it = conns_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  if (now < next_await_check_ns_) return;
+  std::vector<std::pair<ProcessInfo, PeerEvent>> gone;
+  {
+    std::lock_guard g(members_mu_);
+    bool any = false;
+    for (auto it = members_.begin(); it != members_.end();) {
+      if (it->second.conn != 0) {
+        ++it;
+        continue;
+      }
+      any = true;
+      std::optional<ProcessInfo> p;
+      try {
+        p = registry::find(domain_, it->second.info.id);
+      } catch (const Error&) {
+      }
+      if (p && p->alive) {
+        ++it;
+        continue;
+      }
+      gone.push_back({it->second.info, p ? PeerEvent::crashed : PeerEvent::exited});
+      it = members_.erase(it);
+    }
+    if (!any) return;
+  }
+  next_await_check_ns_ = now + kAwaitPeriodNs;
+  for (auto& [p, e] : gone) member_gone(p, e);
+}
+
+void PeerWatch::retry_reaps() {
+  const uint64_t now = os::monotonic_ns();
+  for (auto it = reaps_.begin(); it != reaps_.end();) {
+    if (it->next_ns > now) {
+      ++it;
+      continue;
+    }
+    bool done = true;
+    try {
+      done = !hooks_.reap || hooks_.reap(it->p);
+    } catch (const Error& e) {
+      MPOD_LOG(ipc, warning, "reaping %s: %s", registry::describe(it->p).c_str(), e.what());
+    }
+    if (!done && now >= it->give_up_ns) {
+      MPOD_LOG(ipc, warning, "%s died, but its registration is still locked after %llu s (a child it forked holds "
+               "it?); its files stay until that process exits", registry::describe(it->p).c_str(),
+               static_cast<unsigned long long>(kReapGiveUpNs / 1'000'000'000));
+      done = true;
+    }
+    if (done) {
+      it = reaps_.erase(it);
+    } else {
+      it->next_ns = now + kReapRetryNs;
+      ++it;
+    }
+  }
+}
+
+void PeerWatch::say_bye_to_members() noexcept {
+  try {
+    // No newcomer reaches this watcher any more; then every member hears bye.
+    if (poller_ && listener_) poller_->remove(listener_.get());
+    listener_.reset();
+    mp_.remove(socket_name(self_.id));
+    flush_events();
+    std::string bye;
+    watch::append_frame(bye, watch::Frame::bye, {});
+    for (auto& [tag, c] : conns_)
+      if (c.member) queue_out(c, tag, bye);
+    // What did not fit gets a moment to drain; a member that does not read sees a crash.
+    const uint64_t deadline = os::monotonic_ns() + 200'000'000;
+    for (;;) {
+      bool pending = false;
+      for (auto& [tag, c] : conns_) pending |= !c.out.empty();
+      const uint64_t now = os::monotonic_ns();
+      if (!pending || now >= deadline) break;
+      os::Poller::Ready ready[64];
+      const size_t n = poller_->wait(ready, 64, int((deadline - now) / 1'000'000 + 1));
+      for (size_t i = 0; i < n; ++i)
+        if (ready[i].tag >= 16 && ready[i].writable) on_writable(ready[i].tag);
+    }
+  } catch (const Error& e) {
+    MPOD_LOG(ipc, warning, "watcher shutdown: %s", e.what());
+  }
+  conns_.clear();
+}
+
+}  // namespace mpod
