@@ -234,59 +234,6 @@ std::vector<ProcessInfo> list(const std::string& domain_dir) {
   return out;
 }
 
-Scanner::Scanner(const std::string& domain_dir, size_t max_kept_open)
-    : domain_dir_(domain_dir), max_kept_open_(max_kept_open) {}
-
-std::vector<ProcessInfo> Scanner::scan() {
-  if (!procs_.valid()) procs_ = open_procs(domain_dir_);  // here, not in the constructor: a scan's errors are the caller's to log
-  std::vector<ProcessInfo> out;
-  size_t kept = 0;
-  for (const auto& [name, e] : open_) kept += bool(e.fd);
-  std::map<std::string, Entry> seen;
-  for (auto& name : procs_.list()) {
-    if (!is_registration_name(name)) continue;
-    Entry entry;  // what an earlier scan learnt of it, if anything
-    if (auto it = open_.find(name); it != open_.end()) {
-      entry = std::move(it->second);
-      open_.erase(it);
-    }
-    os::Fd scan_fd;  // this scan's descriptor of a registration not kept open
-    if (!entry.info && !entry.unreadable) {  // new here: read it once
-      try {
-        os::Fd fd;
-        entry.info = read_registration(procs_, name, &fd);
-        if (!entry.info) continue;  // removed since the listing
-        if (kept < max_kept_open_) {
-          entry.fd = std::move(fd);
-          ++kept;
-        } else {
-          scan_fd = std::move(fd);
-        }
-      } catch (const Error& e) {
-        // Not a registration mpod can use (a directory, a FIFO, another
-        // user's file, junk): remembered, so it is logged once and never stops a scan.
-        MPOD_LOG(runtime, warning, "ignoring %s in the process registry: %s; if no process of this domain uses "
-                 "it, remove it", procs_.path_of(name).c_str(), e.what());
-        entry = Entry{};
-        entry.unreadable = true;
-      }
-    } else if (entry.info && !entry.fd) {
-      scan_fd = procs_.try_open(name, O_RDONLY, os::kAnyOwner);
-      if (!scan_fd) continue;  // removed since the listing
-    }
-    if (entry.info) {
-      // Gone since the listing: not reported, so a clean exit does not look like a crash.
-      const auto alive = test_liveness(entry.fd ? entry.fd.get() : scan_fd.get(), procs_.path_of(name));
-      if (!alive) continue;
-      entry.info->alive = *alive;
-      out.push_back(*entry.info);
-    }
-    seen.emplace(name, std::move(entry));
-  }
-  open_ = std::move(seen);  // what left the directory is closed here
-  return out;
-}
-
 std::optional<ProcessInfo> find(const std::string& domain_dir, const ProcessId& id) {
   auto procs = try_open_domain_subdir(domain_dir, "procs");
   if (!procs) return std::nullopt;  // no registry (yet): nobody is registered

@@ -64,39 +64,6 @@ std::vector<ProcessInfo> list(const std::string& domain_dir);
 std::optional<ProcessInfo> find(const std::string& domain_dir, const ProcessId& id);
 bool is_alive(const std::string& domain_dir, const ProcessId& id);
 
-// list(), scan after scan, for a thread that watches the registry (the
-// channel's monitor, every 20 ms). It keeps open each registration it has
-// read, so a scan is one directory listing and one lock test per process,
-// where list() opens, reads and closes every file each time (3 processes: 8
-// system calls a scan instead of 20). A registration's contents never change
-// once it has its name, so what was read stays right; liveness is tested on
-// every scan. A file that disappears from the directory is closed at the next
-// scan. At most `max_kept_open` files stay open, so a domain of thousands of
-// processes does not use up a process's descriptors (often 1024); those past
-// it are opened for their lock test on each scan (their contents still read
-// once). One scanner per thread.
-class Scanner {
- public:
-  static constexpr size_t kMaxKeptOpen = 64;
-  explicit Scanner(const std::string& domain_dir, size_t max_kept_open = kMaxKeptOpen);
-  // Every registration, liveness tested now, as list() returns them, except
-  // that one found unlocked and already unlinked is left out (its owner
-  // exited while the scan ran: not a crash). An entry that cannot be opened,
-  // read or parsed is skipped, with one log line, for as long as it stays.
-  std::vector<ProcessInfo> scan();
-
- private:
-  struct Entry {
-    std::optional<ProcessInfo> info;  // read once
-    os::Fd fd;                        // empty past max_kept_open_: opened on each scan
-    bool unreadable = false;          // logged once, then skipped
-  };
-  std::string domain_dir_;
-  os::Dir procs_;  // opened by the first scan
-  size_t max_kept_open_;
-  std::map<std::string, Entry> open_;  // by file name
-};
-
 // Removes the registration of every dead process, calling `on_reaped` with
 // each after its file is gone (to remove that process's other files).
 // Concurrent reapers are safe: a reaper holds a shared lock (granted only

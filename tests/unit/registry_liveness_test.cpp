@@ -123,78 +123,24 @@ TEST(Registry, KilledProcessIsDeadAndReapedExactlyOnce) {
   EXPECT_EQ(reaped_id, live.id);
 }
 
-// Descriptors this process has open (the listing's own included, the same each time).
-size_t open_fds() {
-  const auto it = std::filesystem::directory_iterator("/proc/self/fd");
-  return size_t(std::distance(std::filesystem::begin(it), std::filesystem::end(it)));
-}
-
-// The monitor's scanner keeps registrations open between scans (up to a
-// limit, past which it opens them on each scan): either way it must see
-// arrivals, deaths (lock released, file still there), clean exits and
-// removals exactly as list() does, skip what is not a registration without
-// failing the scan, and close what it no longer needs.
-void scanner_agrees_with_list(size_t max_kept_open) {
+// The watcher reaps one process the moment it hears of its death: only a
+// dead one, exactly once, and says so while the process still holds its lock.
+TEST(Registry, ReapOneTakesOnlyTheDeadAndOnlyOnce) {
   TempDir dir;
-  const std::string procs = registry::procs_dir(dir.path());
-  std::filesystem::create_directory(procs);
-  registry::Scanner scanner(dir.path(), max_kept_open);
-  EXPECT_TRUE(scanner.scan().empty());   // opens the scanner's own directory descriptor
-  const size_t fds_before = open_fds();  // which is included from here on
-  using Seen = std::set<std::pair<std::string, bool>>;
-  auto as_set = [](const std::vector<ProcessInfo>& v) {
-    Seen out;
-    for (auto& p : v) out.insert({p.id.hex(), p.alive});
-    return out;
-  };
-  auto same_as_list = [&](size_t expected) {
-    const auto scanned = scanner.scan();
-    EXPECT_EQ(scanned.size(), expected);
-    EXPECT_EQ(as_set(scanned), as_set(registry::list(dir.path())));
-    return as_set(scanned);
-  };
-  same_as_list(0);
-  auto a = spawn_registered(dir.path(), Role::secondary);
-  auto b = spawn_registered(dir.path(), Role::primary);
-  EXPECT_EQ(same_as_list(2), (Seen{{a.id.hex(), true}, {b.id.hex(), true}}));
-  EXPECT_LE(open_fds(), fds_before + std::min<size_t>(2, max_kept_open));
-  // A file with a registration's name but not a registration's contents.
-  const std::string junk = ProcessId::random().hex();
-  { std::ofstream(procs + "/" + junk) << "not a registration\n"; }
-  same_as_list(2);
-  same_as_list(2);
-  // A directory with a registration's name: list() cannot read it, the scanner skips it.
-  const std::string odd = procs + "/" + ProcessId::random().hex();
-  std::filesystem::create_directory(odd);
-  EXPECT_EQ(as_set(scanner.scan()), (Seen{{a.id.hex(), true}, {b.id.hex(), true}}));
-  std::filesystem::remove(odd);
-  // This process registers, then unregisters cleanly: gone, never dead.
-  {
-    auto me = registry::Registration::create(dir.path(), Role::secondary);
-    EXPECT_TRUE(same_as_list(3).count({me.info().id.hex(), true}));
-    me.unregister();
-  }
-  same_as_list(2);
-  kill(a.pid, SIGKILL);
-  waitpid(a.pid, nullptr, 0);
-  EXPECT_EQ(same_as_list(2), (Seen{{a.id.hex(), false}, {b.id.hex(), true}}));
-  EXPECT_EQ(registry::reap(dir.path()).size(), 2u);  // the dead one and the junk file (unlocked too)
-  EXPECT_EQ(same_as_list(1), (Seen{{b.id.hex(), true}}));
-  auto c = spawn_registered(dir.path(), Role::secondary);
-  same_as_list(2);
-  for (auto* k : {&b, &c}) {
-    kill(k->pid, SIGKILL);
-    waitpid(k->pid, nullptr, 0);
-  }
-  EXPECT_EQ(same_as_list(2), (Seen{{b.id.hex(), false}, {c.id.hex(), false}}));
-  EXPECT_EQ(registry::reap(dir.path()).size(), 2u);
-  same_as_list(0);
-  EXPECT_EQ(open_fds(), fds_before) << "the scanner closes the registrations that are gone";
+  std::filesystem::create_directory(registry::procs_dir(dir.path()));
+  auto live = spawn_registered(dir.path(), Role::primary);
+  auto victim = spawn_registered(dir.path(), Role::secondary);
+  EXPECT_EQ(registry::reap_one(dir.path(), live.id), registry::ReapOne::alive);
+  EXPECT_EQ(registry::reap_one(dir.path(), victim.id), registry::ReapOne::alive);
+  kill(victim.pid, SIGKILL);
+  waitpid(victim.pid, nullptr, 0);
+  EXPECT_EQ(registry::reap_one(dir.path(), victim.id), registry::ReapOne::reaped);
+  EXPECT_EQ(registry::reap_one(dir.path(), victim.id), registry::ReapOne::absent);
+  EXPECT_EQ(registry::reap_one(dir.path(), ProcessId::random()), registry::ReapOne::absent);
+  EXPECT_TRUE(registry::is_alive(dir.path(), live.id));
+  kill(live.pid, SIGKILL);
+  waitpid(live.pid, nullptr, 0);
 }
-
-TEST(Registry, ScannerKeepingFilesOpenAgreesWithList) { scanner_agrees_with_list(registry::Scanner::kMaxKeptOpen); }
-
-TEST(Registry, ScannerPastItsOpenFileLimitAgreesWithList) { scanner_agrees_with_list(1); }
 
 TEST(Registry, IdsAreUniqueAcrossManyConcurrentRegistrations) {
   TempDir dir;
