@@ -92,9 +92,16 @@ ChannelImpl::ChannelImpl(std::string domain_dir, ProcessInfo self, mode_t mode, 
   PeerWatch::Hooks hooks = std::move(reaping);
   hooks.event = [this](const ProcessInfo& p, PeerEvent e) { on_peer_event(p, e); };
   hooks.members = [this](const std::vector<ProcessInfo>& list, bool initial) { on_members(list, initial); };
+  // Room for the largest domain's connections (the watcher's) and more, as far as the hard limit allows.
+  os::raise_descriptor_limit(65536);
+  // Links keep a descriptor each: a small share of what the process may
+  // open, and within what the watcher keeps free.
+  link_cap_ = std::clamp<size_t>(size_t(os::descriptor_limit()) / 16, 2, 64);
+  PeerWatch::Limits limits;
+  limits.reserve_fds = int(link_cap_) + 6;  // and a few for files opened for a moment
   try {
-    watch_ = std::make_unique<PeerWatch>(domain_, mp_, self_, std::move(watch_lock), std::move(hooks),
-                                         PeerWatch::Limits{}, PeerWatch::kAdmitTimeoutNs);
+    watch_ = std::make_unique<PeerWatch>(domain_, mp_, self_, std::move(watch_lock), std::move(hooks), limits,
+                                         PeerWatch::kAdmitTimeoutNs);
   } catch (...) {
     stopping_.store(true);
     os::signal_event(stop_event_.get());
@@ -103,8 +110,6 @@ ChannelImpl::ChannelImpl(std::string domain_dir, ProcessInfo self, mode_t mode, 
     remove_endpoint(domain_, self_.id);
     throw;
   }
-  // Links keep a descriptor each: a small share of what the process may open.
-  link_cap_ = std::clamp<size_t>(size_t(os::descriptor_limit()) / 16, 2, 64);
 }
 
 ChannelImpl::~ChannelImpl() {

@@ -14,8 +14,6 @@
 namespace mpod {
 
 namespace {
-// Room for the largest domain's connections and everything else a process opens.
-constexpr int kWantedDescriptors = 65536;
 constexpr uint64_t kFrameSendTimeoutNs = 2'000'000'000ull;
 
 // Sends all of `bytes` on a non-blocking connection, waiting for room up to
@@ -38,7 +36,6 @@ bool send_with_deadline(int fd, const std::string& bytes, uint64_t deadline_ns) 
 PeerWatch::PeerWatch(std::string domain, os::Dir mp, ProcessInfo self, os::Fd held_lock, Hooks hooks,
                      Limits limits, uint64_t admit_timeout_ns)
     : domain_(std::move(domain)), mp_(std::move(mp)), self_(std::move(self)), hooks_(std::move(hooks)), limits_(limits) {
-  os::raise_descriptor_limit(kWantedDescriptors);
   wake_ = os::make_event();
   if (held_lock) {
     lock_ = std::move(held_lock);
@@ -52,7 +49,7 @@ PeerWatch::PeerWatch(std::string domain, os::Dir mp, ProcessInfo self, os::Fd he
       const Join j = try_join(&why, deadline);
       if (j == Join::admitted) break;
       if (j == Join::refused)
-        throw Error(Errc::busy, "the watcher of " + domain_ + " (" + registry::describe(watcher_info_) +
+        throw Error(Errc::busy, "the watcher of " + domain_ + " (process " + watcher_info_.id.short_hex() +
                                     ") refused this process: " + why,
                     mp_.path());
       if (os::monotonic_ns() >= deadline)

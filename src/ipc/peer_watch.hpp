@@ -58,9 +58,10 @@ class PeerWatch {
   };
   struct Limits {
     size_t max_members = kMaxProcesses;  // this process included
-    // Descriptors the watcher keeps free for everything else it does; an
-    // attach that would leave fewer is refused.
-    int reserve_fds = 12;
+    // Descriptors the watcher keeps free for everything else it does (its
+    // links to peers, files it opens for a moment); an attach that would
+    // leave fewer is refused.
+    int reserve_fds = 8;
   };
 
   static constexpr const char* kLockName = "watch.lock";
