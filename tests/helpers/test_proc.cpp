@@ -13,6 +13,18 @@
 //   requester --to=all|ID --action=NAME [--data=TEXT] [--timeout=MS] [--threads=T --count=N] [--fd-text=TEXT]
 //             makes requests and prints each REPLY / FAIL; with --threads, checks every reply
 //             matches its request and prints MATCHED n
+//   member    [--events] [--spawn=K] [--ask-primary] [--timeout=MS]
+//             secondary that stays attached: with --spawn, first starts K more members like
+//             itself (same arguments, without --spawn; the pod's PID 1 launching the rest of
+//             its pod) and at the end waits for them (exit 2 if one failed); with --events,
+//             prints every peer event as "EVENT <event> <id> t=<CLOCK_MONOTONIC ns>"; with
+//             --ask-primary, sends one mpod.ping request to the primary (fails with exit 2 if
+//             it gets no reply within --timeout); then prints
+//             "MEMBER id=<id> pid=<pid> host=<host> t=<ns>". On SIGUSR1 it pings the primary
+//             and prints "PING-PRIMARY ok ms=<ms>" or "PING-PRIMARY failed error=<e> detail=<d>".
+//             Leaves cleanly on SIGTERM/SIGINT or on the channel action "quit" (which it
+//             answers "quitting"; the way to stop a member that is PID 1 of a pod, where
+//             unshare does not pass signals on).
 // Channel actions of primary and responder: echo (replies "echo:<data>|<host>|<pid>"),
 // boom (throws), slow (never replies), fd-read (replies with the text read from the fd it got),
 // note (prints "NOTE from=<sender id> data=<data>"; a request is answered "noted").
@@ -28,6 +40,8 @@
 // Exit codes: 0 success, 1 mpod::Error (printed as "ERROR <code>: <message>"), 2 check failed.
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -73,6 +87,9 @@ struct Args {
   std::string make_ring, ring;
   uint64_t total = 0;
   bool burst = false;
+  // member
+  bool events = false, ask_primary = false;
+  int spawn = 0;
 };
 
 // What ring stress processes pass: a record that checks itself.
@@ -413,6 +430,113 @@ int run_requester(Runtime& rt, const Args& a) {
   return wrong.load() == 0 ? 0 : 2;
 }
 
+// ---- member: a secondary that stays attached, for the liveness tests ----
+
+// SIGUSR1 asks a member to ping the primary; blocked before any thread exists
+// so that it queues for sigwait like the stop signals.
+sigset_t member_signals() {
+  sigset_t set = test::stop_signals();
+  sigaddset(&set, SIGUSR1);
+  return set;
+}
+
+// The primary's id as the registry says now; empty if there is no live one.
+ProcessId live_primary(Runtime& rt) {
+  for (auto& p : rt.processes())
+    if (p.role == Role::primary && p.alive) return p.id;
+  return ProcessId{};
+}
+
+// One mpod.ping to the primary: empty if it answered, else why not.
+std::string ping_primary(Runtime& rt, int timeout_ms, double* ms) {
+  const ProcessId primary = live_primary(rt);
+  if (primary.empty()) return "error=dead detail=no live primary in the registry";
+  const uint64_t t0 = monotonic_ns();
+  Replies r = rt.channel().request(primary, "mpod.ping", {}, std::chrono::milliseconds(timeout_ms));
+  *ms = (monotonic_ns() - t0) / 1e6;
+  if (!r.replies.empty()) return "";
+  if (r.failures.empty()) return "error=none detail=neither a reply nor a failure";
+  return std::string("error=") + peer_error_name(r.failures.front().error) + " detail=" + r.failures.front().detail;
+}
+
+// Starts `n` members like this one: the same arguments without --spawn.
+// Called before the Runtime starts (no threads yet, so fork is safe).
+std::vector<pid_t> spawn_members(int n, int argc, char** argv) {
+  std::vector<std::string> args;
+  for (int k = 0; k < argc; ++k)
+    if (!std::string(argv[k]).starts_with("--spawn=")) args.push_back(argv[k]);
+  std::vector<char*> cargv;
+  for (auto& x : args) cargv.push_back(x.data());
+  cargv.push_back(nullptr);
+  std::vector<pid_t> kids;
+  std::fflush(stdout);
+  for (int k = 0; k < n; ++k) {
+    pid_t pid = fork();
+    if (pid < 0) fail(std::string("fork: ") + std::strerror(errno));
+    if (pid == 0) {
+      prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the member that started it
+      execv("/proc/self/exe", cargv.data());
+      std::printf("CHECK-FAILED exec /proc/self/exe: %s\n", std::strerror(errno));
+      std::fflush(stdout);
+      _exit(2);
+    }
+    kids.push_back(pid);
+  }
+  return kids;
+}
+
+// Waits for the members spawn_members() started: 0 if all exited 0, else 2.
+int wait_members(const std::vector<pid_t>& kids) {
+  int code = 0;
+  for (pid_t k : kids) {
+    int st = 0;
+    if (waitpid(k, &st, 0) != k) {
+      std::printf("CHECK-FAILED waitpid %d: %s\n", int(k), std::strerror(errno));
+      code = 2;
+    } else if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+      std::printf("CHECK-FAILED member pid %d ended with %s %d\n", int(k), WIFEXITED(st) ? "exit code" : "signal",
+                  WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+      code = 2;
+    }
+  }
+  std::fflush(stdout);
+  return code;
+}
+
+int run_member(Runtime& rt, const Args& a) {
+  auto& ch = rt.channel();
+  ch.register_action("quit", [](Incoming& in) {
+    in.reply("quitting");
+    kill(getpid(), SIGTERM);  // blocked in every thread: it queues for the sigwait below, PID 1 or not
+  });
+  if (a.events)
+    ch.subscribe([](const ProcessInfo& p, PeerEvent e) {
+      std::printf("EVENT %s %s t=%llu\n", peer_event_name(e), p.id.hex().c_str(),
+                  static_cast<unsigned long long>(monotonic_ns()));
+      std::fflush(stdout);
+    });
+  if (a.ask_primary) {
+    double ms = 0;
+    std::string why = ping_primary(rt, a.timeout_ms, &ms);
+    if (!why.empty()) fail("asking the primary: " + why);
+  }
+  std::printf("MEMBER id=%s pid=%d host=%s t=%llu\n", rt.self().id.hex().c_str(), rt.self().pid,
+              rt.self().hostname.c_str(), static_cast<unsigned long long>(monotonic_ns()));
+  std::fflush(stdout);
+  const sigset_t set = member_signals();
+  for (;;) {
+    int sig = 0;
+    sigwait(&set, &sig);
+    if (sig != SIGUSR1) break;
+    double ms = 0;
+    std::string why = ping_primary(rt, a.timeout_ms, &ms);
+    if (why.empty()) std::printf("PING-PRIMARY ok ms=%.3f\n", ms);
+    else std::printf("PING-PRIMARY failed %s\n", why.c_str());
+    std::fflush(stdout);
+  }
+  return 0;
+}
+
 // A well-formed "echo" request sent straight to a socket, by whoever runs
 // this (the tests run it as a foreign uid): the receiver must drop it.
 int raw_send(const std::string& socket_path) {
@@ -539,7 +663,8 @@ int main(int argc, char** argv) {
     ++i;
   }
   if (i >= argc) {
-    std::fprintf(stderr, "usage: mpod-test-proc [--hostname=NAME] primary|pod|attach [runtime options] [-- args]\n");
+    std::fprintf(stderr, "usage: mpod-test-proc [--hostname=NAME] primary|pod|attach|member|responder|requester|... "
+                         "[runtime options] [-- args]\n");
     return 2;
   }
   std::string mode = argv[i];
@@ -576,14 +701,29 @@ int main(int argc, char** argv) {
       else if (s.starts_with("--ring=")) a.ring = s.substr(7);
       else if (s.starts_with("--total=")) a.total = std::stoull(s.substr(8));
       else if (s == "--burst") a.burst = true;
+      else if (s == "--events") a.events = true;
+      else if (s == "--ask-primary") a.ask_primary = true;
+      else if (s.starts_with("--spawn=")) a.spawn = std::stoi(s.substr(8));
       else {
         std::fprintf(stderr, "mpod-test-proc: unknown argument %s\n", s.c_str());
         return 2;
       }
     }
     if (mode == "primary" && o.proc_type == ProcType::secondary) o.proc_type = ProcType::primary;
-    if (mode == "pod" || mode == "responder" || mode == "requester" || mode.starts_with("ring-"))
+    if (mode == "pod" || mode == "responder" || mode == "requester" || mode == "member" || mode.starts_with("ring-"))
       o.proc_type = ProcType::secondary;
+    if (mode == "member") {
+      const sigset_t set = member_signals();
+      sigprocmask(SIG_BLOCK, &set, nullptr);
+      const std::vector<pid_t> kids = spawn_members(a.spawn, argc, argv);
+      int code;
+      {
+        auto rt = Runtime::start(o);
+        code = run_member(*rt, a);
+      }  // detached before waiting for the members it started
+      const int kids_code = wait_members(kids);
+      return code != 0 ? code : kids_code;
+    }
     auto rt = Runtime::start(o);
     if (mode == "primary") return run_primary(*rt, a);
     if (mode == "pod") return run_pod(*rt, a);
