@@ -1,6 +1,10 @@
-// mpod-dpdk-primary [EAL options]: a DPDK 22.11 primary for the attach
-// benchmark. Prints READY once rte_eal_init returns, runs until SIGTERM.
+// mpod-dpdk-primary [EAL options]: a DPDK 22.11 process that initialises EAL
+// and waits: the primary of mpod-bench-attach, and both the primary and the
+// idle secondaries (--proc-type=secondary) of mpod-bench-liveness. Prints
+// "READY <CLOCK_MONOTONIC ns>" once rte_eal_init returns, runs until SIGTERM
+// or SIGINT.
 #include <signal.h>
+#include <time.h>
 
 #include <cstdio>
 
@@ -16,7 +20,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "mpod-dpdk-primary: rte_eal_init failed\n");
     return 1;
   }
-  std::printf("READY\n");
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  std::printf("READY %lld\n", (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec);
   std::fflush(stdout);
   int sig;
   sigwait(&set, &sig);
