@@ -168,6 +168,12 @@ TEST_F(Liveness, AttachStormOfFourSecondariesInEachOfManyPods) {
   const std::string primary_id = id_of(primary);
   ASSERT_EQ(primary_id.size(), 32u) << primary.output();
 
+  // For failure messages: whether the primary still runs, and the end of what it said.
+  auto primary_state = [&primary] {
+    const std::string out = primary.output();
+    return std::string("\nthe primary is ") + (primary.running() ? "running" : "gone") + "; it said (the end):\n" +
+           (out.size() > 3000 ? "..." + out.substr(out.size() - 3000) : out);
+  };
   const auto t0 = steady_clock::now();
   const uint64_t t0_ns = monotonic_ns();
   std::vector<Child> group;
@@ -184,9 +190,10 @@ TEST_F(Liveness, AttachStormOfFourSecondariesInEachOfManyPods) {
     for (int k = 0; k < pods; ++k) {
       const std::string out = group[k].output();
       up += int(count(out, "MEMBER id="));
-      ASSERT_FALSE(says_it_failed(out)) << "pod " << k << ":\n" << out;
+      ASSERT_FALSE(says_it_failed(out)) << "pod " << k << ":\n" << out << primary_state();
       if (count(out, "MEMBER id=") < size_t(kPerPod)) {
-        ASSERT_TRUE(group[k].running()) << "pod " << k << " ended before its members were up:\n" << out;
+        ASSERT_TRUE(group[k].running()) << "pod " << k << " ended before its members were up:\n"
+                                        << out << primary_state();
       }
     }
     seen = int(count(primary.output(), "EVENT attached "));
@@ -219,7 +226,7 @@ TEST_F(Liveness, AttachStormOfFourSecondariesInEachOfManyPods) {
       if (++behind_pods == 1) behind = "pod " + std::to_string(k) + " said:\n" + out;
     }
     FAIL() << "only " << up << " of " << total << " secondaries up within " << duration_cast<seconds>(up_bound).count()
-           << " s; " << behind_pods << " pods behind; " << behind;
+           << " s; " << behind_pods << " pods behind; " << behind << primary_state();
   }
   EXPECT_TRUE(all_seen) << "the primary got only " << seen << " of " << total << " attached events within "
                         << duration_cast<seconds>(up_bound).count() << " s";
