@@ -12,6 +12,8 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -88,7 +90,8 @@ class ChannelImpl final : public Channel {
   // one nobody is using is closed to make room, so a process's descriptors
   // do not grow with its peers.
   std::shared_ptr<PeerLink> link_to(const ProcessId& to);
-  bool owner_is_dead(uint64_t tag) const;
+  // The lane owner tags of every live process.
+  std::set<uint64_t> live_tags() const;
   std::vector<ProcessId> live_peers() const;
   std::shared_ptr<Pending> start_request(const std::vector<ProcessId>& to, std::string_view name,
                                          std::span<const uint8_t> data, std::span<const int> fds,

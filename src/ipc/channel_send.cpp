@@ -16,17 +16,13 @@ using namespace channel_detail;
 
 // ---- sending ----
 
-bool ChannelImpl::owner_is_dead(uint64_t tag) const {
-  {
-    std::lock_guard g(peers_mu_);
-    for (auto& [hex, p] : peers_)
-      if (mailbox::owner_tag(p.id) == tag) return false;
-  }
-  // Not a peer the watch told us of: the registry decides (a lane is taken
-  // over only from an owner found dead, never from one merely unknown).
+std::set<uint64_t> ChannelImpl::live_tags() const {
+  // The registry decides, not only the peers the watch told us of: a lane
+  // is taken over only from an owner found dead, never from one merely unknown.
+  std::set<uint64_t> out;
   for (auto& p : registry::list(domain_))
-    if (p.alive && mailbox::owner_tag(p.id) == tag) return false;
-  return true;
+    if (p.alive) out.insert(mailbox::owner_tag(p.id));
+  return out;
 }
 
 std::shared_ptr<ChannelImpl::PeerLink> ChannelImpl::link_to(const ProcessId& to) {
@@ -57,7 +53,12 @@ std::shared_ptr<ChannelImpl::PeerLink> ChannelImpl::link_to(const ProcessId& to)
   if (!l->socket) return l;  // not bound yet: decide again next time
   if (l->mailbox) {
     // Our lane in its mailbox outlives the link: a link made again finds it ours.
-    l->lane = l->mailbox->claim_lane(self_.id, [this](uint64_t tag) { return owner_is_dead(tag); });
+    // Asked only when every lane is held: one pass over the registry for all of them.
+    std::optional<std::set<uint64_t>> live;
+    l->lane = l->mailbox->claim_lane(self_.id, [&](uint64_t tag) {
+      if (!live) live = live_tags();
+      return !live->count(tag);
+    });
     if (l->lane < 0)
       MPOD_LOG(ipc, info, "every lane of %s is taken by a live sender; messages to it go by socket",
                l->mailbox->path().c_str());
