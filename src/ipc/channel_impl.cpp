@@ -98,7 +98,7 @@ ChannelImpl::ChannelImpl(std::string domain_dir, ProcessInfo self, mode_t mode, 
   // open, and within what the watcher keeps free.
   link_cap_ = std::clamp<size_t>(size_t(os::descriptor_limit()) / 16, 2, 64);
   PeerWatch::Limits limits;
-  limits.reserve_fds = int(link_cap_) + 4;  // and a few for files opened for a moment
+  limits.reserve_fds = int(link_cap_) + 2;  // and two for files opened for a moment (a registration read)
   try {
     watch_ = std::make_unique<PeerWatch>(domain_, mp_, self_, std::move(watch_lock), std::move(hooks), limits,
                                          PeerWatch::kAdmitTimeoutNs);
