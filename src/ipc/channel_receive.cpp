@@ -121,19 +121,9 @@ size_t ChannelImpl::drain_socket(uint8_t* buf) {
 }
 
 size_t ChannelImpl::drain_lanes(uint8_t* buf) {
-  // Round robin, at most one lap of slots per lane per pass, so a busy sender cannot starve the others.
-  size_t n = 0;
-  for (uint32_t k = 0; k < mailbox::kLanes; ++k) {
-    const int lane = int((lane_cursor_ + k) % mailbox::kLanes);
-    for (uint32_t i = 0; i < mailbox::kSlots; ++i) {
-      const int len = inbox_->pop(lane, buf);
-      if (len < 0) break;
-      ++n;
-      handle_message({buf, size_t(len)}, {}, lane);
-    }
-  }
-  lane_cursor_ = (lane_cursor_ + 1) % mailbox::kLanes;
-  return n;
+  // The lanes flagged ready, at most one lap of slots each (see Mailbox::drain).
+  return inbox_->drain(lane_cursor_, buf,
+                       [this](int lane, std::span<const uint8_t> bytes) { handle_message(bytes, {}, lane); });
 }
 
 bool ChannelImpl::sender_is(const ProcessId& id, uid_t uid) const {

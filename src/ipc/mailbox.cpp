@@ -9,15 +9,34 @@
 
 namespace mpod::mailbox {
 
-// Memory orderings. Lane: the producer writes a slot's bytes, then stores
-// tail with release; the consumer loads tail with acquire before reading the
-// slot, and stores head with release after copying it out, which the
-// producer's acquire load of head pairs with before it reuses the slot.
-// Doorbell: the producer's store to tail and its load of `sleeping`, and the
-// receiver's store to `sleeping` and its load of tail, are seq_cst, so at
-// least one of them sees the other (no lost wake-up). Boxes: the replier
-// claims a box by CAS (acquire), writes, and publishes with a release store
-// of the ready state; the requester reads the data after an acquire load.
+// Memory orderings.
+// Slots: the producer writes a slot's bytes before it stores tail; the
+// receiver copies them out after it loads tail and before it stores head
+// (release), which the producer loads (acquire) before it reuses the slot.
+// Tail's store and the receiver's load of it are seq_cst, which includes
+// release and acquire, for the pairs below.
+// Ready bits and doorbell: every access to tail, the ready words and
+// `sleeping` is seq_cst, because the protocol is two store-then-load pairs,
+// and only seq_cst on all four accesses of a pair makes one side see the
+// other's store:
+//   1. Producer: store tail, then load its bit (setting it if clear).
+//      Receiver: take a word (exchange it to 0), then load its lanes' tails.
+//      A producer that finds its bit set skips setting it: if the receiver
+//      took the word after that load, it loads the new tail and drains the
+//      message; if not, the bit is still set for its next look. A bit set
+//      after the receiver took the word waits for the next pass (spurious if
+//      that pass emptied the lane already: harmless).
+//   2. Producer: its bit is set (by it or before), then load `sleeping`
+//      (take_doorbell). Receiver: store `sleeping`, then load the words
+//      (prepare_to_sleep). Either the receiver sees the bit and stays up, or
+//      the producer sees the flag and rings.
+// The receiver's re-flagging of a lane it left non-empty is for its own next
+// pass (a live sender's pushes after the receiver took the word have flagged
+// the lane already; this covers a flag that was lost); it is seq_cst like
+// every access to the words, so the pairs above hold whoever set a bit.
+// Boxes: the replier claims a box by CAS (acquire), writes, and publishes with
+// a release store of the ready state; the requester reads the data after an
+// acquire load.
 
 struct Mailbox::Header {
   uint32_t magic;
@@ -25,14 +44,17 @@ struct Mailbox::Header {
   uint32_t lanes, slots, slot_size, boxes, box_size;
   uint32_t pad0;
   alignas(64) std::atomic<uint32_t> sleeping;
-  char pad1[64 - sizeof(std::atomic<uint32_t>)];
+  // One cache line per word: senders flagging lanes of different words do
+  // not contend, and the receiver's 16 loads hit lines that change only when
+  // a lane goes from idle to busy.
+  struct alignas(64) ReadyWord {
+    std::atomic<uint64_t> bits;
+  } ready[kReadyWords];
 };
 
-struct Mailbox::Lane {
-  alignas(64) std::atomic<uint64_t> owner;  // owner_tag of the sending process, 0 if free
-  alignas(64) std::atomic<uint32_t> tail;   // written by the owner only
-  alignas(64) std::atomic<uint32_t> head;   // written by the receiver only
-  alignas(64) uint8_t slots[kSlots][kSlotSize];  // each: uint32 length, then bytes
+struct Mailbox::Ends {
+  alignas(64) std::atomic<uint32_t> tail;  // written by the owner only
+  alignas(64) std::atomic<uint32_t> head;  // written by the receiver only
 };
 
 struct Mailbox::Box {
@@ -44,12 +66,18 @@ struct Mailbox::Box {
 static_assert(sizeof(std::atomic<uint32_t>) == 4 && std::atomic<uint32_t>::is_always_lock_free);
 static_assert(std::atomic<uint64_t>::is_always_lock_free);
 
+static_assert(kLanes % 64 == 0 && kReadyWords * 64 == kLanes, "every bit of the ready words names a lane");
+
 namespace {
-constexpr size_t kHeaderBytes = 4096;
-size_t lanes_offset() { return kHeaderBytes; }
-size_t lanes_bytes() { return size_t(kLanes) * (64 * 3 + size_t(kSlots) * kSlotSize); }
-size_t boxes_offset() { return kHeaderBytes + lanes_bytes(); }
-size_t total_size() { return boxes_offset() + size_t(kBoxes) * 1024; }
+constexpr size_t kPage = 4096;
+constexpr size_t kHeaderBytes = kPage;
+constexpr size_t kOwnersOffset = kHeaderBytes;  // uint64 owner_tag per lane, 0 if free
+constexpr size_t kEndsOffset = kOwnersOffset + size_t(kLanes) * 8;
+constexpr size_t kLaneSlotsBytes = size_t(kSlots) * kSlotSize;  // each slot: uint32 length, then bytes
+constexpr size_t kSlotsOffset = kEndsOffset + size_t(kLanes) * 128;
+constexpr size_t kBoxesOffset = kSlotsOffset + size_t(kLanes) * kLaneSlotsBytes;
+constexpr size_t kTotalSize = kBoxesOffset + size_t(kBoxes) * 1024;
+static_assert(kSlotsOffset % kPage == 0 && kLaneSlotsBytes % kPage == 0, "a lane's slots share no page with another's");
 }  // namespace
 
 uint64_t owner_tag(const ProcessId& id) noexcept {
@@ -60,18 +88,24 @@ uint64_t owner_tag(const ProcessId& id) noexcept {
 
 Mailbox::Mailbox(std::string path, void* base, size_t size) : path_(std::move(path)), base_(base), size_(size) {
   static_assert(sizeof(Header) <= kHeaderBytes);
-  static_assert(sizeof(Lane) == 64 * 3 + size_t(kSlots) * kSlotSize);
+  static_assert(sizeof(Ends) == 128);
   static_assert(sizeof(Box) == 1024);
 }
 
 Mailbox::~Mailbox() { os::unmap(base_, size_); }
 
 Mailbox::Header* Mailbox::header() const noexcept { return static_cast<Header*>(base_); }
-Mailbox::Lane* Mailbox::lane(int i) const noexcept {
-  return reinterpret_cast<Lane*>(static_cast<uint8_t*>(base_) + lanes_offset()) + i;
+std::atomic<uint64_t>& Mailbox::owner(int i) const noexcept {
+  return reinterpret_cast<std::atomic<uint64_t>*>(static_cast<uint8_t*>(base_) + kOwnersOffset)[i];
+}
+Mailbox::Ends* Mailbox::ends(int i) const noexcept {
+  return reinterpret_cast<Ends*>(static_cast<uint8_t*>(base_) + kEndsOffset) + i;
+}
+uint8_t* Mailbox::slot(int i, uint32_t n) const noexcept {
+  return static_cast<uint8_t*>(base_) + kSlotsOffset + size_t(i) * kLaneSlotsBytes + size_t(n % kSlots) * kSlotSize;
 }
 Mailbox::Box* Mailbox::box(uint32_t i) const noexcept {
-  return reinterpret_cast<Box*>(static_cast<uint8_t*>(base_) + boxes_offset()) + i;
+  return reinterpret_cast<Box*>(static_cast<uint8_t*>(base_) + kBoxesOffset) + i;
 }
 
 MailboxPtr Mailbox::create(const os::Dir& dir, const std::string& name) {
@@ -80,7 +114,7 @@ MailboxPtr Mailbox::create(const os::Dir& dir, const std::string& name) {
   dir.remove(name);
   const std::string path = dir.path_of(name);
   os::Fd fd = dir.create(name, O_RDWR, 0600, os::Share::none);
-  const size_t size = total_size();
+  const size_t size = kTotalSize;
   os::truncate_file(fd.get(), size, path);  // sparse: pages appear as lanes are used
   void* base = os::map_shared(size, fd.get(), path);
   MailboxPtr m(new Mailbox(path, base, size));  // the mapping keeps the file: no descriptor held per mailbox
@@ -102,7 +136,7 @@ MailboxPtr Mailbox::open(const os::Dir& dir, const std::string& name) {
   os::Fd fd = dir.try_open(name, O_RDWR, me);
   if (!fd) return nullptr;
   const std::string path = dir.path_of(name);
-  const size_t size = total_size();
+  const size_t size = kTotalSize;
   if (os::file_size(fd.get(), path) != size)
     throw Error(Errc::corrupt, "mailbox " + path + " has the wrong size; it was made by another mpod version or damaged. "
                                "Restart that process with the same mpod version");
@@ -118,36 +152,42 @@ MailboxPtr Mailbox::open(const os::Dir& dir, const std::string& name) {
   return m;
 }
 
-uint64_t Mailbox::lane_owner(int i) const noexcept { return lane(i)->owner.load(std::memory_order_acquire); }
+uint64_t Mailbox::lane_owner(int i) const noexcept { return owner(i).load(std::memory_order_acquire); }
 
 bool Mailbox::try_take(int i, uint64_t expected, uint64_t tag) noexcept {
-  return lane(i)->owner.compare_exchange_strong(expected, tag, std::memory_order_acq_rel);
+  return owner(i).compare_exchange_strong(expected, tag, std::memory_order_acq_rel);
 }
 
 void Mailbox::release_lane(int i, const ProcessId& self) noexcept {
   uint64_t tag = owner_tag(self);
-  lane(i)->owner.compare_exchange_strong(tag, 0, std::memory_order_acq_rel);
+  owner(i).compare_exchange_strong(tag, 0, std::memory_order_acq_rel);
 }
 
 bool Mailbox::push(int i, std::span<const os::Part> parts) noexcept {
-  Lane* l = lane(i);
-  const uint32_t tail = l->tail.load(std::memory_order_relaxed);
-  if (tail - l->head.load(std::memory_order_acquire) >= kSlots) return false;
-  uint8_t* slot = l->slots[tail % kSlots];
+  Ends* e = ends(i);
+  const uint32_t tail = e->tail.load(std::memory_order_relaxed);
+  if (tail - e->head.load(std::memory_order_acquire) >= kSlots) return false;
+  uint8_t* s = slot(i, tail);
   uint32_t len = 0;
   for (auto& p : parts) {
     if (p.len == 0) continue;  // an empty payload may come with a null pointer
-    std::memcpy(slot + 8 + len, p.data, p.len);
+    std::memcpy(s + 8 + len, p.data, p.len);
     len += static_cast<uint32_t>(p.len);
   }
-  std::memcpy(slot, &len, 4);
-  l->tail.store(tail + 1, std::memory_order_seq_cst);
+  std::memcpy(s, &len, 4);
+  e->tail.store(tail + 1, std::memory_order_seq_cst);
+  // Read before writing: while the receiver has not taken the word, a busy
+  // lane's bit stays set and its sender does no locked operation on a line
+  // other senders write too.
+  auto& word = header()->ready[uint32_t(i) / 64].bits;
+  const uint64_t bit = uint64_t(1) << (uint32_t(i) % 64);
+  if ((word.load(std::memory_order_seq_cst) & bit) == 0) word.fetch_or(bit, std::memory_order_seq_cst);
   return true;
 }
 
 bool Mailbox::has_room(int i) const noexcept {
-  Lane* l = lane(i);
-  return l->tail.load(std::memory_order_relaxed) - l->head.load(std::memory_order_acquire) < kSlots;
+  Ends* e = ends(i);
+  return e->tail.load(std::memory_order_relaxed) - e->head.load(std::memory_order_acquire) < kSlots;
 }
 
 bool Mailbox::take_doorbell() noexcept {
@@ -156,26 +196,36 @@ bool Mailbox::take_doorbell() noexcept {
 }
 
 int Mailbox::pop(int i, uint8_t* out) noexcept {
-  Lane* l = lane(i);
-  const uint32_t head = l->head.load(std::memory_order_relaxed);
-  if (head == l->tail.load(std::memory_order_acquire)) return -1;
-  const uint8_t* slot = l->slots[head % kSlots];
+  Ends* e = ends(i);
+  const uint32_t head = e->head.load(std::memory_order_relaxed);
+  if (head == e->tail.load(std::memory_order_seq_cst)) return -1;  // seq_cst: the load after take_ready's exchange
+  const uint8_t* s = slot(i, head);
   uint32_t len;
-  std::memcpy(&len, slot, 4);
+  std::memcpy(&len, s, 4);
   if (len > kSlotData) len = kSlotData;  // a damaged length cannot make us read past the slot; decode refuses it
-  std::memcpy(out, slot + 8, len);
-  l->head.store(head + 1, std::memory_order_release);
+  std::memcpy(out, s + 8, len);
+  e->head.store(head + 1, std::memory_order_release);
   return int(len);
 }
 
 bool Mailbox::lane_has_data(int i) const noexcept {
-  Lane* l = lane(i);
-  return l->head.load(std::memory_order_relaxed) != l->tail.load(std::memory_order_seq_cst);
+  Ends* e = ends(i);
+  return e->head.load(std::memory_order_relaxed) != e->tail.load(std::memory_order_seq_cst);
+}
+
+uint64_t Mailbox::take_ready(uint32_t w) noexcept {
+  auto& word = header()->ready[w].bits;
+  // Load first: an idle word costs no write, so its line stays shared with the senders.
+  return word.load(std::memory_order_seq_cst) == 0 ? 0 : word.exchange(0, std::memory_order_seq_cst);
+}
+
+void Mailbox::set_ready(uint32_t w, uint64_t bits) noexcept {
+  if (bits != 0) header()->ready[w].bits.fetch_or(bits, std::memory_order_seq_cst);
 }
 
 bool Mailbox::any_lane_has_data() const noexcept {
-  for (uint32_t i = 0; i < kLanes; ++i)
-    if (lane_has_data(int(i))) return true;
+  for (const auto& word : header()->ready)
+    if (word.bits.load(std::memory_order_seq_cst) != 0) return true;
   return false;
 }
 
