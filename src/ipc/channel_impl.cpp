@@ -133,7 +133,10 @@ ChannelImpl::~ChannelImpl() {
   {
     std::lock_guard g(links_mu_);
     for (auto& [hex, l] : links_)
-      if (l->mailbox && l->lane >= 0) l->mailbox->release_lane(l->lane, self_.id);
+      // A lane still holding our last messages (a reply sent just before
+      // exiting) stays ours, so the receiver still finds them signed by its
+      // owner; the next sender takes it over once we are dead.
+      if (l->mailbox && l->lane >= 0 && !l->mailbox->lane_has_data(l->lane)) l->mailbox->release_lane(l->lane, self_.id);
     links_.clear();
   }
   for (auto& [key, b] : bodies_)
