@@ -114,7 +114,7 @@ class ChannelImpl final : public Channel {
   // Whether `id` is a process of `uid`: the uid its registration belongs to.
   // Only the kernel's credentials of a datagram are evidence; the id in a
   // header is a claim, which this holds against the registry.
-  bool sender_is(const ProcessId& id, uid_t uid) const;
+  bool sender_is(const ProcessId& id, uid_t uid);
   // Keeps a marker's body until its marker comes, within the caps below; false if it is refused.
   bool store_body(const ProcessId& sender, uid_t uid, uint64_t token, std::span<const uint8_t> bytes,
                   std::vector<int>& fds);
@@ -177,6 +177,7 @@ class ChannelImpl final : public Channel {
   std::map<uid_t, size_t> bodies_per_uid_;    // receive thread only
   std::map<std::pair<uint64_t, uint64_t>, Body> bodies_;  // (sender tag, token); receive thread only
   uint32_t lane_cursor_ = 0;                              // receive thread only
+  std::map<std::string, uid_t> sender_uids_;              // id hex -> uid, as the registry said; receive thread only
   uint64_t last_housekeeping_ns_ = 0;
 
   std::mutex boxes_mu_;

@@ -126,13 +126,22 @@ size_t ChannelImpl::drain_lanes(uint8_t* buf) {
                        [this](int lane, std::span<const uint8_t> bytes) { handle_message(bytes, {}, lane); });
 }
 
-bool ChannelImpl::sender_is(const ProcessId& id, uid_t uid) const {
+bool ChannelImpl::sender_is(const ProcessId& id, uid_t uid) {
   if (id == self_.id) return uid == os::effective_uid();
+  const std::string hex = id.hex();
   {
     std::lock_guard g(peers_mu_);
-    if (auto it = peers_.find(id.hex()); it != peers_.end()) return it->second.uid == uid;
+    if (auto it = peers_.find(hex); it != peers_.end()) return it->second.uid == uid;
   }
-  if (auto p = registry::find(domain_, id)) return p->uid == uid;  // not tracked, or attached a moment ago
+  // An id's uid never changes and ids are never reused, so what the registry
+  // said once stays true: a process that is not tracked (nobody subscribed)
+  // costs one registry read per sender, not one per datagram (doorbells included).
+  if (auto it = sender_uids_.find(hex); it != sender_uids_.end()) return it->second == uid;
+  if (auto p = registry::find(domain_, id)) {  // not tracked, or attached a moment ago
+    if (sender_uids_.size() >= kMaxProcesses * 4) sender_uids_.clear();  // bounded: the dead are forgotten in bulk
+    sender_uids_.emplace(hex, p->uid);
+    return p->uid == uid;
+  }
   // Not registered (it exited since it sent): only our own uid is taken at its word.
   return uid == os::effective_uid();
 }
