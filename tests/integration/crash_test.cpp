@@ -21,14 +21,6 @@ using Crash = DomainTest;
 using namespace std::chrono;
 namespace fs = std::filesystem;
 
-std::vector<std::string> files_in(const std::string& dir) {
-  std::vector<std::string> out;
-  std::error_code ec;
-  for (auto& e : fs::directory_iterator(dir, ec)) out.push_back(e.path().filename());
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
 std::string id_of(const Child& c) {
   auto out = c.output();
   auto at = out.find("id=");

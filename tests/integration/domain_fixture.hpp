@@ -6,12 +6,23 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <algorithm>
+#include <filesystem>
 #include <string>
 #include <vector>
 
 #include "tests/helpers/process_harness.hpp"
 
 namespace mpod::test {
+
+// The names in `dir`, sorted; none if it does not exist.
+inline std::vector<std::string> files_in(const std::string& dir) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (auto& e : std::filesystem::directory_iterator(dir, ec)) out.push_back(e.path().filename());
+  std::sort(out.begin(), out.end());
+  return out;
+}
 
 class DomainTest : public testing::Test {
  protected:

@@ -64,14 +64,6 @@ bool says_it_failed(const std::string& out) {
   return false;
 }
 
-std::vector<std::string> files_in(const std::string& dir) {
-  std::vector<std::string> out;
-  std::error_code ec;
-  for (auto& e : fs::directory_iterator(dir, ec)) out.push_back(e.path().filename());
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
 // The CLOCK_MONOTONIC time (ns) of the first "EVENT <event> <id> t=..." line.
 std::optional<uint64_t> event_time(const std::string& out, const std::string& event, const std::string& id) {
   std::smatch m;
