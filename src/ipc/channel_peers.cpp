@@ -15,12 +15,16 @@ void ChannelImpl::on_peer_event(const ProcessInfo& p, PeerEvent e) {
   if (p.id == self_.id) return;
   const std::string hex = p.id.hex();
   std::vector<PeerEventHandler> subs;
+  bool reported = false;
   {
     std::lock_guard g(peers_mu_);
     if (e == PeerEvent::attached) {
       if (!peers_.emplace(hex, p).second) return;  // already known (from a snapshot that crossed it)
     } else {
-      peers_.erase(hex);
+      // Once tracking, every live peer is known: one that is not was reported
+      // gone already (a member saw a dying watcher's connection end, and the
+      // next watcher's sweep found it dead too).
+      reported = peers_.erase(hex) == 0 && tracking_;
     }
     for (auto& [t, h] : subscribers_) subs.push_back(h);
   }
@@ -30,6 +34,7 @@ void ChannelImpl::on_peer_event(const ProcessInfo& p, PeerEvent e) {
     std::lock_guard g(links_mu_);
     links_.erase(hex);
   }
+  if (reported) return;
   MPOD_LOG(ipc, info, "peer %s %s (host %s, pid %d)", p.id.short_hex().c_str(), peer_event_name(e), p.hostname.c_str(),
            p.pid);
   for (auto& h : subs) {

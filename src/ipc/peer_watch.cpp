@@ -49,7 +49,7 @@ PeerWatch::PeerWatch(std::string domain, os::Dir mp, ProcessInfo self, os::Fd he
       const Join j = try_join(&why, deadline);
       if (j == Join::admitted) break;
       if (j == Join::refused)
-        throw Error(Errc::busy, "the watcher of " + domain_ + " (process " + watcher_info_.id.short_hex() +
+        throw Error(Errc::busy, "the watcher of " + domain_ + " (process " + candidate_.short_hex() +
                                     ") refused this process: " + why,
                     mp_.path());
       if (os::monotonic_ns() >= deadline)
@@ -94,8 +94,7 @@ PeerWatch::Join PeerWatch::try_join(std::string* refusal, uint64_t deadline_ns) 
   if (!id || *id == self_.id) return Join::retry;
   os::Fd fd = os::connect_stream_socket(mp_, socket_name(*id));
   if (!fd) return Join::retry;  // not listening yet (a new watcher), or gone since it wrote its id
-  watcher_info_ = {};
-  watcher_info_.id = *id;
+  candidate_ = *id;
   return handshake(std::move(fd), refusal, deadline_ns);
 }
 
@@ -118,12 +117,12 @@ PeerWatch::Join PeerWatch::handshake(os::Fd fd, std::string* refusal, uint64_t d
       ProcessInfo w;
       std::string_view v = body;
       const auto cred = os::peer_credentials(fd.get());
-      if (type != watch::Frame::welcome || !watch::get_info(v, &w) || !v.empty() || !(w.id == watcher_info_.id) ||
+      if (type != watch::Frame::welcome || !watch::get_info(v, &w) || !v.empty() || !(w.id == candidate_) ||
           w.uid != cred.uid || !os::uid_is_trusted(cred.uid, cred.gid)) {
         MPOD_LOG(ipc, warning, "the watcher socket %s answered with a %s frame that is not a welcome from process %s "
                  "of a trusted uid (it runs as uid %u); trying again",
-                 mp_.path_of(socket_name(watcher_info_.id)).c_str(), watch::frame_name(type),
-                 watcher_info_.id.short_hex().c_str(), unsigned(cred.uid));
+                 mp_.path_of(socket_name(candidate_)).c_str(), watch::frame_name(type),
+                 candidate_.short_hex().c_str(), unsigned(cred.uid));
         return Join::retry;
       }
       watcher_info_ = w;
@@ -270,7 +269,7 @@ void PeerWatch::elect() {
     if (j == Join::refused) {
       if (!logged_refusal)
         MPOD_LOG(ipc, error, "the new watcher %s refused this process: %s; peer events stop until it admits it "
-                 "(retrying every second)", watcher_info_.id.short_hex().c_str(), why.c_str());
+                 "(retrying every second)", candidate_.short_hex().c_str(), why.c_str());
       logged_refusal = true;
       backoff_ms = 1000;
     }

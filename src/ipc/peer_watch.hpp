@@ -53,8 +53,9 @@ class PeerWatch {
     // Watcher only: removes what the crashed member `p` left behind. Returns
     // false while it still holds its registration lock (it is retried).
     std::function<bool(const ProcessInfo& p)> reap;
-    // Watcher only, on taking over from a watcher that went: reaps every dead process.
-    std::function<void()> sweep;
+    // Watcher only, on taking over from a watcher that went: reaps every dead
+    // process and returns those it reaped.
+    std::function<std::vector<ProcessInfo>()> sweep;
   };
   struct Limits {
     size_t max_members = kMaxProcesses;  // this process included
@@ -151,7 +152,8 @@ class PeerWatch {
 
   // Member side: the connection and who is at its other end. Watch thread only after the constructor.
   os::Fd conn_;
-  ProcessInfo watcher_info_;
+  ProcessInfo watcher_info_;  // the last watcher that admitted this process
+  ProcessId candidate_;       // the process last asked to admit this one
   bool watcher_said_bye_ = false;
   watch::FrameBuffer in_;
 
@@ -177,6 +179,10 @@ class PeerWatch {
   };
   std::vector<Reap> reaps_;
   uint64_t next_await_check_ns_ = 0;
+  // Those the take-over sweep found dead: each died while there was no
+  // watcher to see its connection end. Sent as crashed to every member that
+  // reconnects during the hand-over; cleared when the hand-over ends.
+  std::string died_without_watcher_;  // gone frames
   uint64_t last_fd_warning_ns_ = 0;
 
   std::thread thread_;

@@ -35,14 +35,35 @@ void PeerWatch::become_watcher(bool takeover) {
   if (takeover) {
     // Whoever died before, the old watcher included, is reaped now; the
     // living are members until each reconnects or is found dead.
-    if (hooks_.sweep) hooks_.sweep();
+    std::vector<ProcessInfo> dead = hooks_.sweep ? hooks_.sweep() : std::vector<ProcessInfo>{};
     const uint64_t now = os::monotonic_ns();
-    std::lock_guard g(members_mu_);
-    for (auto& p : registry::list(domain_))
-      if (p.alive && !(p.id == self_.id) && !(p.id == watcher_info_.id)) members_[p.id.hex()] = Member{p, 0};
-    for (auto& [h, m] : members_) list.push_back(m.info);
+    {
+      std::lock_guard g(members_mu_);
+      for (auto& p : registry::list(domain_)) {
+        if (p.id == self_.id || p.id == watcher_info_.id) continue;
+        if (p.alive) {
+          members_[p.id.hex()] = Member{p, 0};
+        } else {
+          // Died after the sweep passed it (still locked then, free now):
+          // reaped like any crashed member.
+          dead.push_back(p);
+          reaps_.push_back({p, now, now + kReapGiveUpNs});
+        }
+      }
+      for (auto& [h, m] : members_) list.push_back(m.info);
+    }
     next_await_check_ns_ = now + kAwaitPeriodNs;
     if (!watcher_info_.id.empty() && !watcher_said_bye_) reaps_.push_back({watcher_info_, now, now + kReapGiveUpNs});
+    // A process that died during the hand-over (a would-be watcher, say) had
+    // no watcher to see it go: it is reported here, and to every member that
+    // reconnects, as crashed. The old watcher is not: each member saw its
+    // own connection to it end.
+    died_without_watcher_.clear();
+    for (auto& p : dead) {
+      if (p.id == watcher_info_.id) continue;
+      if (hooks_.event) hooks_.event(p, PeerEvent::crashed);
+      watch::append_frame(died_without_watcher_, watch::Frame::gone, watch::gone_body(p, PeerEvent::crashed));
+    }
   }
   watcher_.store(true);
   MPOD_LOG(ipc, info, "this process is the watcher of %s%s", domain_.c_str(),
@@ -265,6 +286,8 @@ void PeerWatch::on_hello(uint64_t tag, const std::string& body) {
     watch::put_info(b, self_);
     return b;
   }());
+  // A member back from the hand-over first hears who died while it had no watcher.
+  if (reconnect) f += died_without_watcher_;
   queue_out(c, tag, f);
   if (!reconnect) announce(*p, PeerEvent::attached);
 }
@@ -393,7 +416,10 @@ void PeerWatch::check_awaiting() {
       gone.push_back({it->second.info, p ? PeerEvent::crashed : PeerEvent::exited});
       it = members_.erase(it);
     }
-    if (!any) return;
+    if (!any) {
+      died_without_watcher_.clear();  // the hand-over is over: every member reconnected or was found gone
+      return;
+    }
   }
   next_await_check_ns_ = now + kAwaitPeriodNs;
   for (auto& [p, e] : gone) member_gone(p, e);

@@ -95,7 +95,8 @@ class RuntimeImpl final : public Runtime {
   Channel& channel() noexcept override { return *channel_; }
   void* base_addr() const noexcept override { return reinterpret_cast<void*>(base_va_); }
   uint64_t va_len() const noexcept override { return va_len_; }
-  size_t reap_dead() override;
+  size_t reap_dead() override { return reap_dead_processes().size(); }
+  std::vector<ProcessInfo> reap_dead_processes();
 
  private:
   void prepare_dirs();
@@ -181,7 +182,7 @@ MemoryParams RuntimeImpl::memory_params() const {
 void RuntimeImpl::start_channel() {
   PeerWatch::Hooks reaping;
   reaping.reap = [this](const ProcessInfo& p) { return reap_one(p); };
-  reaping.sweep = [this] { reap_dead(); };
+  reaping.sweep = [this] { return reap_dead_processes(); };
   channel_ = std::make_unique<ChannelImpl>(domain_, registration_.info(), 0600, std::move(watch_lock_), std::move(reaping));
   // Every process answers mpod.ping (used by `mpod ping` and liveness checks) with nothing.
   channel_->register_action("mpod.ping", [](Incoming& in) { in.reply(std::span<const uint8_t>{}); });
@@ -432,11 +433,11 @@ std::vector<MemoryUsage> RuntimeImpl::memory() const {
   return usage;
 }
 
-size_t RuntimeImpl::reap_dead() {
+std::vector<ProcessInfo> RuntimeImpl::reap_dead_processes() {
   return registry::reap(domain_, [this](const ProcessInfo& p) {
-           SharedMemory::remove_process_files(domain_dir_, p.id);
-           ChannelImpl::remove_endpoint(domain_, p.id);
-         }).size();
+    SharedMemory::remove_process_files(domain_dir_, p.id);
+    ChannelImpl::remove_endpoint(domain_, p.id);
+  });
 }
 
 RuntimeImpl::~RuntimeImpl() {

@@ -496,14 +496,11 @@ TEST_F(Liveness, EventsStillFlowAfterThePrimaryIsKilled) {
 }
 
 // After the primary died, its successor reaps a crashed secondary's files too.
-//
-// DISABLED (open bug, issue 18): under AddressSanitizer about 1 run in 5
-// fails. In the failing runs the successor's takeover sweep removes the
-// registration of the victim while the victim is still alive. The victim is
-// then refused by the new watcher, and reported `exited` before it is ever
-// killed. The cause is not found yet. 15 runs of the same sequence by hand
-// did not reproduce it. Re-enable once it is.
-TEST_F(Liveness, DISABLED_SuccessorWatcherReapsACrashedProcess) {
+// The victim is killed as soon as both have seen the primary die, so it may
+// die as a plain member of the successor, as a would-be successor itself
+// (holding the watch lock, not yet listening), or while no watcher exists:
+// each way, the survivor hears `crashed`, never `exited`, and its files go.
+TEST_F(Liveness, SuccessorWatcherReapsACrashedProcess) {
   MPOD_SKIP_UNLESS(cannot_make_pods());
   Child primary = start_primary();
   const std::string pid_hex = id_of(primary);
@@ -518,13 +515,41 @@ TEST_F(Liveness, DISABLED_SuccessorWatcherReapsACrashedProcess) {
   ASSERT_TRUE(victim.running()) << victim.output();
   victim.signal(SIGKILL);
   victim.wait();
-  EXPECT_TRUE(survivor.wait_for_output("EVENT crashed " + vid, kEventBound)) << survivor.output();
+  EXPECT_TRUE(survivor.wait_for_output("EVENT crashed " + vid, kEventBound)) << survivor.output() << "\nvictim:\n" << victim.output();
   const auto left = files_left_after(vid, kReapBound);
   for (auto& f : left) ADD_FAILURE() << f << " of the crashed process is still there "
                                      << duration_cast<milliseconds>(kReapBound).count()
                                      << " ms after the kill, with the primary dead; the survivor said:\n"
                                      << survivor.output();
   EXPECT_TRUE(survivor.running());
+}
+
+// The primary and a secondary die together, so the secondary dies with no
+// watcher to see its connection end: the successor finds it dead when it
+// takes over, reports it `crashed` to the members that reconnect, and reaps it.
+TEST_F(Liveness, ProcessKilledWithThePrimaryIsReportedCrashedByTheSuccessor) {
+  MPOD_SKIP_UNLESS(cannot_make_pods());
+  Child primary = start_primary();
+  const std::string pid_hex = id_of(primary);
+  Child a = member({"--events"});
+  Child b = member({"--events"}, "member-b");
+  Child victim = member({"--events"}, "victim");
+  const std::string vid = id_of(victim);
+  for (Child* c : {&a, &b}) ASSERT_TRUE(c->wait_for_output("EVENT attached " + vid, seconds(10))) << c->output();
+
+  const uint64_t killed_at = monotonic_ns();
+  victim.signal(SIGKILL);
+  primary.signal(SIGKILL);
+  victim.wait();
+  primary.wait();
+  const std::vector<std::string> names{"member A", "member B (PID 1 of its pod)"};
+  auto ms = expect_event({&a, &b}, names, "crashed", vid, killed_at);
+  report("crashed event for a secondary killed with the primary, " + summary(ms));
+  for (Child* c : {&a, &b}) EXPECT_FALSE(contains(c->output(), "EVENT exited " + vid)) << c->output();
+  const auto left = files_left_after(vid, kReapBound);
+  for (auto& f : left) ADD_FAILURE() << f << " of the process killed with the primary is still there "
+                                     << duration_cast<milliseconds>(kReapBound).count() << " ms later";
+  EXPECT_TRUE(a.running() && b.running());
 }
 
 }  // namespace
