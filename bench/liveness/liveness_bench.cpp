@@ -19,8 +19,9 @@
 //    first fork to the last secondary's READY (each prints its own
 //    CLOCK_MONOTONIC time), and to this program having read all N READY lines.
 // 3. Crash-event latency, mpod only: DPDK has no event for a peer's death.
-//    One more secondary (mpod-liveness-peer --subscribe) prints a line per
-//    Channel::subscribe event. --kills times, with 20-70 ms between kills so
+//    The first of the N secondaries is started with --subscribe and prints a
+//    line per Channel::subscribe event (one of the N, so that N = 1024 fits a
+//    full domain: a primary and 1024 secondaries). --kills times, with 20-70 ms between kills so
 //    kills are not in step with any period of the code measured: SIGKILL an
 //    idle secondary picked at random, CLOCK_MONOTONIC taken just before
 //    kill(); latency = the subscriber's time for that id's event - the kill's.
@@ -272,7 +273,9 @@ Side run_side(Scratch& s, const Settings& st, int n, bool dpdk) {
     primary_ready = "ready for prefix";
   }
 
-  // Index 0: the primary; 1..n: the idle secondaries; n+1: mpod's subscriber.
+  // Index 0: the primary; 1..n: the idle secondaries, of which 1 is mpod's subscriber.
+  std::vector<std::string> sub_argv = secondary_argv;
+  sub_argv.insert(sub_argv.end(), {"--", "--subscribe"});
   Fleet fleet(s.mpod_dir + "/out-" + prefix);
   fleet.start(primary_argv);
   if (!fleet.wait([&] { return fleet.output(0).find(primary_ready) != std::string::npos || !fleet.running(0); },
@@ -289,7 +292,7 @@ Side run_side(Scratch& s, const Settings& st, int n, bool dpdk) {
   std::vector<size_t> parsed(size_t(n) + 1, 0);
   const uint64_t t0 = mono_ns();
   const auto attach_deadline = deadline_after(st.timeout);
-  for (int i = 0; i < n; ++i) fleet.start(secondary_argv);
+  for (int i = 0; i < n; ++i) fleet.start(i == 0 && !dpdk ? sub_argv : secondary_argv);
   uint64_t exits_checked = 0;
   auto attached = [&] {
     for (size_t i = 1; i <= size_t(n); ++i) {
@@ -366,26 +369,15 @@ Side run_side(Scratch& s, const Settings& st, int n, bool dpdk) {
   if (dpdk || st.kills <= 0) return side;
 
   // 3. Crash-event latency.
-  std::vector<std::string> sub_argv = secondary_argv;
-  sub_argv.insert(sub_argv.end(), {"--", "--subscribe"});
-  const size_t sub = fleet.start(sub_argv);
+  const size_t sub = 1;
   size_t sub_parsed = 0;
   std::map<std::string, std::pair<std::string, uint64_t>> events;  // id -> its first exited/crashed event, time
   auto read_events = [&] {
     for (auto& t : lines_starting(fleet.output(sub), sub_parsed, "EVENT"))
       if (t.size() == 4 && t[1] != "attached") events.emplace(t[2], std::make_pair(t[1], std::strtoull(t[3].c_str(), nullptr, 10)));
   };
-  if (!fleet.wait([&] { return fleet.output(sub).find("READY ") != std::string::npos || !fleet.running(sub); },
-                  deadline_after(st.timeout)) ||
-      fleet.output(sub).find("READY ") == std::string::npos) {
-    side.stopped = "the subscriber did not start in " + std::to_string(st.timeout) + " s";
-    std::fprintf(stderr, "mpod-bench-liveness: %s N=%d: %s; it printed:\n%s\n", who, n, side.stopped.c_str(),
-                 fleet.output(sub).c_str());
-    return side;
-  }
-  sleep_for(kSettleS);
   std::vector<size_t> victims;
-  for (size_t i = 1; i <= size_t(n); ++i) victims.push_back(i);
+  for (size_t i = 2; i <= size_t(n); ++i) victims.push_back(i);
   std::mt19937 rng(1);
   Crash& c = side.crash;
   c.measured = true;

@@ -28,10 +28,12 @@ struct ProcessId {
   friend bool operator==(const ProcessId&, const ProcessId&) = default;
 };
 
-// The most processes one domain (--file-prefix) holds at once, primary
-// included: the watcher refuses the next with a clear error. Every table
-// sized by processes (the channel's mailbox lanes among them) holds this many.
-constexpr size_t kMaxProcesses = 1024;
+// The most secondaries one domain (--file-prefix) holds at once beside its
+// primary; the watcher refuses the next with a clear error (`busy`).
+constexpr size_t kMaxSecondaries = 1024;
+// All processes of a full domain. Every table sized by processes holds this
+// many; a channel mailbox has a lane for each of the others (kMaxSecondaries).
+constexpr size_t kMaxProcesses = kMaxSecondaries + 1;
 
 enum class Role { primary, secondary };
 const char* role_name(Role r) noexcept;

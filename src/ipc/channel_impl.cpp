@@ -110,9 +110,15 @@ ChannelImpl::ChannelImpl(std::string domain_dir, ProcessInfo self, mode_t mode, 
     remove_endpoint(domain_, self_.id);
     throw;
   }
+  // Links made by the receive thread before the watch existed (a reply to an
+  // early request) are named to it now; later ones as they are made.
+  link_watch_.store(watch_.get());
+  std::lock_guard g(links_mu_);
+  for (auto& [hex, l] : links_) watch_->watch_peer(l->id);
 }
 
 ChannelImpl::~ChannelImpl() {
+  link_watch_.store(nullptr);
   watch_.reset();  // bye: the others see an exit, not a crash
   stopping_.store(true);
   os::signal_event(stop_event_.get());

@@ -205,6 +205,7 @@ class ChannelImpl final : public Channel {
   std::atomic<uint64_t> sent_{0}, received_{0}, dropped_{0}, requests_{0}, replies_{0}, failures_{0};
   std::thread receiver_;
   std::unique_ptr<PeerWatch> watch_;  // last: its hooks use everything above
+  std::atomic<PeerWatch*> link_watch_{nullptr};  // watch_, for link_to on any thread once it exists
 };
 
 // A request in flight.

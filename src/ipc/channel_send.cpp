@@ -37,6 +37,8 @@ std::shared_ptr<ChannelImpl::PeerLink> ChannelImpl::link_to(const ProcessId& to)
   // Its registration says whether it lives, and which uid it runs as; its socket must be that uid's.
   const auto info = registry::find(domain_, to);
   if (!info || !info->alive) return nullptr;
+  // Its death must reach us (a request to it fails then), whether or not we track everyone.
+  if (PeerWatch* w = link_watch_.load()) w->watch_peer(to);
   auto l = std::make_shared<PeerLink>();
   l->id = to;
   l->socket_path = socket_path(domain_, to);

@@ -117,6 +117,10 @@ MailboxPtr Mailbox::create(const os::Dir& dir, const std::string& name) {
   const size_t size = kTotalSize;
   os::truncate_file(fd.get(), size, path);  // sparse: pages appear as lanes are used
   void* base = os::map_shared(size, fd.get(), path);
+  // Each process touches a few scattered pages of it: a readahead window on
+  // the first fault would zero-fill megabytes of a sparse file (most of an
+  // attach's CPU at 1024 processes).
+  os::advise_random(base, size);
   MailboxPtr m(new Mailbox(path, base, size));  // the mapping keeps the file: no descriptor held per mailbox
   Header* h = m->header();
   h->lanes = kLanes;
@@ -141,6 +145,10 @@ MailboxPtr Mailbox::open(const os::Dir& dir, const std::string& name) {
     throw Error(Errc::corrupt, "mailbox " + path + " has the wrong size; it was made by another mpod version or damaged. "
                                "Restart that process with the same mpod version");
   void* base = os::map_shared(size, fd.get(), path);
+  // Each process touches a few scattered pages of it: a readahead window on
+  // the first fault would zero-fill megabytes of a sparse file (most of an
+  // attach's CPU at 1024 processes).
+  os::advise_random(base, size);
   MailboxPtr m(new Mailbox(path, base, size));  // the mapping keeps the file: no descriptor held per mailbox
   Header* h = m->header();
   if (std::atomic_ref<uint32_t>(h->magic).load(std::memory_order_acquire) != kMagic)

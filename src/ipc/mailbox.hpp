@@ -55,7 +55,7 @@ namespace mpod::mailbox {
 
 constexpr uint32_t kMagic = 0x58424d4d;  // "MMBX"
 constexpr uint32_t kVersion = 2;
-constexpr uint32_t kLanes = 1024;        // senders on the fast path at once: a whole domain
+constexpr uint32_t kLanes = kMaxProcesses - 1;  // senders on the fast path at once: every other process of a full domain
 constexpr uint32_t kReadyWords = kLanes / 64;  // words of the ready bitmap
 constexpr uint32_t kSlots = 8;           // per lane
 constexpr uint32_t kSlotSize = 1024;     // bytes per slot, with its length word

@@ -130,6 +130,10 @@ PeerWatch::Join PeerWatch::handshake(os::Fd fd, std::string* refusal, uint64_t d
       conn_ = std::move(fd);
       in_ = std::move(in);  // frames that followed the welcome are the member loop's
       subscribe_sent_ = false;
+      {
+        std::lock_guard g(interest_mu_);
+        for (auto& [hex, sent] : interests_) sent = false;  // a new watcher knows none of them
+      }
       MPOD_LOG(ipc, debug, "admitted by the watcher, %s", registry::describe(w).c_str());
       return Join::admitted;
     }
@@ -156,6 +160,15 @@ bool PeerWatch::track(uint64_t timeout_ns) {
   if (std::this_thread::get_id() == thread_.get_id()) return false;  // the answer comes on this thread, later
   os::signal_event(wake_.get());
   return track_cv_.wait_for(lk, std::chrono::nanoseconds(timeout_ns), [this] { return tracking_; });
+}
+
+void PeerWatch::watch_peer(const ProcessId& id) {
+  if (watcher_.load() || id == self_.id) return;  // the watcher sees every departure itself
+  {
+    std::lock_guard g(interest_mu_);
+    if (!interests_.emplace(id.hex(), false).second) return;
+  }
+  os::signal_event(wake_.get());
 }
 
 void PeerWatch::run() {
@@ -196,6 +209,18 @@ void PeerWatch::member_loop() {
         send_frame(watch::Frame::subscribe, {});
       }
     }
+    {
+      std::string f;
+      {
+        std::lock_guard g(interest_mu_);
+        for (auto& [hex, sent] : interests_)
+          if (!sent) {
+            watch::append_frame(f, watch::Frame::interest, watch::id_body(*ProcessId::parse(hex)));
+            sent = true;
+          }
+      }
+      if (!f.empty()) send_with_deadline(conn_.get(), f, os::monotonic_ns() + kFrameSendTimeoutNs);
+    }
     bool ended = false;
     watch::Frame type;
     std::string body;
@@ -208,6 +233,10 @@ void PeerWatch::member_loop() {
       if (type == watch::Frame::attached && watch::get_info(v, &p) && v.empty()) {
         if (hooks_.event) hooks_.event(p, PeerEvent::attached);
       } else if (type == watch::Frame::gone && watch::get_gone(body, &p, &e)) {
+        {
+          std::lock_guard g(interest_mu_);
+          interests_.erase(p.id.hex());
+        }
         if (hooks_.event) hooks_.event(p, e);
       } else if (type == watch::Frame::peers && watch::get_peers(body, &list)) {
         std::unique_lock lk(track_mu_);
@@ -252,6 +281,10 @@ void PeerWatch::member_loop() {
       subscribe_sent_ = false;
       ProcessInfo w = watcher_info_;
       w.alive = false;
+      {
+        std::lock_guard g(interest_mu_);
+        interests_.erase(w.id.hex());
+      }
       MPOD_LOG(ipc, info, "the watcher %s %s; electing a new one", w.id.short_hex().c_str(), peer_event_name(e));
       if (hooks_.event) hooks_.event(w, e);
       return;

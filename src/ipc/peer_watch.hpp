@@ -6,10 +6,12 @@
 // It listens on <domain>/mp/<its id>.watch, a Unix stream socket, and
 // writes its id into the lock file. Every other process holds one
 // connection to it. The kernel ends a connection the moment its process
-// dies, in whatever PID namespace: the watcher then tells every member
-// (`gone`), and removes what a crashed member left behind. A member leaving
-// cleanly says `bye` first, so its end is an exit, not a crash. Members that
-// asked for them (track()) also hear of new members.
+// dies, in whatever PID namespace: the watcher then tells the members that
+// want to know (`gone`), and removes what a crashed member left behind. A
+// member leaving cleanly says `bye` first, so its end is an exit, not a
+// crash. Members that track() hear every arrival and every departure; the
+// others hear only of the peers they named with watch_peer() (those they
+// talk to), so a death wakes only the processes it concerns.
 //
 // When the watcher itself goes, every member sees its connection end at
 // once, reports that, and competes for the lock: the winner becomes the
@@ -28,6 +30,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -84,6 +87,11 @@ class PeerWatch {
   // From now on attached events too. Returns once hooks.members was called
   // with the members alive now (at most `timeout_ns`; false if it was not).
   bool track(uint64_t timeout_ns = 10'000'000'000ull);
+  // Asks to hear when `id` goes (hooks.event), without tracking everyone:
+  // the channel names each peer it links to, so what waits on that peer
+  // fails when it dies. Any thread; returns at once. A peer that is gone
+  // already is reported as soon as the watcher reads the request.
+  void watch_peer(const ProcessId& id);
   bool is_watcher() const noexcept { return watcher_.load(); }
 
  private:
@@ -94,6 +102,7 @@ class PeerWatch {
     std::optional<ProcessInfo> member;  // once its hello was accepted
     bool subscribed = false;
     bool said_bye = false;
+    std::set<std::string> interests;  // ids (hex) whose gone it asked for
     watch::FrameBuffer in;
     std::string out;                  // what the socket had no room for yet
     uint64_t hello_deadline_ns = 0;
@@ -105,7 +114,7 @@ class PeerWatch {
   // An event to send at the end of this turn of the watcher's loop.
   struct Event {
     ProcessId subject;
-    bool subscribers_only;  // attached: only to members that track
+    bool attached;  // to members that track; a gone also goes to those interested in it
     std::string frame;
   };
   enum class Join { admitted, refused, retry };
@@ -129,6 +138,7 @@ class PeerWatch {
   void on_writable(uint64_t tag);
   void on_frame(uint64_t tag, watch::Frame type, const std::string& body);
   void on_hello(uint64_t tag, const std::string& body);
+  void on_interest(uint64_t tag, const std::string& body);
   void drop_conn(uint64_t tag, bool ended);
   void member_gone(const ProcessInfo& p, PeerEvent e);
   void announce(const ProcessInfo& p, PeerEvent e);
@@ -164,6 +174,11 @@ class PeerWatch {
   bool tracking_ = false;      // under track_mu_: hooks.members has been called
   bool subscribe_sent_ = false;  // watch thread: to the current watcher
 
+  // watch_peer(): the peers this member asked about, and whether the
+  // current watcher has been told (all are told again after a hand-over).
+  std::mutex interest_mu_;
+  std::map<std::string, bool> interests_;  // id hex -> sent
+
   // Watcher side: watch thread only, except members_ (under members_mu_, read by track()).
   std::unique_ptr<os::Poller> poller_;
   os::Fd listener_;
@@ -179,10 +194,16 @@ class PeerWatch {
   };
   std::vector<Reap> reaps_;
   uint64_t next_await_check_ns_ = 0;
-  // Those the take-over sweep found dead: each died while there was no
-  // watcher to see its connection end. Sent as crashed to every member that
-  // reconnects during the hand-over; cleared when the hand-over ends.
-  std::string died_without_watcher_;  // gone frames
+  // While members have yet to reconnect after a take-over: every departure
+  // announced since it began (those the sweep found dead among them), sent
+  // to each member as it reconnects, since it was not connected to hear them.
+  bool handover_ = false;
+  std::string handover_gone_;  // gone frames
+  // The last departures, so an interest that arrives after its peer went is
+  // answered with the right event.
+  std::map<std::string, PeerEvent> recent_gone_;
+  std::vector<std::string> recent_gone_order_;
+  size_t recent_gone_next_ = 0;
   uint64_t last_fd_warning_ns_ = 0;
 
   std::thread thread_;

@@ -30,6 +30,7 @@ const char* frame_name(Frame f) noexcept {
     case Frame::attached: return "attached";
     case Frame::gone: return "gone";
     case Frame::bye: return "bye";
+    case Frame::interest: return "interest";
   }
   return "?";
 }
@@ -75,7 +76,15 @@ std::string hello_body(const ProcessId& id) {
 }
 
 bool get_hello(std::string_view in, uint8_t* version, ProcessId* id) {
-  if (!get(in, version) || in.size() != id->bytes.size()) return false;
+  return get(in, version) && get_id(in, id);
+}
+
+std::string id_body(const ProcessId& id) {
+  return std::string(reinterpret_cast<const char*>(id.bytes.data()), id.bytes.size());
+}
+
+bool get_id(std::string_view in, ProcessId* id) {
+  if (in.size() != id->bytes.size()) return false;
   std::memcpy(id->bytes.data(), in.data(), in.size());
   return !id->empty();
 }

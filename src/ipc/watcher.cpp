@@ -21,6 +21,7 @@ constexpr uint64_t kReapRetryNs = 10'000'000;
 constexpr uint64_t kReapGiveUpNs = 5'000'000'000ull;
 constexpr size_t kMaxQueuedBytes = 8u << 20;          // per member that does not read
 constexpr uint64_t kFdWarningEveryNs = 10'000'000'000ull;
+constexpr size_t kRecentGone = 4096;                  // departures remembered for late interests
 }  // namespace
 
 void PeerWatch::become_watcher(bool takeover) {
@@ -55,15 +56,12 @@ void PeerWatch::become_watcher(bool takeover) {
     next_await_check_ns_ = now + kAwaitPeriodNs;
     if (!watcher_info_.id.empty() && !watcher_said_bye_) reaps_.push_back({watcher_info_, now, now + kReapGiveUpNs});
     // A process that died during the hand-over (a would-be watcher, say) had
-    // no watcher to see it go: it is reported here, and to every member that
-    // reconnects, as crashed. The old watcher is not: each member saw its
-    // own connection to it end.
-    died_without_watcher_.clear();
-    for (auto& p : dead) {
-      if (p.id == watcher_info_.id) continue;
-      if (hooks_.event) hooks_.event(p, PeerEvent::crashed);
-      watch::append_frame(died_without_watcher_, watch::Frame::gone, watch::gone_body(p, PeerEvent::crashed));
-    }
+    // no watcher to see it go: it is reported here as crashed. The old
+    // watcher is not: each member saw its own connection to it end.
+    handover_ = true;
+    handover_gone_.clear();
+    for (auto& p : dead)
+      if (!(p.id == watcher_info_.id)) announce(p, PeerEvent::crashed);
   }
   watcher_.store(true);
   MPOD_LOG(ipc, info, "this process is the watcher of %s%s", domain_.c_str(),
@@ -239,6 +237,9 @@ void PeerWatch::on_frame(uint64_t tag, watch::Frame type, const std::string& bod
     case watch::Frame::bye:
       c.said_bye = true;
       break;
+    case watch::Frame::interest:
+      on_interest(tag, body);
+      break;
     default:
       MPOD_LOG(ipc, warning, "ignored a '%s' frame from member %s", watch::frame_name(type), c.member->id.short_hex().c_str());
   }
@@ -276,7 +277,8 @@ void PeerWatch::on_hello(uint64_t tag, const std::string& body) {
     reconnect = m != members_.end();
     if (!reconnect && members_.size() + 1 >= limits_.max_members)
       return reject("the domain " + domain_ + " already has its maximum of " + std::to_string(limits_.max_members) +
-                    " processes; stop one before starting another");
+                    " processes (a primary and " + std::to_string(limits_.max_members - 1) +
+                    " secondaries); stop one before starting another");
     members_[id.hex()] = Member{*p, tag};
   }
   c.member = *p;
@@ -286,10 +288,54 @@ void PeerWatch::on_hello(uint64_t tag, const std::string& body) {
     watch::put_info(b, self_);
     return b;
   }());
-  // A member back from the hand-over first hears who died while it had no watcher.
-  if (reconnect) f += died_without_watcher_;
+  // A member back from the hand-over first hears who went while it was not connected.
+  if (reconnect) f += handover_gone_;
   queue_out(c, tag, f);
   if (!reconnect) announce(*p, PeerEvent::attached);
+}
+
+void PeerWatch::on_interest(uint64_t tag, const std::string& body) {
+  Conn& c = conns_.at(tag);
+  ProcessId id;
+  if (!watch::get_id(body, &id)) {
+    MPOD_LOG(ipc, warning, "ignored a malformed interest from member %s", c.member->id.short_hex().c_str());
+    return;
+  }
+  if (id == self_.id || id == c.member->id) return;  // the watcher's end is seen on the connection itself
+  const std::string hex = id.hex();
+  {
+    std::lock_guard g(members_mu_);
+    if (members_.count(hex)) {
+      c.interests.insert(hex);
+      return;
+    }
+  }
+  // Not a member: gone already, or registered but not yet connected (its
+  // departure is reported once it has connected).
+  ProcessInfo p;
+  p.id = id;
+  PeerEvent e = PeerEvent::exited;
+  if (auto r = recent_gone_.find(hex); r != recent_gone_.end()) {
+    e = r->second;
+  } else {
+    std::optional<ProcessInfo> found;
+    try {
+      found = registry::find(domain_, id);
+    } catch (const Error&) {
+    }
+    if (found && found->alive) {
+      c.interests.insert(hex);
+      return;
+    }
+    if (found) {
+      p = *found;
+      e = PeerEvent::crashed;
+    }
+  }
+  p.alive = false;
+  std::string f;
+  watch::append_frame(f, watch::Frame::gone, watch::gone_body(p, e));
+  queue_out(c, tag, f);
 }
 
 void PeerWatch::drop_conn(uint64_t tag, bool ended) {
@@ -323,6 +369,18 @@ void PeerWatch::member_gone(const ProcessInfo& p, PeerEvent e) {
 void PeerWatch::announce(const ProcessInfo& p, PeerEvent e) {
   if (hooks_.event) hooks_.event(p, e);
   Event ev{p.id, e == PeerEvent::attached, {}};
+  if (e != PeerEvent::attached) {
+    const std::string hex = p.id.hex();
+    if (recent_gone_order_.size() < kRecentGone) {
+      recent_gone_order_.push_back(hex);
+    } else {
+      recent_gone_.erase(recent_gone_order_[recent_gone_next_]);
+      recent_gone_order_[recent_gone_next_] = hex;
+      recent_gone_next_ = (recent_gone_next_ + 1) % kRecentGone;
+    }
+    recent_gone_[hex] = e;
+    if (handover_) watch::append_frame(handover_gone_, watch::Frame::gone, watch::gone_body(p, e));
+  }
   if (e == PeerEvent::attached) {
     std::string b;
     watch::put_info(b, p);
@@ -344,8 +402,12 @@ void PeerWatch::flush_events() {
     if (it == conns_.end()) continue;
     Conn& c = it->second;
     std::string bytes;
-    for (auto& ev : events_)
-      if ((!ev.subscribers_only || c.subscribed) && !(ev.subject == c.member->id)) bytes += ev.frame;
+    for (auto& ev : events_) {
+      if (ev.subject == c.member->id) continue;
+      // erase() first: an interest is spent once its peer has gone.
+      const bool interested = !ev.attached && c.interests.erase(ev.subject.hex()) > 0;
+      if (c.subscribed || interested) bytes += ev.frame;
+    }
     if (!bytes.empty()) queue_out(c, tag, bytes);
   }
   events_.clear();
@@ -417,7 +479,8 @@ void PeerWatch::check_awaiting() {
       it = members_.erase(it);
     }
     if (!any) {
-      died_without_watcher_.clear();  // the hand-over is over: every member reconnected or was found gone
+      handover_ = false;  // the hand-over is over: every member reconnected or was found gone
+      handover_gone_.clear();
       return;
     }
   }

@@ -106,6 +106,11 @@ void* map_shared(size_t len, int fd, const std::string& path) {
   return p;
 }
 
+void advise_random(void* addr, size_t len) noexcept {
+  if (::madvise(addr, len, MADV_RANDOM) != 0)
+    MPOD_LOG(os, debug, "madvise(MADV_RANDOM) of %zu bytes at %s failed: %s", len, hex(addr).c_str(), std::strerror(errno));
+}
+
 void unmap_to_reserved(void* addr, size_t len) {
   // Replacing the pages with a fresh no-access mapping keeps the range ours.
   ::mmap(addr, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);

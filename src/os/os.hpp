@@ -129,6 +129,11 @@ void map_shared_fixed(void* addr, size_t len, int fd, uint64_t offset,
                       const std::string& path_for_errors);
 // Maps a whole small file anywhere, read-write shared.
 void* map_shared(size_t len, int fd, const std::string& path_for_errors);
+// Tells the kernel that pages of a file mapping are used in no order, so a
+// fault brings in that page alone, not a readahead window: for large sparse
+// files of which a process touches a few scattered pages (mailboxes).
+// Advice only: a kernel that refuses it costs speed, never correctness.
+void advise_random(void* addr, size_t len) noexcept;
 // Returns pages to a no-access reservation (keeps the range reserved).
 void unmap_to_reserved(void* addr, size_t len);
 void unmap(void* addr, size_t len);
