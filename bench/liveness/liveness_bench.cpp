@@ -18,6 +18,10 @@
 //    as this program can, then run concurrently: time from just before the
 //    first fork to the last secondary's READY (each prints its own
 //    CLOCK_MONOTONIC time), and to this program having read all N READY lines.
+//    Before each mpod row, the launch floor: N copies of mpod-liveness-peer
+//    --launch-only started the same way, each printing READY before it
+//    would start the runtime, so the attach time can be read against what
+//    merely starting N processes of that binary costs here.
 // 3. Crash-event latency, mpod only: DPDK has no event for a peer's death.
 //    The first of the N secondaries is started with --subscribe and prints a
 //    line per Channel::subscribe event (one of the N, so that N = 1024 fits a
@@ -55,6 +59,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <random>
 #include <sstream>
@@ -226,6 +231,7 @@ struct Side {
 
 struct Row {
   int n = 0;
+  Attach floor;  // the launch floor (launch_floor)
   Side mpod, dpdk;
 };
 
@@ -236,6 +242,63 @@ std::string first_failure(Fleet& f, size_t from, size_t to) {
     if (!f.running(i) && f.status(i) != 0)
       return "exit status " + std::to_string(f.status(i)) + "; it printed:\n" + f.output(i);
   return "";
+}
+
+// Starts n children after those already in `fleet` (argv_of(0..n-1)), back
+// to back, and waits until each printed "READY [<id>] <CLOCK_MONOTONIC ns>"
+// or exited, or the --timeout passed. Times are from just before the first
+// fork. The ids (when printed) go to (*ids)[1..n].
+Attach start_at_once(Fleet& fleet, int n, const std::function<std::vector<std::string>(int)>& argv_of,
+                     const Settings& st, std::vector<std::string>* ids) {
+  Attach a;
+  a.n = n;
+  const size_t first = fleet.size();
+  std::vector<uint64_t> ready_ns(size_t(n), 0);
+  std::vector<size_t> parsed(size_t(n), 0);
+  if (ids) ids->assign(size_t(n) + 1, "");
+  const uint64_t t0 = mono_ns();
+  const auto deadline = deadline_after(st.timeout);
+  for (int i = 0; i < n; ++i) fleet.start(argv_of(i));
+  uint64_t exits_checked = 0;
+  auto done = [&] {
+    for (size_t i = 0; i < size_t(n); ++i) {
+      if (ready_ns[i] || fleet.output(first + i).size() == parsed[i]) continue;
+      for (auto& t : lines_starting(fleet.output(first + i), parsed[i], "READY")) {
+        ready_ns[i] = std::strtoull(t.back().c_str(), nullptr, 10);
+        if (ids && t.size() == 3) (*ids)[i + 1] = t[1];
+        ++a.ready;
+      }
+    }
+    if (mono_ns() - exits_checked > 100'000'000) {  // exits: at most every 100 ms (a waitpid per child)
+      exits_checked = mono_ns();
+      a.failed = 0;
+      for (size_t i = 0; i < size_t(n); ++i)
+        if (!ready_ns[i] && !fleet.running(first + i)) ++a.failed;
+    }
+    return a.ready + a.failed >= n;
+  };
+  fleet.wait(done, deadline, std::chrono::milliseconds(100));
+  const uint64_t all_read = mono_ns();
+  a.finished = a.ready == n;
+  if (a.ready > 0) a.last_ms = double(*std::max_element(ready_ns.begin(), ready_ns.end()) - t0) / 1e6;
+  if (a.finished) a.all_read_ms = double(all_read - t0) / 1e6;
+  return a;
+}
+
+// The launch floor at n: n copies of mpod-liveness-peer started at once as
+// in the attach phase, each printing READY before it starts the runtime
+// (--launch-only). The same binary, libraries and fork loop: what starting
+// n processes costs on this machine before mpod does anything.
+Attach launch_floor(Scratch& s, const Settings& st, int n) {
+  Fleet fleet(s.mpod_dir + "/out-floor" + std::to_string(getpid()) + "_" + std::to_string(n));
+  const std::vector<std::string> argv = {s.bin + "/mpod-liveness-peer", "--launch-only"};
+  Attach a = start_at_once(fleet, n, [&](int) { return argv; }, st, nullptr);
+  std::fprintf(stderr, "mpod-bench-liveness: launch floor N=%d: %d of %d READY (%d failed), last at %.0f ms\n", n,
+               a.ready, n, a.failed, a.last_ms);
+  fleet.stop_all();
+  std::error_code ec;
+  std::filesystem::remove_all(s.mpod_dir + "/out-floor" + std::to_string(getpid()) + "_" + std::to_string(n), ec);
+  return a;
 }
 
 Side run_side(Scratch& s, const Settings& st, int n, bool dpdk) {
@@ -286,36 +349,8 @@ Side run_side(Scratch& s, const Settings& st, int n, bool dpdk) {
 
   // 2. Attach at once.
   Attach& a = side.attach;
-  a.n = n;
-  std::vector<uint64_t> ready_ns(size_t(n) + 1, 0);
-  std::vector<std::string> ids(size_t(n) + 1);
-  std::vector<size_t> parsed(size_t(n) + 1, 0);
-  const uint64_t t0 = mono_ns();
-  const auto attach_deadline = deadline_after(st.timeout);
-  for (int i = 0; i < n; ++i) fleet.start(i == 0 && !dpdk ? sub_argv : secondary_argv);
-  uint64_t exits_checked = 0;
-  auto attached = [&] {
-    for (size_t i = 1; i <= size_t(n); ++i) {
-      if (ready_ns[i] || fleet.output(i).size() == parsed[i]) continue;
-      for (auto& t : lines_starting(fleet.output(i), parsed[i], "READY")) {
-        ready_ns[i] = std::strtoull(t.back().c_str(), nullptr, 10);
-        if (!dpdk && t.size() == 3) ids[i] = t[1];
-        ++a.ready;
-      }
-    }
-    if (mono_ns() - exits_checked > 100'000'000) {  // exits: at most every 100 ms (a waitpid per secondary)
-      exits_checked = mono_ns();
-      a.failed = 0;
-      for (size_t i = 1; i <= size_t(n); ++i)
-        if (!ready_ns[i] && !fleet.running(i)) ++a.failed;
-    }
-    return a.ready + a.failed >= n;
-  };
-  fleet.wait(attached, attach_deadline, std::chrono::milliseconds(100));
-  const uint64_t all_read = mono_ns();
-  a.finished = a.ready == n;
-  if (a.ready > 0) a.last_ms = double(*std::max_element(ready_ns.begin(), ready_ns.end()) - t0) / 1e6;
-  if (a.finished) a.all_read_ms = double(all_read - t0) / 1e6;
+  std::vector<std::string> ids;
+  a = start_at_once(fleet, n, [&](int i) { return i == 0 && !dpdk ? sub_argv : secondary_argv; }, st, &ids);
   std::fprintf(stderr, "mpod-bench-liveness: %s N=%d: %d of %d READY (%d failed), last at %.0f ms\n", who, n, a.ready,
                n, a.failed, a.last_ms);
   if (a.failed > 0) {
@@ -457,6 +492,9 @@ void report(const std::vector<Row>& rows, const Settings& st, const Scratch& s, 
                                                   "reads and kills are delayed too");
   std::printf("Attach: N secondaries forked back to back, time from before the first fork to each one's own READY "
               "timestamp (CLOCK_MONOTONIC), and to this program having read all N READY lines.\n");
+  std::printf("Launch floor: before each mpod row, N copies of the same secondary binary started the same way, each "
+              "printing READY before it starts the runtime (--launch-only): exec, dynamic linking and process start-up "
+              "on this machine, which no runtime can go below.\n");
   std::printf("Crash events (mpod only; DPDK has no peer-death event): %d SIGKILLs of random idle secondaries, "
               "%d-%d ms apart; latency = the subscriber's Channel::subscribe event time - the time just before kill(); a kill "
               "with no event for its id in %.0f s counts as later than every other in p50/p99/max.\n",
@@ -505,6 +543,17 @@ void report(const std::vector<Row>& rows, const Settings& st, const Scratch& s, 
     t.push_back({"attach N at once: launch -> last READY, ms", std::to_string(r.n), attach_cell(r.mpod, m.last_ms),
                  attach_cell(r.dpdk, d.last_ms), ratio(r.mpod, r.dpdk, m.finished, d.finished, m.last_ms, d.last_ms),
                  target});
+  }
+  for (const Row& r : rows) {
+    const Attach& f = r.floor;
+    t.push_back({"launch floor: N of mpod-liveness-peer --launch-only at once, ms", std::to_string(r.n),
+                 f.finished ? fmt(f.last_ms, 1) : std::to_string(f.ready) + " of " + std::to_string(f.n) + " READY",
+                 "-", "-", ""});
+  }
+  for (const Row& r : rows) {
+    const Attach &m = r.mpod.attach, &f = r.floor;
+    t.push_back({"attach minus launch floor (mpod's own share), ms", std::to_string(r.n),
+                 m.finished && f.finished ? fmt(m.last_ms - f.last_ms, 1) : "-", "-", "-", ""});
   }
   for (const Row& r : rows) {
     const Attach &m = r.mpod.attach, &d = r.dpdk.attach;
@@ -617,6 +666,8 @@ int run(const Settings& st) {
   for (int n : st.ns) {
     Row r;
     r.n = n;
+    r.floor = launch_floor(s, st, n);
+    sleep_for(1.0);
     r.mpod = run_side(s, st, n, false);
     sleep_for(1.0);  // the kernel tears down the killed side before the next starts
     if (!dpdk_runs) r.dpdk.not_run = "skipped";

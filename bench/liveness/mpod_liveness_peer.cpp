@@ -6,6 +6,10 @@
 // "EVENT <attached|exited|crashed> <id-hex> <CLOCK_MONOTONIC ns>", the time
 // taken as the handler starts. Each line is one write(2) to stdout, which the
 // driver points at a file of its own.
+//
+// mpod-liveness-peer --launch-only: prints "READY - <ns>" at once, never
+// starting the runtime, then waits for SIGTERM or SIGINT: the driver's launch
+// floor, the same binary and libraries as an attaching peer.
 #include <signal.h>
 #include <time.h>
 #include <unistd.h>
@@ -39,6 +43,12 @@ int main(int argc, char** argv) {
   sigaddset(&stop, SIGTERM);
   sigaddset(&stop, SIGINT);
   sigprocmask(SIG_BLOCK, &stop, nullptr);  // before the runtime starts its threads, so they inherit it
+  if (argc == 2 && std::string_view(argv[1]) == "--launch-only") {
+    print_line("READY", "-", mono_ns());
+    int sig = 0;
+    sigwait(&stop, &sig);
+    return 0;
+  }
   try {
     int first = argc;
     auto rt = mpod::Runtime::start(argc, argv, &first);
