@@ -103,6 +103,9 @@ class RuntimeImpl final : public Runtime {
   bool open_domain(bool may_create);
   bool try_become_primary();
   std::optional<ProcessInfo> live_primary() const;
+  // Whether the primary named by the config is registered and alive; throws
+  // corrupt, naming the file, if its registration is damaged.
+  bool primary_registration_alive(const ProcessId& primary) const;
   void start_primary();
   void wait_for_primary();
   void start_secondary();
@@ -341,6 +344,20 @@ void RuntimeImpl::start_primary() {
            hex_addr(base_va_).c_str());
 }
 
+bool RuntimeImpl::primary_registration_alive(const ProcessId& primary) const {
+  try {
+    auto p = registry::find_checked(domain_, primary);
+    return p && p->alive;
+  } catch (const Error& e) {
+    const std::string file = registry::procs_dir(domain_) + "/" + primary.hex();
+    throw Error(Errc::corrupt,
+                "cannot attach to prefix '" + options_.file_prefix + "': the registration of its primary, " +
+                    file + ", is damaged (" + e.what() +
+                    "); stop the primary and every process of the domain, remove the file, and start again",
+                file);
+  }
+}
+
 void RuntimeImpl::wait_for_primary() {
   const uint64_t start = os::monotonic_ns();
   const uint64_t wait_ns = static_cast<uint64_t>(options_.wait_primary_s * 1e9);
@@ -352,8 +369,10 @@ void RuntimeImpl::wait_for_primary() {
         alive = os::is_locked_by_other(fd.get(), os::LockKind::shared, domain_dir_.path_of(kLockName));
     if (alive) {
       ConfigPeek peek = peek_config(domain_dir_);
-      // Only the config of the primary that is alive now will do.
-      if (peek.ours && peek.ready && registry::is_alive(domain_, peek.primary)) return;
+      // Only the config of the primary that is alive now will do. Its
+      // registration exists before its config is ready: if it cannot be
+      // read, waiting will not mend it.
+      if (peek.ours && peek.ready && primary_registration_alive(peek.primary)) return;
       // A config of another layout or a corrupt one: let map_config say precisely what is wrong.
       if (peek.present && !peek.ours) return;
     }

@@ -127,23 +127,27 @@ std::optional<ProcessInfo> read_registration(const os::Dir& procs, const std::st
   return info;
 }
 
-// Reads and liveness-tests one registration. nullopt if it vanished or is
-// not a registration (logged).
-std::optional<ProcessInfo> read_entry(const os::Dir& procs, const std::string& name) {
+// Reads and liveness-tests one registration. nullopt if it vanished; throws
+// for an entry that is not a registration (read_registration).
+std::optional<ProcessInfo> read_entry_checked(const os::Dir& procs, const std::string& name) {
   os::Fd fd;
-  std::optional<ProcessInfo> info;
-  try {
-    info = read_registration(procs, name, &fd);
-  } catch (const Error& e) {
-    MPOD_LOG(runtime, warning, "ignoring %s in the process registry: %s; if no process of this domain uses it, "
-             "remove it", procs.path_of(name).c_str(), e.what());
-    return std::nullopt;
-  }
+  std::optional<ProcessInfo> info = read_registration(procs, name, &fd);
   if (!info) return std::nullopt;
   const auto alive = test_liveness(fd.get(), procs.path_of(name));
   if (!alive) return std::nullopt;
   info->alive = *alive;
   return info;
+}
+
+// The same, nullopt for an entry that is not a registration (logged).
+std::optional<ProcessInfo> read_entry(const os::Dir& procs, const std::string& name) {
+  try {
+    return read_entry_checked(procs, name);
+  } catch (const Error& e) {
+    MPOD_LOG(runtime, warning, "ignoring %s in the process registry: %s; if no process of this domain uses it, "
+             "remove it", procs.path_of(name).c_str(), e.what());
+    return std::nullopt;
+  }
 }
 
 constexpr double kStaleTempSeconds = 60;
@@ -238,6 +242,12 @@ std::optional<ProcessInfo> find(const std::string& domain_dir, const ProcessId& 
   auto procs = try_open_domain_subdir(domain_dir, "procs");
   if (!procs) return std::nullopt;  // no registry (yet): nobody is registered
   return read_entry(*procs, id.hex());
+}
+
+std::optional<ProcessInfo> find_checked(const std::string& domain_dir, const ProcessId& id) {
+  auto procs = try_open_domain_subdir(domain_dir, "procs");
+  if (!procs) return std::nullopt;
+  return read_entry_checked(*procs, id.hex());
 }
 
 bool is_alive(const std::string& domain_dir, const ProcessId& id) {

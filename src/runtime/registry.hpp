@@ -61,7 +61,12 @@ class Registration {
 
 // Every registration, liveness tested now. Unreadable entries are skipped with a log line.
 std::vector<ProcessInfo> list(const std::string& domain_dir);
+// One registration, liveness tested now; nullopt if there is none. An entry
+// that is not a registration is logged and taken as none.
 std::optional<ProcessInfo> find(const std::string& domain_dir, const ProcessId& id);
+// The same, but throws (corrupt, or the error opening it) for an entry that
+// is not a registration: for callers that must not wait on a damaged file.
+std::optional<ProcessInfo> find_checked(const std::string& domain_dir, const ProcessId& id);
 bool is_alive(const std::string& domain_dir, const ProcessId& id);
 
 // Removes the registration of every dead process, calling `on_reaped` with
