@@ -87,9 +87,9 @@ TEST(PeerWatchLimit, TheProcessPastTheLimitIsRefusedWithTheLimitNamed) {
   Domain d;
   PeerWatch::Limits limits;
   limits.max_members = 3;  // the watcher and two more
+  Heard heard;  // before the watches: it outlives their threads, which call it
   std::vector<registry::Registration> regs;
   std::vector<std::unique_ptr<PeerWatch>> watches;
-  Heard heard;
   for (int i = 0; i < 3; ++i) {
     regs.push_back(registry::Registration::create(d.dir.path(), i == 0 ? Role::primary : Role::secondary));
     watches.push_back(std::make_unique<PeerWatch>(d.dir.path(), d.mp(), regs.back().info(), os::Fd{},
