@@ -64,7 +64,7 @@ class Heap {
   // (a power of two; 0 means 64, like rte_malloc's cache-line default). Grows
   // the heap by a new region when no free block fits. Throws no_memory saying
   // what was asked, what is free and the limit; invalid_argument for a bad
-  // alignment or a size over kMaxAlloc.
+  // alignment (not a power of two, or over kMaxAlloc) or a size over kMaxAlloc.
   void* alloc(size_t size, size_t align = 0);
   // The same, zeroed.
   void* zalloc(size_t size, size_t align = 0);

@@ -21,7 +21,7 @@ std::shared_ptr<ChannelImpl::Pending> ChannelImpl::start_request(const std::vect
                                                                  std::span<const uint8_t> data,
                                                                  std::span<const int> fds, Timeout timeout,
                                                                  std::function<void(Replies)> done, int box) {
-  wire::validate_action_name(name);
+  wire::validate_message(name, data.size(), fds.size());  // refused alike with or without peers
   auto p = std::make_shared<Pending>();
   p->name = name;
   p->deadline_ns = deadline_after(timeout);

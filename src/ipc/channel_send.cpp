@@ -208,6 +208,7 @@ void ChannelImpl::send(const ProcessId& to, std::string_view name, std::span<con
 
 std::vector<PeerFailure> ChannelImpl::send_all(std::string_view name, std::span<const uint8_t> data,
                                                std::span<const int> fds, Timeout timeout) {
+  wire::validate_message(name, data.size(), fds.size());  // refused alike with or without peers
   std::vector<PeerFailure> failed;
   const uint64_t deadline = deadline_after(timeout);
   for (auto& peer : live_peers()) {

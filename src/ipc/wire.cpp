@@ -23,9 +23,8 @@ void validate_action_name(std::string_view name) {
                                               "' may contain only letters, digits and _ . : -");
 }
 
-Head encode_head(Type type, uint64_t request_id, const ProcessId& sender, std::string_view name,
-                 size_t payload_len, size_t nfds, const Routing& routing) {
-  if (type != Type::doorbell && type != Type::marker) validate_action_name(name);
+namespace {
+void check_sizes(std::string_view name, size_t payload_len, size_t nfds) {
   if (payload_len > kMaxPayload)
     throw Error(Errc::invalid_argument, "message '" + std::string(name) + "' payload of " +
                                             std::to_string(payload_len) + " bytes exceeds the limit of " +
@@ -33,6 +32,18 @@ Head encode_head(Type type, uint64_t request_id, const ProcessId& sender, std::s
   if (nfds > kMaxFds)
     throw Error(Errc::invalid_argument, "message '" + std::string(name) + "' carries " + std::to_string(nfds) +
                                             " file descriptors; the limit is " + std::to_string(kMaxFds));
+}
+}  // namespace
+
+void validate_message(std::string_view name, size_t payload_len, size_t nfds) {
+  validate_action_name(name);
+  check_sizes(name, payload_len, nfds);
+}
+
+Head encode_head(Type type, uint64_t request_id, const ProcessId& sender, std::string_view name,
+                 size_t payload_len, size_t nfds, const Routing& routing) {
+  if (type != Type::doorbell && type != Type::marker) validate_action_name(name);
+  check_sizes(name, payload_len, nfds);
   WireHeader h{};
   h.magic = kMagic;
   h.version = kVersion;

@@ -95,5 +95,9 @@ std::optional<Decoded> decode(std::span<const uint8_t> datagram, size_t fds_rece
 
 // Throws invalid_argument unless `name` is 1..kMaxName of [A-Za-z0-9_.:-].
 void validate_action_name(std::string_view name);
+// Throws invalid_argument for a bad action name, a payload over kMaxPayload
+// or more than kMaxFds descriptors: what encode_head checks, for callers
+// that must refuse a message even when there is nobody to send it to.
+void validate_message(std::string_view name, size_t payload_len, size_t nfds);
 
 }  // namespace mpod::wire

@@ -215,6 +215,10 @@ void* Heap::allocate(size_t size, size_t align, bool zero) {
   if (size > kMaxAlloc)
     throw Error(Errc::invalid_argument, what_heap(h_) + ": " + std::to_string(size) + " bytes is over the " +
                                             std::to_string(kMaxAlloc) + "-byte limit of one allocation");
+  // Bounded like the size, so that size + align and the aligned address cannot wrap.
+  if (align > kMaxAlloc)
+    throw Error(Errc::invalid_argument, what_heap(h_) + ": alignment " + std::to_string(align) + " is over the " +
+                                            std::to_string(kMaxAlloc) + "-byte limit");
   if (align < kUnit) align = kUnit;
   const uint64_t need = heap::block_size_for(size);
   Block* b;

@@ -65,6 +65,16 @@ Memzone MemzonesImpl::reserve(std::string_view name, uint64_t len, uint64_t alig
                                             "': alignment must be a power of two >= 64, got " +
                                             std::to_string(align));
   const auto& layout = memory_.layout();
+  // Bounded before any arithmetic: past the largest list neither fits, and
+  // a length or alignment near 2^64 would wrap the range checks below.
+  uint64_t largest = 0;
+  for (uint32_t li = 0; li < layout.n_lists; ++li)
+    largest = std::max(largest, uint64_t(layout.lists[li].capacity) * layout.lists[li].seg_size);
+  if (len > largest || align > largest)
+    throw Error(Errc::no_memory, "cannot reserve memzone '" + std::string(name) + "' of " + std::to_string(len) +
+                                     " bytes aligned to " + std::to_string(align) +
+                                     ": larger than the largest memory list of the domain (" +
+                                     std::to_string(largest) + " bytes); ask for less");
   SharedLockGuard guard(lock_);
   if (guard.owner_died()) repair();
   if (find_locked(name))
