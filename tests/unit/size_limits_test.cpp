@@ -163,7 +163,7 @@ TEST_F(SizeLimitsTest, ChannelPayloadsNear2To64AreRefusedBeforeTheyAreRead) {
               Errc::invalid_argument);
     EXPECT_EQ(code_of([&] { rt_->channel().send_all("x", claim); }, "a send_all of " + std::to_string(len)),
               Errc::invalid_argument);
-    EXPECT_EQ(code_of([&] { rt_->channel().request_all("x", claim, Timeout(100)); },
+    EXPECT_EQ(code_of([&] { rt_->channel().request_all("x", claim, Channel::Timeout(100)); },
                       "a request_all of " + std::to_string(len)),
               Errc::invalid_argument);
   }
