@@ -100,13 +100,17 @@ ClientSlot& claim_slot(Runtime& rt, Control& ctl, uint32_t id) {
   for (;;) {
     uint32_t st = s.state.load(std::memory_order_acquire);
     bool takeable = st == kFree || st == kDone || st == kLeft;
-    if (st == kAttached && !is_alive(rt, s.process_id)) takeable = true;
-    if (st == kClaiming && Clock::now() >= deadline) takeable = true;  // its claimer died while claiming
+    bool from_dead = false;
+    if (st == kAttached && !is_alive(rt, s.process_id)) takeable = from_dead = true;
+    if (st == kClaiming && Clock::now() >= deadline) takeable = from_dead = true;  // its claimer died while claiming
     if (st == kAttached && !takeable)
       throw Error(Errc::already_exists, "client id " + std::to_string(id) + " is already attached (pid " +
                                             std::to_string(s.pid) + ", host " + s.hostname +
                                             "); give each client its own --client-id");
-    if (takeable && s.state.compare_exchange_strong(st, kClaiming, std::memory_order_acquire)) break;
+    if (takeable && s.state.compare_exchange_strong(st, kClaiming, std::memory_order_acquire)) {
+      if (from_dead) s.died_before.fetch_add(1, std::memory_order_relaxed);
+      break;
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   const ProcessInfo& me = rt.self();

@@ -23,7 +23,7 @@ inline std::string ring_name(uint32_t client) { return "MProc_Client_" + std::to
 
 constexpr uint32_t kMaxClients = 32;
 constexpr uint32_t kControlMagic = 0x43534d50;  // "CSMP"
-constexpr uint32_t kControlVersion = 1;
+constexpr uint32_t kControlVersion = 2;
 
 enum SlotState : uint32_t {
   kFree = 0,      // no client has this id yet
@@ -38,6 +38,9 @@ struct alignas(64) ClientSlot {
   int32_t pid;              // in the client's own PID namespace
   uint8_t process_id[16];   // mpod process id: liveness through the registry
   char hostname[32];
+  // Clients that held this slot and died (counted by the client that took
+  // the slot over from each): the buffers they held are lost with them.
+  std::atomic<uint32_t> died_before;
   alignas(64) std::atomic<uint64_t> rx;  // written by the client only, on its own cache line
   std::atomic<uint64_t> bad;
 };

@@ -26,6 +26,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -119,6 +120,7 @@ class Server {
     pending_.resize(clients_);
     npending_.assign(clients_, 0);
     dead_.assign(clients_, false);
+    claiming_since_.assign(clients_, std::nullopt);
     Rng rng(c.seed * 0x9e3779b97f4a7c15ull + 1);
     for (uint32_t i = 0; i < kFlows; ++i) {
       FiveTuple t = random_flow(rng);
@@ -204,6 +206,15 @@ class Server {
       for (uint32_t k = 0; k < clients_; ++k) {
         const uint32_t s = ctl_->slots[k].state.load(std::memory_order_acquire);
         if ((s == kAttached || s == kClaiming) && !dead_[k]) waiting.push_back(k);
+        // A client killed while claiming never wrote its id: no liveness
+        // test can find it. Claiming takes microseconds; after 2 s it died.
+        if (s != kClaiming) claiming_since_[k].reset();
+        else if (!claiming_since_[k]) claiming_since_[k] = Clock::now();
+        else if (!dead_[k] && Clock::now() - *claiming_since_[k] > std::chrono::seconds(2)) {
+          dead_[k] = true;
+          std::fprintf(stderr, "server: client %u died while claiming its slot; the packets in its ring count as "
+                       "drops\n", k);
+        }
       }
       if (waiting.empty()) break;
       if (Clock::now() >= next_liveness) {
@@ -251,10 +262,15 @@ class Server {
       std::printf("server: client %u rx=%llu bad=%llu %s (pid %d, host %s)\n", k,
                   static_cast<unsigned long long>(s.rx.load()), static_cast<unsigned long long>(s.bad.load()), state,
                   s.pid, s.hostname);
+      if (const uint32_t before = s.died_before.load())
+        std::printf("server: client %u: %u earlier client(s) with this id died and were replaced\n", k, before);
       rx += s.rx.load();
       bad += s.bad.load();
       any_dead = any_dead || dead_[k];
     }
+    uint32_t died = 0;  // dead_ counts the last holder of a slot; died_before those a new client replaced
+    for (uint32_t k = 0; k < clients_; ++k) died += uint32_t(dead_[k]) + ctl_->slots[k].died_before.load();
+    any_dead = any_dead || died > 0;
     int rc = 0;
     if (any_dead) rc = 1;
     if (rx != tx_) {
@@ -268,7 +284,7 @@ class Server {
                    static_cast<unsigned long long>(bad));
       rc = 1;
     }
-    if (!any_dead && !check_pool()) rc = 1;
+    if (!check_pool(died)) rc = 1;
     std::printf("summary role=server tx=%llu clients=%u drops=%llu\n", static_cast<unsigned long long>(tx_), clients_,
                 static_cast<unsigned long long>(drops_));
     return rc;
@@ -305,13 +321,20 @@ class Server {
   }
 
   // Every buffer must be back: the clients gave back their caches before
-  // saying done, and the server gives back its own now.
-  bool check_pool() {
+  // saying done, and the server gives back its own now. Those a client held
+  // in hand when it was killed (`died` clients) are lost with it: counted,
+  // not a fault of the pool.
+  bool check_pool(uint32_t died) {
     pool_.flush_thread_cache();
     const uint32_t free = pool_.available();
     if (free == pool_.size()) return true;
+    if (died > 0) {
+      std::printf("server: %u of %u packet buffers of pool %s were lost with the %u client(s) that died holding "
+                  "them\n", pool_.size() - free, pool_.size(), kPoolName, died);
+      return true;
+    }
     std::fprintf(stderr, "server: error: %u of %u packet buffers are not back in pool %s after every client "
-                 "finished; a client kept or lost buffers (a bug: report it with this output)\n",
+                 "finished, and no client died; a client kept or lost buffers (a bug: report it with this output)\n",
                  pool_.size() - free, pool_.size(), kPoolName);
     return false;
   }
@@ -327,6 +350,7 @@ class Server {
   std::vector<std::array<void*, kMaxBurst>> pending_;  // per client, flushed after every burst
   std::vector<uint32_t> npending_;
   std::vector<bool> dead_;
+  std::vector<std::optional<Clock::time_point>> claiming_since_;  // per slot, while finish() sees it claiming
   uint64_t generated_ = 0, tx_ = 0, drops_ = 0;
 };
 

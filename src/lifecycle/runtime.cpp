@@ -161,7 +161,29 @@ void RuntimeImpl::prepare_dirs() {
 // does not exist yet.
 bool RuntimeImpl::open_domain(bool may_create) {
   if (domain_dir_.valid()) return true;
-  auto d = runtime_dir_.try_open_subdir(options_.file_prefix, os::DirRule::joined());
+  std::optional<os::Dir> d;
+  try {
+    d = runtime_dir_.try_open_subdir(options_.file_prefix, os::DirRule::joined());
+  } catch (const Error& e) {
+    if (e.sys_errno() != EACCES) throw;
+    // Another user's domain: say whose, and how it is shared.
+    const auto st = runtime_dir_.stat(options_.file_prefix);
+    if (!st) throw;
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", unsigned(st->st_mode & 07777));
+    const bool shared = (st->st_mode & S_IRWXG) == S_IRWXG;
+    throw Error(Errc::permission_denied,
+                "the domain " + domain_ + " belongs to uid " + std::to_string(st->st_uid) + ", group " +
+                    std::to_string(st->st_gid) + " (mode " + mode + "), and this process runs as uid " +
+                    std::to_string(os::effective_uid()) +
+                    (shared ? ", not in that group: its primary shares it with group " + std::to_string(st->st_gid) +
+                                  " only; run this process as a member of that group, with --group=" +
+                                  std::to_string(st->st_gid) + ", or use another --file-prefix"
+                            : ": only its owner's processes may use it; run this process as uid " +
+                                  std::to_string(st->st_uid) + ", have its primary share it with --group=GROUP "
+                                  "(a group this user is in), or use another --file-prefix"),
+                domain_, EACCES);
+  }
   if (!d && may_create)
     d = runtime_dir_.make_subdir(options_.file_prefix, 0700, os::DirRule::owned_by(os::effective_uid()));
   if (!d) return false;

@@ -1,7 +1,9 @@
 // Files and directories.
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <sys/resource.h>
+#include <sys/statfs.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -142,12 +144,20 @@ void allocate_file(int fd, uint64_t offset, uint64_t len, const std::string& pat
     return;
   }
   MPOD_LOG(os, debug, "fallocate %s failed: %s", path.c_str(), std::strerror(err));
-  if (err == ENOSPC || err == ENOMEM)
+  if (err == ENOSPC || err == ENOMEM) {
+    // The advice depends on what is full: the hugepage pool, or the
+    // filesystem of a --no-huge runtime directory.
+    struct statfs sf;
+    if (::fstatfs(fd, &sf) == 0 && static_cast<unsigned long>(sf.f_type) == HUGETLBFS_MAGIC)
+      throw Error(Errc::no_memory,
+                  "out of memory backing " + path + ": no free " + std::to_string(uint64_t(sf.f_bsize) >> 10) +
+                      " kB hugepages (raise /proc/sys/vm/nr_hugepages, or lower -m)",
+                  path, err);
     throw Error(Errc::no_memory,
-                "out of memory backing " + path +
-                    ": no free pages of this size (raise /proc/sys/vm/nr_hugepages, free space "
-                    "in the directory, or lower -m)",
+                "out of space backing " + path + ": its filesystem is full (free space there, lower -m, or give "
+                "--runtime-dir a directory with room)",
                 path, err);
+  }
   throw Error(errc_for(err), "cannot allocate backing store in " + path, path, err);
 }
 

@@ -136,6 +136,18 @@ TEST_F(Crash, CleanShutdownLeavesOnlyTheLockFileAndEmptyDirs) {
   EXPECT_EQ(files_in(domain_dir() + "/mp"), (std::vector<std::string>{"watch.lock"})) << "a channel socket was left behind";
 }
 
+// The same with plain files: their directory stays, empty.
+TEST_F(Crash, CleanShutdownWithoutHugepagesLeavesOnlyTheSkeleton) {
+  Child primary = start_primary({"--no-huge", "-m", "16"});
+  ASSERT_EQ(attach_once({"--no-huge"}).code, 0);
+  primary.signal(SIGTERM);
+  EXPECT_EQ(primary.wait(), 0);
+  EXPECT_EQ(files_in(domain_dir()), (std::vector<std::string>{"lock", "mp", "pages", "procs"}));
+  EXPECT_TRUE(files_in(domain_dir() + "/procs").empty());
+  EXPECT_TRUE(files_in(domain_dir() + "/pages").empty()) << "plain-file memory was left behind";
+  EXPECT_EQ(files_in(domain_dir() + "/mp"), (std::vector<std::string>{"watch.lock"}));
+}
+
 TEST_F(Crash, PageFilesAreFlockedWhileMappedSoDpdkLeavesThemAlone) {
   // A DPDK primary starting on the same hugetlbfs deletes every "*map_*" file
   // it can flock exclusively. mpod's must refuse that while in use.

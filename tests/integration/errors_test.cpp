@@ -212,6 +212,24 @@ TEST_F(Errors, OutOfHugepages) {
   EXPECT_FALSE(std::filesystem::exists(domain_dir() + "/config"));
 }
 
+// --no-huge on a filesystem too small for -m: the advice is about that
+// filesystem, not about hugepages the process never asked for.
+TEST_F(Errors, NoHugeOnAFullFilesystemSaysSoNotHugepages) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to mount a small tmpfs";
+  const std::string small = dir_.path() + "/small";
+  std::filesystem::create_directory(small);
+  if (mount("tmpfs", small.c_str(), "tmpfs", 0, "size=8m,mode=0755") != 0)
+    GTEST_SKIP() << "cannot mount tmpfs here: " << std::strerror(errno);
+  auto r = run({bin("mpod-test-proc"), "primary", "--runtime-dir=" + small, "--file-prefix=" + prefix_, "--no-huge",
+                "-m", "64"});
+  umount2(small.c_str(), MNT_DETACH);
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "ERROR no_memory")) << r.output;
+  EXPECT_TRUE(contains(r.output, "filesystem is full")) << r.output;
+  EXPECT_TRUE(contains(r.output, small)) << r.output;
+  EXPECT_FALSE(contains(r.output, "nr_hugepages")) << r.output;
+}
+
 TEST_F(Errors, SecondaryWhoseRangeIsTakenNamesTheMappingAndTheOption) {
   Child primary = start_primary();
   auto info = run(mpod("info"));

@@ -165,6 +165,33 @@ TEST_F(ExamplesClientServer, ClientStoppedEarlyAndServerStoppedBySignalStillAddU
   EXPECT_TRUE(contains(server.output(), "stopped by signal 15")) << server.output();
 }
 
+// A client SIGKILLed while packets flow, and a new client started with its
+// id: the server counts the dead one, and buffers it held in hand are
+// reported as lost with it, never as a bug of the pool.
+TEST_F(ExamplesClientServer, AKilledAndReplacedClientIsCountedAndItsBuffersAsLost) {
+  Child server = Child::spawn(example("mpod-mp-server", {"--no-huge"}, {"--clients", "2", "--packets", "0"}));
+  ASSERT_TRUE(server.wait_for_output("primary ready")) << server.output();
+  Child c0 = Child::spawn(example("mpod-mp-client", {"--no-huge"}, {"--client-id", "0"}));
+  Child c1 = Child::spawn(example("mpod-mp-client", {"--no-huge"}, {"--client-id", "1"}));
+  ASSERT_TRUE(server.wait_for_output("generated=")) << server.output();  // stats every 2 s: packets flow
+  c0.signal(SIGKILL);
+  c0.wait(std::chrono::seconds(10));
+  Child again = Child::spawn(example("mpod-mp-client", {"--no-huge"}, {"--client-id", "0"}));
+  ASSERT_TRUE(again.wait_for_output("attached")) << again.output();
+  server.signal(SIGTERM);
+  EXPECT_EQ(server.wait(std::chrono::seconds(20)), 1) << "a client died: the server says so in its exit code\n"
+                                                       << server.output();
+  EXPECT_EQ(again.wait(std::chrono::seconds(10)), 0) << again.output();
+  EXPECT_EQ(c1.wait(std::chrono::seconds(10)), 0) << c1.output();
+  const std::string out = server.output();
+  EXPECT_TRUE(contains(out, "client 0: 1 earlier client(s) with this id died and were replaced")) << out;
+  EXPECT_FALSE(contains(out, "a bug")) << out;
+  // Buffers the dead client held, if any, are counted as lost with it.
+  if (contains(out, "are not back") || contains(out, "were lost")) {
+    EXPECT_TRUE(contains(out, "were lost with the 1 client(s) that died holding them")) << out;
+  }
+}
+
 TEST_F(ExamplesClientServer, MistakesAreExplained) {
   auto r = run(example("mpod-mp-server", {"--no-huge"}, {"--packets", "10"}));
   EXPECT_EQ(r.code, 2);

@@ -532,6 +532,31 @@ TEST_F(HostileDirTest, GroupWritableDomainDirWithoutGroupOptionIsRefused) {
   expect_refused(s, domain_dir());
 }
 
+// A user who may not enter the domain is told whose it is and how it is
+// shared, not "cannot open directory" (or, formerly, "cannot create
+// directory .../procs").
+TEST_F(HostileDirTest, StrangerIsToldWhoseDomainItIsAndHowItIsShared) {
+  MPOD_SKIP_UNLESS(cannot_switch_uid());
+  for (const bool grouped : {false, true}) {
+    Start primary = grouped ? launch_primary({"--no-huge", kGroupOption}) : launch_primary();
+    ASSERT_TRUE(primary.ready) << primary.output();
+    auto argv = proc("attach", {"--no-huge"});
+    argv.insert(argv.begin() + 2, "--proc-type=secondary");
+    auto r = run_as_stranger(argv);
+    EXPECT_TRUE(r.code > 0 && r.code < 128) << r.output;
+    EXPECT_TRUE(contains(r.output, "the domain " + domain_dir() + " belongs to uid 0")) << r.output;
+    EXPECT_TRUE(contains(r.output, "runs as uid " + std::string(kMember))) << r.output;
+    if (grouped) {
+      EXPECT_TRUE(contains(r.output, "shares it with group " + std::string(kGroup))) << r.output;
+      EXPECT_TRUE(contains(r.output, kGroupOption)) << r.output;
+    } else {
+      EXPECT_TRUE(contains(r.output, "--group=GROUP")) << r.output;
+    }
+    EXPECT_EQ(stop(primary), 0) << primary.output();
+    std::filesystem::remove_all(domain_dir());  // the next primary makes it afresh, shared or not
+  }
+}
+
 // ---- 9. another process's socket ----
 
 TEST_F(HostileDirTest, GroupMemberCannotRemoveOrReplaceTheSocketOfAnotherUid) {
