@@ -77,6 +77,51 @@ void ChannelImpl::remove_endpoint(const std::string& domain, const ProcessId& id
   }
 }
 
+namespace {
+constexpr double kStaleBindSeconds = 60;  // a bind takes microseconds; older private dirs are a dead binder's
+
+// The process id an endpoint name belongs to: "<id>.sock", "<id>.mbox", "<id>.watch".
+std::optional<ProcessId> endpoint_owner(const std::string& name) {
+  const auto dot = name.find('.');
+  if (dot == std::string::npos) return std::nullopt;
+  const std::string_view ext = std::string_view(name).substr(dot);
+  if (ext != ".sock" && ext != ".mbox" && ext != ".watch") return std::nullopt;
+  return ProcessId::parse(name.substr(0, dot));
+}
+}  // namespace
+
+size_t ChannelImpl::remove_orphan_endpoints(const std::string& domain) noexcept {
+  size_t removed = 0;
+  try {
+    const os::Dir mp = registry::open_domain_subdir(domain, "mp");
+    const os::Dir procs = registry::open_procs(domain);
+    // mp/ is listed before the registry is read: an endpoint seen here was
+    // made after its registration, so a registration missing now is gone.
+    for (const std::string& name : mp.list()) {
+      try {
+        if (name.starts_with(".bind-")) {
+          if (mp.age_seconds(name) < kStaleBindSeconds) continue;
+          if (auto d = mp.try_open_subdir(name, os::DirRule::owned_by(os::effective_uid()))) d->remove("s");
+          removed += mp.remove_dir(name);
+          continue;
+        }
+        const auto id = endpoint_owner(name);
+        if (!id || procs.stat(id->hex())) continue;
+        if (mp.remove(name)) {
+          ++removed;
+          MPOD_LOG(ipc, notice, "removed %s: its process %s is no longer registered", mp.path_of(name).c_str(),
+                   id->short_hex().c_str());
+        }
+      } catch (const Error& e) {
+        MPOD_LOG(ipc, info, "sweeping %s: %s", mp.path_of(name).c_str(), e.what());
+      }
+    }
+  } catch (const Error& e) {
+    MPOD_LOG(ipc, info, "sweeping the channel directory of %s: %s", domain.c_str(), e.what());
+  }
+  return removed;
+}
+
 ChannelImpl::ChannelImpl(std::string domain_dir, ProcessInfo self, mode_t mode, os::Fd watch_lock,
                          PeerWatch::Hooks reaping)
     : domain_(std::move(domain_dir)),

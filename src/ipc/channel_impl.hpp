@@ -44,6 +44,14 @@ class ChannelImpl final : public Channel {
   static std::string mailbox_name(const ProcessId& id) { return id.hex() + ".mbox"; }
   // Removes the sockets and mailbox a dead process left behind.
   static void remove_endpoint(const std::string& domain_dir, const ProcessId& id) noexcept;
+  // Removes from mp/ every socket and mailbox whose process has no
+  // registration (a reaper killed between removing the registration and
+  // them, a process that exited unable to remove its own), and private bind
+  // directories older than a minute (a process killed while binding). Call
+  // after reaping the registry: a process registers before it makes its
+  // endpoints and removes them before it unregisters, so an endpoint without
+  // a registration has nobody. Returns how many entries it removed.
+  static size_t remove_orphan_endpoints(const std::string& domain_dir) noexcept;
 
   void register_action(std::string_view name, Handler handler) override;
   void unregister_action(std::string_view name) override;

@@ -146,6 +146,10 @@ class PeerWatch {
   void queue_out(Conn& c, uint64_t tag, const std::string& bytes);
   void check_awaiting();
   void retry_reaps();
+  // Sweeps the registry (hooks.sweep) `sweeps` times, the first in
+  // `delay_ns`, then every kSweepRetryNs; run_due_sweep does it when due.
+  void schedule_sweep(uint64_t delay_ns, int sweeps);
+  void run_due_sweep();
   int next_timeout_ms() const;
   bool near_descriptor_limit(int newest_fd);
   void say_bye_to_members() noexcept;
@@ -205,6 +209,11 @@ class PeerWatch {
   std::vector<std::string> recent_gone_order_;
   size_t recent_gone_next_ = 0;
   uint64_t last_fd_warning_ns_ = 0;
+  // Sweeps for processes that died before they were members (schedule_sweep).
+  static constexpr uint64_t kSweepFirstNs = 50'000'000, kSweepRetryNs = 1'000'000'000;
+  static constexpr uint64_t kSweepEveryNs = 10'000'000'000ull;  // at most, on admissions
+  int sweeps_left_ = 0;
+  uint64_t sweep_at_ns_ = 0, last_sweep_ns_ = 0;
 
   std::thread thread_;
 };

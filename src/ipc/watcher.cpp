@@ -63,6 +63,7 @@ void PeerWatch::become_watcher(bool takeover) {
     for (auto& p : dead)
       if (!(p.id == watcher_info_.id)) announce(p, PeerEvent::crashed);
   }
+  last_sweep_ns_ = os::monotonic_ns();  // a primary reaped before it started; a successor just swept
   watcher_.store(true);
   MPOD_LOG(ipc, info, "this process is the watcher of %s%s", domain_.c_str(),
            takeover ? (" (took over; " + std::to_string(list.size()) + " members to reconnect)").c_str() : "");
@@ -92,9 +93,30 @@ void PeerWatch::watcher_loop() {
     }
     check_awaiting();
     retry_reaps();
+    run_due_sweep();
     flush_events();
   }
   flush_events();
+}
+
+void PeerWatch::schedule_sweep(uint64_t delay_ns, int sweeps) {
+  if (!hooks_.sweep) return;
+  const uint64_t at = os::monotonic_ns() + delay_ns;
+  if (sweeps_left_ == 0 || at < sweep_at_ns_) sweep_at_ns_ = at;
+  sweeps_left_ = std::max(sweeps_left_, sweeps);
+}
+
+void PeerWatch::run_due_sweep() {
+  if (sweeps_left_ == 0 || os::monotonic_ns() < sweep_at_ns_) return;
+  --sweeps_left_;
+  sweep_at_ns_ = os::monotonic_ns() + kSweepRetryNs;
+  last_sweep_ns_ = os::monotonic_ns();
+  // Those reaped here were not members (a member's death is reported from
+  // its connection, and reaping it first only makes its own reap find
+  // nothing): nobody knew them, so nobody is told.
+  const auto reaped = hooks_.sweep();
+  if (!reaped.empty())
+    MPOD_LOG(ipc, info, "swept %zu dead process(es) that never finished attaching", reaped.size());
 }
 
 int PeerWatch::next_timeout_ms() const {
@@ -108,6 +130,7 @@ int PeerWatch::next_timeout_ms() const {
       }
   }
   for (auto& r : reaps_) next = std::min(next, r.next_ns);
+  if (sweeps_left_ > 0) next = std::min(next, sweep_at_ns_);
   for (auto& [tag, c] : conns_)
     if (!c.member) next = std::min(next, c.hello_deadline_ns);
   if (next == UINT64_MAX) return -1;  // nothing to do until something happens
@@ -282,6 +305,10 @@ void PeerWatch::on_hello(uint64_t tag, const std::string& body) {
     members_[id.hex()] = Member{*p, tag};
   }
   c.member = *p;
+  // Processes killed before they connected leave a registration nobody
+  // watches: while processes come, sweep for them now and then (never while
+  // nothing happens).
+  if (!reconnect && os::monotonic_ns() - last_sweep_ns_ >= kSweepEveryNs) schedule_sweep(kSweepFirstNs, 1);
   std::string f;
   watch::append_frame(f, watch::Frame::welcome, [&] {
     std::string b;
@@ -345,14 +372,22 @@ void PeerWatch::drop_conn(uint64_t tag, bool ended) {
   conns_.erase(it);
   poller_->remove(c.fd.get());
   c.fd.reset();
-  if (!c.member) return;
+  if (!c.member) {
+    // A process that connected and went before its hello was admitted (or
+    // refused) died attaching, most likely: its registration and endpoints
+    // are reaped by a sweep of the registry, once its lock is surely free
+    // and again a second later (a dying process drops its lock and its
+    // connection in no fixed order).
+    schedule_sweep(kSweepFirstNs, 2);
+    (void)ended;
+    return;
+  }
   {
     std::lock_guard g(members_mu_);
     auto m = members_.find(c.member->id.hex());
     if (m != members_.end() && m->second.conn == tag) members_.erase(m);
   }
   member_gone(*c.member, c.said_bye ? PeerEvent::exited : PeerEvent::crashed);
-  (void)ended;
 }
 
 void PeerWatch::member_gone(const ProcessInfo& p, PeerEvent e) {

@@ -475,10 +475,20 @@ std::vector<MemoryUsage> RuntimeImpl::memory() const {
 }
 
 std::vector<ProcessInfo> RuntimeImpl::reap_dead_processes() {
-  return registry::reap(domain_, [this](const ProcessInfo& p) {
+  auto reaped = registry::reap(domain_, [this](const ProcessInfo& p) {
     SharedMemory::remove_process_files(domain_dir_, p.id);
     ChannelImpl::remove_endpoint(domain_, p.id);
   });
+  // What no registration names any more: left by a reaper killed half-way.
+  // (Listed before the registry is read, so nothing made since is taken.)
+  ChannelImpl::remove_orphan_endpoints(domain_);
+  try {
+    const os::Dir procs = registry::open_procs(domain_);
+    SharedMemory::remove_orphan_process_files(domain_dir_, [&](const ProcessId& id) { return procs.stat(id.hex()).has_value(); });
+  } catch (const Error& e) {
+    MPOD_LOG(runtime, info, "sweeping the files of unregistered processes: %s", e.what());
+  }
+  return reaped;
 }
 
 RuntimeImpl::~RuntimeImpl() {

@@ -481,6 +481,19 @@ void SharedMemory::remove_process_files(const os::Dir& domain, const ProcessId& 
       [&](const std::string& n) { FbArray::destroy(domain, n); });
 }
 
+void SharedMemory::remove_orphan_process_files(const os::Dir& domain,
+                                               const std::function<bool(const ProcessId&)>& registered) noexcept {
+  remove_each(
+      domain, "files of unregistered processes",
+      [&](const std::string& n) {
+        const auto us = n.rfind('_');
+        if (!n.starts_with("fbarray_") || us == std::string::npos) return false;
+        const auto id = ProcessId::parse(n.substr(us + 1));
+        return id && !registered(*id);
+      },
+      [&](const std::string& n) { FbArray::destroy(domain, n); });
+}
+
 void SharedMemory::remove_stale_files(const os::Dir& domain, const std::string& prefix,
                                       const std::string& huge_dir) noexcept {
   remove_each(

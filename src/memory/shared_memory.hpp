@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -65,6 +66,11 @@ class SharedMemory {
 
   // Removes files left by processes that are gone: local fbarrays of `id`.
   static void remove_process_files(const os::Dir& domain, const ProcessId& id) noexcept;
+  // Removes the local fbarrays of every process `registered` says is not
+  // (a reaper killed between removing a registration and them). One in use
+  // is never removed: it is locked while mapped.
+  static void remove_orphan_process_files(const os::Dir& domain,
+                                          const std::function<bool(const ProcessId&)>& registered) noexcept;
   // Removes every file of the domain's memory (before a primary recreates
   // it). Entry by entry: one it cannot remove is logged and passed over.
   static void remove_stale_files(const os::Dir& domain, const std::string& file_prefix,

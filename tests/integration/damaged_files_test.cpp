@@ -1,11 +1,23 @@
 // What a damaged file in the runtime directory may cost: its owner at most.
 // Every other process either steps around it or fails at once with an error
 // that names the file, never waits on it or floods the log.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <chrono>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "domain_fixture.hpp"
+#include "mpod/process.hpp"
 
 namespace mpod::test {
 namespace {
@@ -20,6 +32,30 @@ size_t count_lines_with(const std::string& text, const std::string& word) {
 }
 
 class DamagedFilesTest : public DomainTest {};
+
+void write_file(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::trunc);
+  out << text;
+  ASSERT_TRUE(out.good()) << "cannot write " << path;
+}
+
+// Connects to the watcher's socket and closes without a hello: what a
+// process killed while attaching looks like to the watcher.
+void connect_and_vanish(const std::string& domain) {
+  std::ifstream lock(domain + "/mp/watch.lock");
+  std::string id(32, '\0');
+  lock.read(id.data(), 32);
+  ASSERT_EQ(lock.gcount(), 32) << "no watcher id in " << domain << "/mp/watch.lock";
+  const std::string path = domain + "/mp/" + id + ".watch";
+  const int s = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(s, 0);
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  ASSERT_LT(path.size(), sizeof sa.sun_path) << path;
+  std::memcpy(sa.sun_path, path.data(), path.size());
+  EXPECT_EQ(::connect(s, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0) << path << ": " << std::strerror(errno);
+  ::close(s);
+}
 
 // The primary's registration is overwritten with junk while it runs. A
 // secondary used to wait 30 s for a primary that "did not finish starting",
@@ -46,6 +82,90 @@ TEST_F(DamagedFilesTest, DamagedPrimaryRegistrationFailsASecondaryAtOnceNamingTh
   // the 30 s start-up grace. 10 s leaves room for a loaded machine.
   EXPECT_LT(took, seconds(10)) << s.output.substr(0, 2000);
   EXPECT_TRUE(primary.running()) << "the damaged file may cost its owner at most, and it did not even do that";
+}
+
+// As a non-root owner (root ignores modes), chmod 000 on the primary's
+// socket, then on mp/, while `mpod ping` runs: a running ping used to exit 1
+// at the next request. It must go on, counting whatever fails, and finish.
+TEST_F(DamagedFilesTest, ChmodOfThePrimarysSocketOrMpDoesNotStopARunningPing) {
+  if (geteuid() != 0 || access("/usr/bin/setpriv", X_OK) != 0)
+    GTEST_SKIP() << "needs root and /usr/bin/setpriv, to run the domain as uid 65534";
+  const auto as_owner = [](std::vector<std::string> argv) {
+    argv.insert(argv.begin(), {"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"});
+    return argv;
+  };
+  ASSERT_EQ(::chown(dir_.path().c_str(), 65534, 65534), 0);
+  Child primary = Child::spawn(as_owner(proc("primary", {"--no-huge"})));
+  ASSERT_TRUE(primary.wait_for_output("READY")) << primary.output();
+  const std::string mp = domain_dir() + "/mp";
+  for (const bool whole_dir : {false, true}) {
+    Child ping = Child::spawn(as_owner(mpod("ping", {"--no-huge", "--count", "8", "--interval", "0.1"})));
+    ASSERT_TRUE(ping.wait_for_output("seq=2")) << ping.output();
+    std::vector<std::string> changed;
+    if (whole_dir) {
+      changed.push_back(mp);
+    } else {
+      for (auto& f : files_in(mp))
+        if (f.ends_with(".sock")) changed.push_back(mp + "/" + f);
+    }
+    for (auto& f : changed) ASSERT_EQ(::chmod(f.c_str(), 0), 0) << f;
+    const int code = ping.wait(std::chrono::seconds(30));
+    for (auto& f : changed) ::chmod(f.c_str(), whole_dir ? 0700 : 0600);
+    EXPECT_EQ(code, 0) << (whole_dir ? "mp/" : "the sockets") << " made unreadable:\n" << ping.output();
+    EXPECT_TRUE(contains(ping.output(), "8 requests")) << ping.output();
+    EXPECT_TRUE(primary.running()) << primary.output();
+  }
+}
+
+// What a process killed at the wrong moment leaves, and nothing names any
+// more: endpoints and page tables of processes with no registration (their
+// reaper was killed after removing it), a private bind directory of a
+// process killed while binding, the registration of a process killed before
+// its hello. Formerly nothing ever swept mp/. The watcher sweeps once a
+// process goes before its hello, without a restart.
+TEST_F(DamagedFilesTest, WhatDeadProcessesLeftIsSweptWhileThePrimaryRuns) {
+  Child primary = start_primary();
+  const std::string d = domain_dir(), mp = d + "/mp";
+  const std::vector<std::string> before_mp = files_in(mp), before_domain = files_in(d);
+  const std::string a = ProcessId::random().hex(), b = ProcessId::random().hex(), c = ProcessId::random().hex();
+  std::vector<std::string> planted = {mp + "/" + a + ".sock", mp + "/" + a + ".mbox", mp + "/" + b + ".watch",
+                                      d + "/fbarray_memseg-4k-0-0_" + a, mp + "/" + c + ".sock",
+                                      mp + "/" + c + ".mbox"};
+  for (auto& f : planted) write_file(f, "left by a dead process\n");
+  // A registration nobody holds (its process died before its hello), with its socket.
+  std::ostringstream reg;
+  reg << "id=" << c << "\nrole=secondary\npid=4242\npid_ns=1\nhostname=gone\nstarted_ns=1\n";
+  write_file(d + "/procs/" + c, reg.str());
+  ::chmod((d + "/procs/" + c).c_str(), 0600);
+  planted.push_back(d + "/procs/" + c);
+  // A private bind directory, two minutes old, with the socket still inside.
+  const std::string bind_dir = mp + "/.bind-00112233445566aa";
+  ASSERT_EQ(::mkdir(bind_dir.c_str(), 0700), 0);
+  write_file(bind_dir + "/s", "");
+  const timespec old[2] = {{::time(nullptr) - 120, 0}, {::time(nullptr) - 120, 0}};
+  ASSERT_EQ(::utimensat(AT_FDCWD, bind_dir.c_str(), old, 0), 0);
+  planted.push_back(bind_dir);
+  // A fresh one is a bind in progress: left alone.
+  const std::string fresh_bind = mp + "/.bind-ffeeddccbbaa9988";
+  ASSERT_EQ(::mkdir(fresh_bind.c_str(), 0700), 0);
+
+  connect_and_vanish(d);
+  std::string left;
+  for (int i = 0; i < 500; ++i) {  // up to 5 s: the sweeps come after 50 ms and 1 s
+    left.clear();
+    for (auto& f : planted)
+      if (std::filesystem::exists(f) || std::filesystem::is_symlink(f)) left += "\n  " + f;
+    if (left.empty()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(left.empty()) << "still there 5 s after the watcher saw a process go before its hello:" << left << "\n"
+                            << primary.output();
+  EXPECT_TRUE(std::filesystem::exists(fresh_bind)) << "a bind in progress must be left alone";
+  ::rmdir(fresh_bind.c_str());
+  EXPECT_EQ(files_in(mp), before_mp) << "the primary's own endpoints must stay";
+  EXPECT_EQ(files_in(d), before_domain);
+  EXPECT_TRUE(primary.running()) << primary.output();
+  EXPECT_EQ(attach_once().code, 0) << "the domain still works";
 }
 
 }  // namespace
