@@ -45,9 +45,14 @@ std::string hex_addr(uint64_t a) {
   return b;
 }
 
-// The lock file: held exclusively by the primary for its whole life. Never
+// The lock file. Byte 0, the primary lock: held exclusively by the primary
+// for its whole life, and by the last process out while it removes the
+// memory. Byte 1, the exit lock: taken by each process leaving, one at a
+// time, while it decides whether it is the last (clean_up_if_last). Never
 // removed, so every process agrees on one inode.
 constexpr const char* kLockName = "lock";
+constexpr off_t kPrimaryLockByte = 0, kExitLockByte = 1;
+constexpr uint64_t kExitLockWaitNs = 10'000'000'000ull;  // another leaving process holds it for milliseconds
 constexpr const char* kConfigName = "config";
 constexpr const char* kNewConfigName = "config.new";
 
@@ -262,7 +267,7 @@ bool RuntimeImpl::try_become_primary() {
   // The lock may be held briefly by an exiting process cleaning up, or by a
   // primary still building its config: retry a little unless a live primary holds it.
   const uint64_t deadline = os::monotonic_ns() + kLockRetryNs;
-  while (!os::try_lock(fd.get(), os::LockKind::exclusive, path)) {
+  while (!os::try_lock(fd.get(), os::LockKind::exclusive, path, kPrimaryLockByte, 1)) {
     if (live_primary() || os::monotonic_ns() >= deadline) return false;
     os::sleep_ns(2'000'000);
   }
@@ -388,7 +393,8 @@ void RuntimeImpl::wait_for_primary() {
     bool alive = false;
     if (open_domain(false))
       if (os::Fd fd = domain_dir_.try_open(kLockName, O_RDONLY, domain_dir_.owner()))
-        alive = os::is_locked_by_other(fd.get(), os::LockKind::shared, domain_dir_.path_of(kLockName));
+        alive = os::is_locked_by_other(fd.get(), os::LockKind::shared, domain_dir_.path_of(kLockName),
+                                       kPrimaryLockByte, 1);
     if (alive) {
       ConfigPeek peek = peek_config(domain_dir_);
       // Only the config of the primary that is alive now will do. Its
@@ -523,11 +529,28 @@ void RuntimeImpl::clean_up_if_last() {
   // The last process out removes the domain's memory, so hugepages do not
   // leak after a primary left its memory to secondaries. Holding the primary
   // lock while doing it guarantees no primary starts meanwhile.
-  if (!lock_fd_) {
-    os::Fd fd = domain_dir_.open(kLockName, O_RDWR, domain_dir_.owner());
-    if (!os::try_lock(fd.get(), os::LockKind::exclusive, domain_dir_.path_of(kLockName))) return;  // a primary is alive
-    lock_fd_ = std::move(fd);
+  //
+  // Leaving processes decide one at a time, under the exit lock, each after
+  // it unregistered, and each lets go of the primary lock no later than of
+  // the exit lock (closing lock_fd_ drops both at once). So of a primary and
+  // a secondary leaving together, whichever decides second sees the other
+  // gone: the primary counts no live process, or the secondary finds the
+  // primary lock free. (Without it, each could find the other still there
+  // and both leave the memory behind.)
+  const std::string path = domain_dir_.path_of(kLockName);
+  if (!lock_fd_) lock_fd_ = domain_dir_.open(kLockName, O_RDWR, domain_dir_.owner());
+  const uint64_t give_up = os::monotonic_ns() + kExitLockWaitNs;
+  while (!os::try_lock(lock_fd_.get(), os::LockKind::exclusive, path, kExitLockByte, 1)) {
+    if (os::monotonic_ns() >= give_up) {
+      MPOD_LOG(runtime, warning, "shutdown: another process held the exit lock of %s for %llu s; not checking "
+               "whether this process is the last (if it is, run mpod serve with this prefix once to free the memory)",
+               path.c_str(), static_cast<unsigned long long>(kExitLockWaitNs / 1'000'000'000));
+      return;
+    }
+    os::sleep_ns(1'000'000);
   }
+  if (role_ != Role::primary && !os::try_lock(lock_fd_.get(), os::LockKind::exclusive, path, kPrimaryLockByte, 1))
+    return;  // a primary is alive: it, or a process after it, is the last out
   reap_dead();
   size_t live = 0;
   for (auto& p : registry::list(domain_)) live += p.alive;
