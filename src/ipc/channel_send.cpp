@@ -64,6 +64,13 @@ std::shared_ptr<ChannelImpl::PeerLink> ChannelImpl::link_to(const ProcessId& to)
     if (l->lane < 0)
       MPOD_LOG(ipc, info, "every lane of %s is taken by a live sender; messages to it go by socket",
                l->mailbox->path().c_str());
+    else if (!l->mailbox->back_lane(l->lane)) {
+      // No room for the lane's pages: the socket needs none.
+      MPOD_LOG(ipc, notice, "no room to back a lane in %s (its filesystem is full?); messages to it go by socket",
+               l->mailbox->path().c_str());
+      l->mailbox->release_lane(l->lane, self_.id);
+      l->lane = -1;
+    }
   }
   std::vector<std::shared_ptr<PeerLink>> closed;  // closed outside the lock
   std::lock_guard g(links_mu_);

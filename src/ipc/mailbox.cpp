@@ -1,11 +1,13 @@
 #include "mailbox.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 
 #include <cerrno>
 #include <cstring>
 
 #include "mpod/error.hpp"
+#include "mpod/log.hpp"
 
 namespace mpod::mailbox {
 
@@ -86,7 +88,13 @@ uint64_t owner_tag(const ProcessId& id) noexcept {
   return t ? t : 1;
 }
 
-Mailbox::Mailbox(std::string path, void* base, size_t size) : path_(std::move(path)), base_(base), size_(size) {
+Mailbox::Mailbox(const os::Dir& dir, std::string name, int fd, void* base, size_t size)
+    : dir_(dir), name_(std::move(name)), path_(dir.path_of(name_)), base_(base), size_(size) {
+  struct stat st {};
+  if (::fstat(fd, &st) == 0) {
+    dev_ = st.st_dev;
+    ino_ = st.st_ino;
+  }
   static_assert(sizeof(Header) <= kHeaderBytes);
   static_assert(sizeof(Ends) == 128);
   static_assert(sizeof(Box) == 1024);
@@ -115,13 +123,17 @@ MailboxPtr Mailbox::create(const os::Dir& dir, const std::string& name) {
   const std::string path = dir.path_of(name);
   os::Fd fd = dir.create(name, O_RDWR, 0600, os::Share::none);
   const size_t size = kTotalSize;
-  os::truncate_file(fd.get(), size, path);  // sparse: pages appear as lanes are used
+  os::truncate_file(fd.get(), size, path);  // sparse: a lane's pages are backed when a sender claims it (back_lane)
+  // Everything but the lanes is backed now: on a filesystem that fills up
+  // later, a hole touched by the receiver or a sender would be a SIGBUS.
+  os::allocate_file(fd.get(), 0, kSlotsOffset, path);
+  os::allocate_file(fd.get(), kBoxesOffset, size - kBoxesOffset, path);
   void* base = os::map_shared(size, fd.get(), path);
   // Each process touches a few scattered pages of it: a readahead window on
   // the first fault would zero-fill megabytes of a sparse file (most of an
   // attach's CPU at 1024 processes).
   os::advise_random(base, size);
-  MailboxPtr m(new Mailbox(path, base, size));  // the mapping keeps the file: no descriptor held per mailbox
+  MailboxPtr m(new Mailbox(dir, name, fd.get(), base, size));  // the mapping keeps the file: no descriptor held per mailbox
   Header* h = m->header();
   h->lanes = kLanes;
   h->slots = kSlots;
@@ -149,7 +161,7 @@ MailboxPtr Mailbox::open(const os::Dir& dir, const std::string& name) {
   // the first fault would zero-fill megabytes of a sparse file (most of an
   // attach's CPU at 1024 processes).
   os::advise_random(base, size);
-  MailboxPtr m(new Mailbox(path, base, size));  // the mapping keeps the file: no descriptor held per mailbox
+  MailboxPtr m(new Mailbox(dir, name, fd.get(), base, size));  // the mapping keeps the file: no descriptor held per mailbox
   Header* h = m->header();
   if (std::atomic_ref<uint32_t>(h->magic).load(std::memory_order_acquire) != kMagic)
     return nullptr;  // its owner is still creating it
@@ -158,6 +170,22 @@ MailboxPtr Mailbox::open(const os::Dir& dir, const std::string& name) {
     throw Error(Errc::corrupt, "mailbox " + path + " has another layout (version " + std::to_string(h->version) +
                                    "); all processes of a domain must run the same mpod version");
   return m;
+}
+
+size_t Mailbox::backed_at_create() noexcept { return kSlotsOffset + (kTotalSize - kBoxesOffset); }
+
+bool Mailbox::back_lane(int lane) noexcept {
+  try {
+    os::Fd fd = dir_.try_open(name_, O_RDWR, os::effective_uid());
+    struct stat st {};
+    // The file mapped, not whatever has its name now.
+    if (!fd || ::fstat(fd.get(), &st) != 0 || st.st_dev != dev_ || st.st_ino != ino_) return false;
+    os::allocate_file(fd.get(), kSlotsOffset + size_t(lane) * kLaneSlotsBytes, kLaneSlotsBytes, path_);
+    return true;
+  } catch (const Error& e) {
+    MPOD_LOG(ipc, info, "cannot back lane %d of %s: %s", lane, path_.c_str(), e.what());
+    return false;
+  }
 }
 
 uint64_t Mailbox::lane_owner(int i) const noexcept { return owner(i).load(std::memory_order_acquire); }

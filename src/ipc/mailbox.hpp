@@ -88,6 +88,9 @@ class Mailbox {
   Mailbox& operator=(const Mailbox&) = delete;
 
   const std::string& path() const noexcept { return path_; }
+  // Bytes create() backs: everything but the lanes' slots (the header, the
+  // owner and ends tables, the reply boxes).
+  static size_t backed_at_create() noexcept;
 
   // ---- sender side ----
   // Takes a lane for the sender `self`: one it already owns, else a free one,
@@ -97,6 +100,11 @@ class Mailbox {
   int claim_lane(const ProcessId& self, IsDead&& is_dead);
   // Gives back a lane this sender owns (on clean exit).
   void release_lane(int lane, const ProcessId& self) noexcept;
+  // Gives `lane`'s slots storage in the file (they are holes until then).
+  // false if the filesystem has no room (or the file is not the one mapped
+  // any more): then the lane must not be used, since writing a hole on a
+  // full filesystem is a SIGBUS. Call after claiming a lane.
+  bool back_lane(int lane) noexcept;
   // Copies `parts` into the next slot of `lane`, publishes it and flags the
   // lane in the ready bitmap. false if the lane is full. Total length must be
   // <= kSlotData. Only the lane's owner may call it (its threads serialise
@@ -148,7 +156,7 @@ class Mailbox {
   struct Header;
   struct Ends;
   struct Box;
-  Mailbox(std::string path, void* base, size_t size);
+  Mailbox(const os::Dir& dir, std::string name, int fd, void* base, size_t size);
   Header* header() const noexcept;
   std::atomic<uint64_t>& owner(int lane) const noexcept;
   Ends* ends(int lane) const noexcept;
@@ -161,7 +169,11 @@ class Mailbox {
   // Receiver: flags again lanes of word `w` it has not emptied.
   void set_ready(uint32_t w, uint64_t bits) noexcept;
 
+  os::Dir dir_;  // where it is, and its name: to back a lane (back_lane)
+  std::string name_;
   std::string path_;
+  dev_t dev_ = 0;  // the file mapped
+  ino_t ino_ = 0;
   void* base_;
   size_t size_;
 };

@@ -339,6 +339,9 @@ void RuntimeImpl::start_primary() {
   const std::string tmp = domain_dir_.path_of(kNewConfigName);
   try {
     os::truncate_file(fd.get(), sizeof(SharedConfig), tmp);
+    // Backed now: on a filesystem that fills up later, a page first touched
+    // then would be a SIGBUS in every process that maps the config.
+    os::allocate_file(fd.get(), 0, sizeof(SharedConfig), tmp);
     map_config(std::move(fd), tmp, true);
     auto& h = config_->header;
     h.magic = SharedConfig::kMagic;

@@ -157,6 +157,7 @@ FbArray FbArray::create(const os::Dir& dir, const std::string& name, uint32_t le
   // Exclusive while we initialise: nobody attaches to a half-made file.
   if (!os::try_lock(fd.get(), os::LockKind::exclusive, path)) throw_busy(dir, name, "create");
   os::truncate_file(fd.get(), g.file_size, path);
+  os::allocate_file(fd.get(), 0, g.file_size, path);  // a hole touched on a full filesystem is a SIGBUS
   auto* h = static_cast<Header*>(os::map_shared(g.file_size, fd.get(), path));
   h->magic = kMagic;
   h->version = kVersion;

@@ -3,6 +3,7 @@
 // that names the file, never waits on it or floods the log.
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -166,6 +167,67 @@ TEST_F(DamagedFilesTest, WhatDeadProcessesLeftIsSweptWhileThePrimaryRuns) {
   EXPECT_EQ(files_in(d), before_domain);
   EXPECT_TRUE(primary.running()) << primary.output();
   EXPECT_EQ(attach_once().code, 0) << "the domain still works";
+}
+
+// A runtime directory on a tmpfs that fills up while the domain runs. The
+// config, page tables and mailboxes were sparse: a page first touched after
+// the filesystem filled (at shutdown, at the latest) was a SIGBUS in the
+// primary and its secondaries. Now what every process touches is backed when
+// it is made, and a lane when a sender claims it (or the socket is used).
+TEST_F(DamagedFilesTest, ARuntimeDirThatFillsUpCostsNoProcessItsLife) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to mount a small tmpfs";
+  const std::string small = dir_.path() + "/small";
+  std::filesystem::create_directory(small);
+  if (::mount("tmpfs", small.c_str(), "tmpfs", 0, "size=40m,mode=0755") != 0)
+    GTEST_SKIP() << "cannot mount tmpfs here: " << std::strerror(errno);
+  struct Unmount {
+    std::string path;
+    ~Unmount() { ::umount2(path.c_str(), MNT_DETACH); }
+  } unmount{small};
+  const std::vector<std::string> where = {"--runtime-dir=" + small, "--file-prefix=" + prefix_, "--no-huge"};
+  auto argv = [&](const std::string& mode, std::vector<std::string> extra) {
+    std::vector<std::string> a = {bin("mpod-test-proc"), mode};
+    a.insert(a.end(), where.begin(), where.end());
+    a.insert(a.end(), extra.begin(), extra.end());
+    return a;
+  };
+  // `mpod serve`, which reserves nothing: most of its config is still holes.
+  std::vector<std::string> serve = {bin("mpod"), "serve", "-m", "16"};
+  serve.insert(serve.end(), where.begin(), where.end());
+  Child primary = Child::spawn(serve);
+  ASSERT_TRUE(primary.wait_for_output("ready for prefix")) << primary.output();
+  // A secondary talking to the primary (`mpod ping`, as a user would try it).
+  std::vector<std::string> ping = {bin("mpod"), "ping"};
+  ping.insert(ping.end(), where.begin(), where.end());
+  ping.insert(ping.end(), {"--interval", "0.1", "--count", "100000"});
+  Child secondary = Child::spawn(ping);
+  ASSERT_TRUE(secondary.wait_for_output("seq=2")) << secondary.output();
+
+  // Fill the filesystem to the last block.
+  {
+    std::ofstream fill(small + "/filler", std::ios::binary);
+    const std::string block(1 << 16, 'x');
+    while (fill.write(block.data(), std::streamsize(block.size())) && fill.flush()) {
+    }
+  }
+  std::ofstream(small + "/filler2", std::ios::binary) << std::string(4096, 'y') << std::flush;
+
+  // A newcomer cannot attach, and says why; it does not crash.
+  auto late = run(argv("attach", {"--proc-type=secondary"}), {}, std::chrono::seconds(30));
+  EXPECT_TRUE(late.code > 0 && late.code < 128) << "a process attaching to a full runtime dir: code " << late.code
+                                                << "\n" << late.output;
+  // Those running leave cleanly.
+  // Two more pings while it is full.
+  const size_t pings = count_lines_with(secondary.output(), "seq=");
+  for (int i = 0; i < 2000 && count_lines_with(secondary.output(), "seq=") < pings + 2 && secondary.running(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  secondary.signal(SIGTERM);
+  const int ping_code = secondary.wait(std::chrono::seconds(20));
+  EXPECT_TRUE(ping_code >= 0 && ping_code < 128) << "the secondary, at shutdown on a full filesystem: code "
+                                                 << ping_code << "\n" << secondary.output();
+  primary.signal(SIGTERM);
+  EXPECT_EQ(primary.wait(std::chrono::seconds(20)), 0) << "the primary, at shutdown on a full filesystem:\n"
+                                                       << primary.output();
 }
 
 }  // namespace
