@@ -448,6 +448,7 @@ void RuntimeImpl::start_secondary() {
 }
 
 void RuntimeImpl::start() {
+  os::install_bus_guard();  // a damaged shared file costs pages of memory, not this process
   prepare_dirs();
   switch (options_.proc_type) {
     case ProcType::primary:
@@ -525,6 +526,11 @@ RuntimeImpl::~RuntimeImpl() {
   }
   lock_fd_.reset();
   if (domain_dir_.valid()) registry::unbind_domain(domain_);
+  if (const uint64_t lost = os::bus_faults_recovered())
+    MPOD_LOG(runtime, warning, "shutdown: %llu page(s) of shared files in %s were lost while this process ran (a file "
+             "was truncated, or its filesystem was full); it went on with private zero pages in their place. Check "
+             "who writes to the runtime directory",
+             static_cast<unsigned long long>(lost), domain_.c_str());
   g_runtime_live.store(false);
 }
 

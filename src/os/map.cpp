@@ -90,6 +90,7 @@ void map_shared_fixed(void* addr, size_t len, int fd, uint64_t offset, const std
     throw Error(err == ENOMEM ? Errc::no_memory : Errc::system,
                 "cannot map " + path + " at " + hex(addr), path, err);
   }
+  guard_mapping(addr, len, fd);
   MPOD_LOG(os, debug, "mapped %s +%llu (%zu bytes) at %s", path.c_str(),
            static_cast<unsigned long long>(offset), len, hex(addr).c_str());
 }
@@ -102,6 +103,7 @@ void* map_shared(size_t len, int fd, const std::string& path) {
     MPOD_LOG(os, debug, "map %s failed: %s", path.c_str(), std::strerror(err));
     throw Error(Errc::system, "cannot map " + path, path, err);
   }
+  guard_mapping(p, len, fd);
   MPOD_LOG(os, debug, "mapped %s (%zu bytes) at %s", path.c_str(), len, hex(p).c_str());
   return p;
 }
@@ -113,11 +115,13 @@ void advise_random(void* addr, size_t len) noexcept {
 
 void unmap_to_reserved(void* addr, size_t len) {
   // Replacing the pages with a fresh no-access mapping keeps the range ours.
+  unguard_mapping(addr, len);
   ::mmap(addr, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
   MPOD_LOG(os, debug, "unmapped %zu bytes at %s", len, hex(addr).c_str());
 }
 
 void unmap(void* addr, size_t len) {
+  unguard_mapping(addr, len);
   if (addr && len) ::munmap(addr, len);
   MPOD_LOG(os, debug, "unmapped %zu bytes at %s", len, hex(addr).c_str());
 }

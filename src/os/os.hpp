@@ -140,6 +140,22 @@ void unmap(void* addr, size_t len);
 // "start-end perms path" of the first mapping in this process overlapping the range, or "".
 std::string describe_mapping(const void* addr, size_t len);
 
+// ---- surviving damaged shared files (bus_guard.cpp) ----
+// A file someone truncates, or a sparse one whose filesystem fills up, makes
+// every access to a lost page of its mappings a SIGBUS. Once installed (the
+// runtime does it at start), a SIGBUS inside a mapping made by
+// map_shared/map_shared_fixed replaces the page that faulted with a private
+// zero page and the access runs again: the process loses that page's
+// sharing, not its life. A SIGBUS anywhere else goes to the disposition that
+// was there before (by default it still ends the process).
+void install_bus_guard();
+// Done by the map and unmap calls above for every shared mapping; `fd` only
+// tells the page size (a hugetlbfs file's).
+void guard_mapping(void* base, size_t len, int fd) noexcept;
+void unguard_mapping(void* addr, size_t len) noexcept;
+// How many pages the guard replaced in this process so far.
+uint64_t bus_faults_recovered() noexcept;
+
 // ---- Unix datagram sockets (the multi-process channel) ----
 // Binds a datagram socket named `name` in `dir` with permissions `mode`
 // (with --group, the group's too), never replacing an existing entry. SO_PASSCRED is

@@ -230,5 +230,41 @@ TEST_F(DamagedFilesTest, ARuntimeDirThatFillsUpCostsNoProcessItsLife) {
                                                        << primary.output();
 }
 
+// Shared files truncated under running processes: the primary's mailbox
+// (written by every process that talks to it), then the config (mapped by
+// all). Each access to a lost page was a SIGBUS: within a second the primary
+// and its peers died. Now a damaged file costs pages, not processes.
+TEST_F(DamagedFilesTest, TruncatedSharedFilesCostNoProcessItsLife) {
+  std::vector<std::string> serve = mpod("serve", {"--no-huge", "-m", "16"});
+  Child primary = Child::spawn(serve);
+  ASSERT_TRUE(primary.wait_for_output("ready for prefix")) << primary.output();
+  Child responder = Child::spawn(proc("responder", {"--no-huge", "--proc-type=secondary"}));
+  ASSERT_TRUE(responder.wait_for_output("RESPONDER")) << responder.output();
+  Child ping = Child::spawn(mpod("ping", {"--no-huge", "--interval", "0.05", "--count", "8"}));
+  ASSERT_TRUE(ping.wait_for_output("seq=3")) << ping.output();
+
+  std::ifstream lock(domain_dir() + "/mp/watch.lock");
+  std::string primary_id(32, '\0');
+  lock.read(primary_id.data(), 32);
+  std::filesystem::resize_file(domain_dir() + "/mp/" + primary_id + ".mbox", 0);
+  const int ping_code = ping.wait(std::chrono::seconds(60));
+  EXPECT_TRUE(ping_code == 0 || ping_code == 1) << "ping, its primary's mailbox truncated: code " << ping_code << "\n"
+                                                << ping.output();
+  EXPECT_TRUE(contains(ping.output(), "8 requests")) << ping.output();
+  EXPECT_TRUE(primary.running()) << primary.output();
+  EXPECT_TRUE(responder.running()) << responder.output();
+
+  std::filesystem::resize_file(domain_dir() + "/config", 0);
+  responder.signal(SIGTERM);
+  const int responder_code = responder.wait(std::chrono::seconds(30));
+  EXPECT_TRUE(responder_code >= 0 && responder_code < 128) << "the secondary, its config truncated: code "
+                                                           << responder_code << "\n" << responder.output();
+  primary.signal(SIGTERM);
+  const int primary_code = primary.wait(std::chrono::seconds(30));
+  EXPECT_TRUE(primary_code >= 0 && primary_code < 128) << "the primary, its config truncated: code " << primary_code
+                                                       << "\n" << primary.output();
+  EXPECT_TRUE(contains(primary.output(), "page(s) of shared files")) << "the loss is reported\n" << primary.output();
+}
+
 }  // namespace
 }  // namespace mpod::test
