@@ -14,6 +14,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -33,6 +34,17 @@ size_t count_lines_with(const std::string& text, const std::string& word) {
 }
 
 class DamagedFilesTest : public DomainTest {};
+
+// argv run as uid 65534 (root ignores file modes: a non-root owner does not).
+std::vector<std::string> as_owner(std::vector<std::string> argv) {
+  argv.insert(argv.begin(), {"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"});
+  return argv;
+}
+std::optional<std::string> cannot_run_as_owner() {
+  if (geteuid() != 0 || access("/usr/bin/setpriv", X_OK) != 0)
+    return "needs root and /usr/bin/setpriv, to run the domain as uid 65534";
+  return std::nullopt;
+}
 
 void write_file(const std::string& path, const std::string& text) {
   std::ofstream out(path, std::ios::trunc);
@@ -89,12 +101,7 @@ TEST_F(DamagedFilesTest, DamagedPrimaryRegistrationFailsASecondaryAtOnceNamingTh
 // socket, then on mp/, while `mpod ping` runs: a running ping used to exit 1
 // at the next request. It must go on, counting whatever fails, and finish.
 TEST_F(DamagedFilesTest, ChmodOfThePrimarysSocketOrMpDoesNotStopARunningPing) {
-  if (geteuid() != 0 || access("/usr/bin/setpriv", X_OK) != 0)
-    GTEST_SKIP() << "needs root and /usr/bin/setpriv, to run the domain as uid 65534";
-  const auto as_owner = [](std::vector<std::string> argv) {
-    argv.insert(argv.begin(), {"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"});
-    return argv;
-  };
+  MPOD_SKIP_UNLESS(cannot_run_as_owner());
   ASSERT_EQ(::chown(dir_.path().c_str(), 65534, 65534), 0);
   Child primary = Child::spawn(as_owner(proc("primary", {"--no-huge"})));
   ASSERT_TRUE(primary.wait_for_output("READY")) << primary.output();
@@ -264,6 +271,33 @@ TEST_F(DamagedFilesTest, TruncatedSharedFilesCostNoProcessItsLife) {
   EXPECT_TRUE(primary_code >= 0 && primary_code < 128) << "the primary, its config truncated: code " << primary_code
                                                        << "\n" << primary.output();
   EXPECT_TRUE(contains(primary.output(), "page(s) of shared files")) << "the loss is reported\n" << primary.output();
+}
+
+// Entries in procs/ the owner cannot open: a directory, and (as a non-root
+// owner, for whom modes count) a file of mode 000. `mpod serve` used to exit 1
+// at its next reap ("cannot open .../procs/<id> (Is a directory)"), leaving
+// the domain without a primary. Now each is logged and passed over.
+TEST_F(DamagedFilesTest, EntriesInTheRegistryTheOwnerCannotOpenDoNotStopThePrimary) {
+  MPOD_SKIP_UNLESS(cannot_run_as_owner());
+  ASSERT_EQ(::chown(dir_.path().c_str(), 65534, 65534), 0);
+  Child primary = Child::spawn(as_owner(mpod("serve", {"--no-huge", "-m", "16"})));
+  ASSERT_TRUE(primary.wait_for_output("ready for prefix")) << primary.output();
+  const std::string procs = domain_dir() + "/procs/";
+  const std::string as_dir = procs + ProcessId::random().hex(), unreadable = procs + ProcessId::random().hex();
+  ASSERT_EQ(run(as_owner({"/bin/sh", "-c", "mkdir \"$1\" && touch \"$2\" && chmod 000 \"$2\"", "sh", as_dir,
+                          unreadable})).code, 0);
+  // A reap: a secondary SIGKILLed, reaped by the primary at once.
+  Child victim = Child::spawn(as_owner(mpod("info", {"--no-huge", "--watch"})));
+  ASSERT_TRUE(victim.wait_for_output("MEMZONES")) << victim.output();
+  victim.signal(SIGKILL);
+  victim.wait(std::chrono::seconds(10));
+  ASSERT_TRUE(primary.wait_for_output("removed registration of dead secondary")) << primary.output();
+  // Another attach lists the registry.
+  EXPECT_EQ(run(as_owner(mpod("info", {"--no-huge"}))).code, 0);
+  EXPECT_TRUE(primary.running()) << primary.output();
+  primary.signal(SIGTERM);
+  EXPECT_EQ(primary.wait(std::chrono::seconds(20)), 0) << primary.output();
+  EXPECT_TRUE(contains(primary.output(), as_dir)) << "the directory is named in a log line\n" << primary.output();
 }
 
 }  // namespace
