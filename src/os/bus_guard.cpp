@@ -45,10 +45,13 @@ void pass_on(int sig, siginfo_t* si, void* uc) {
     g_previous.sa_handler(sig);
     return;
   }
-  // The default: returning re-runs the access, which faults again and ends the process as before.
+  // The default (or ignored, which the kernel overrides for a fault):
+  // returning re-runs the access, which faults again and ends the process as
+  // before. A SIGBUS sent by kill() re-runs nothing: raise it again.
   struct sigaction dfl {};
   dfl.sa_handler = SIG_DFL;
   ::sigaction(SIGBUS, &dfl, nullptr);
+  if (si->si_code <= 0) ::raise(sig);
 }
 
 void on_sigbus(int sig, siginfo_t* si, void* uc) {
