@@ -17,6 +17,7 @@
 #include <cstring>
 #include <fstream>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -394,22 +395,39 @@ TEST(Mailbox, SpuriousFlagsCostOnePassAndNothingElse) {
   EXPECT_TRUE(m->prepare_to_sleep());
 }
 
+// A mailbox on tmpfs (where runtime directories are; there even reading a
+// hole allocates a page), and how many bytes of it have storage.
+class MailboxOnTmpfs : public testing::Test {
+ protected:
+  void SetUp() override {
+    struct stat shm {};
+    if (stat("/dev/shm", &shm) != 0 || !S_ISDIR(shm.st_mode) || access("/dev/shm", W_OK) != 0)
+      GTEST_SKIP() << "no /dev/shm to write in";
+    dir_.emplace("/dev/shm");
+    path_ = dir_->path() + "/m.mbox";
+    m_ = Mailbox::create(open_dir(*dir_), name_of(path_));
+    // Backed at create: the header, owner and ends tables and reply boxes,
+    // so that a full filesystem later is no SIGBUS; the lanes' slots are not.
+    ASSERT_GE(resident(), fixed_);
+    if (resident() > fixed_ + 16 * 4096) GTEST_SKIP() << "this tmpfs allocates huge pages";
+  }
+  size_t resident() const {
+    struct stat st {};
+    EXPECT_EQ(stat(path_.c_str(), &st), 0);
+    return size_t(st.st_blocks) * 512;
+  }
+  std::optional<TempDir> dir_;
+  std::string path_;
+  MailboxPtr m_;
+  const size_t fixed_ = Mailbox::backed_at_create();
+};
+
 // A sender backs the lane it claimed (ChannelImpl::link_to), so a full
 // filesystem is found then, and the socket used, not a SIGBUS on a write.
-TEST(Mailbox, AClaimedLaneIsBackedWholeAndOthersNot) {
-  struct stat shm {};
-  if (stat("/dev/shm", &shm) != 0 || !S_ISDIR(shm.st_mode) || access("/dev/shm", W_OK) != 0)
-    GTEST_SKIP() << "no /dev/shm to write in";
-  TempDir dir("/dev/shm");
-  const std::string path = dir.path() + "/m.mbox";
-  auto m = Mailbox::create(open_dir(dir), name_of(path));
-  auto resident = [&] {
-    struct stat st {};
-    EXPECT_EQ(stat(path.c_str(), &st), 0);
-    return size_t(st.st_blocks) * 512;
-  };
-  const size_t fixed = Mailbox::backed_at_create();
-  if (resident() > fixed + 16 * 4096) GTEST_SKIP() << "this tmpfs allocates huge pages";
+TEST_F(MailboxOnTmpfs, AClaimedLaneIsBackedWholeAndOthersNot) {
+  const std::string& path = path_;
+  const TempDir& dir = *dir_;
+  const size_t fixed = fixed_;
   EXPECT_EQ(resident(), fixed);
   auto peer = Mailbox::open(open_dir(dir), name_of(path));
   ASSERT_TRUE(peer);
@@ -423,24 +441,11 @@ TEST(Mailbox, AClaimedLaneIsBackedWholeAndOthersNot) {
   EXPECT_FALSE(peer->back_lane(lane));
 }
 
-TEST(Mailbox, AnUntouchedLaneCostsNoMemory) {
-  // On tmpfs, where runtime directories are, even reading a hole allocates a page.
-  struct stat shm {};
-  if (stat("/dev/shm", &shm) != 0 || !S_ISDIR(shm.st_mode) || access("/dev/shm", W_OK) != 0)
-    GTEST_SKIP() << "no /dev/shm to write in";
-  TempDir dir("/dev/shm");
-  const std::string path = dir.path() + "/m.mbox";
-  auto m = Mailbox::create(open_dir(dir), name_of(path));
-  auto resident = [&] {
-    struct stat st {};
-    EXPECT_EQ(stat(path.c_str(), &st), 0);
-    return size_t(st.st_blocks) * 512;
-  };
-  // Backed at create: the header, owner and ends tables and reply boxes, so
-  // that a full filesystem later is no SIGBUS; the lanes' slots are not.
-  const size_t fixed = Mailbox::backed_at_create();
-  ASSERT_GE(resident(), fixed);
-  if (resident() > fixed + 16 * 4096) GTEST_SKIP() << "this tmpfs allocates huge pages";
+TEST_F(MailboxOnTmpfs, AnUntouchedLaneCostsNoMemory) {
+  const std::string& path = path_;
+  const TempDir& dir = *dir_;
+  const size_t fixed = fixed_;
+  auto& m = m_;
   // Every sender claims its lane; one sends a message, the receiver takes it and goes to sleep.
   auto peer = Mailbox::open(open_dir(dir), name_of(path));
   ASSERT_TRUE(peer);
