@@ -120,6 +120,11 @@ class Mempool {
   // exact when no call is in flight.
   uint32_t available() const noexcept;
   uint32_t in_use() const noexcept { return size() - available(); }
+  // Objects lost in the pool's ring to processes that died inside a put
+  // (Ring::lost_to_dead): part of in_use() for good. A get that dies inside
+  // the ring leaves its objects there; objects a dead process held outside
+  // its cache are lost without being counted.
+  uint64_t lost_to_dead() const noexcept { return ring_.lost_to_dead(); }
   uint32_t size() const noexcept;
   uint32_t elt_size() const noexcept;     // as asked at creation
   uint32_t cache_size() const noexcept;

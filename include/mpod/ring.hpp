@@ -17,9 +17,12 @@
 // detail/ring_ops.hpp), which is what keeps them moving with more threads
 // than cores: a call that finds the ring full or empty only because a claim
 // of the other side is in flight waits a moment for it, yielding once, before
-// it reports full or empty. A process killed in that window blocks the
-// ring's producers (or consumers) for good: recreate the ring (see
-// docs/data-plane.md).
+// it reports full or empty. Unlike rte_ring, a process killed in that window
+// blocks nobody for long: once the claim has held the others up for a
+// millisecond, they find its owner dead and withdraw its claim. A dead
+// consumer's elements stay in the ring (its call never returned them); a
+// dead producer's, maybe half written, are never delivered, and counted:
+// lost_to_dead(). See docs/data-plane.md.
 #pragma once
 
 #include <cstddef>
@@ -73,36 +76,41 @@ class Ring {
   // 0..n for burst. `free_left` / `available_left`, when given, receive what
   // remained after the call. Inline: see detail/ring_ops.hpp.
   [[gnu::always_inline]] unsigned enqueue_bulk(void* const* objs, unsigned n, Sync sync = Sync::by_ring, unsigned* free_left = nullptr) noexcept {
-    return detail::ring_move<true, true>(h_, shape_, objs, n, sync, detail::Amount::all, free_left);
+    return detail::ring_move<true, true>(h_, shape_, caller_, objs, n, sync, detail::Amount::all, free_left);
   }
   [[gnu::always_inline]] unsigned enqueue_burst(void* const* objs, unsigned n, Sync sync = Sync::by_ring, unsigned* free_left = nullptr) noexcept {
-    return detail::ring_move<true, true>(h_, shape_, objs, n, sync, detail::Amount::most, free_left);
+    return detail::ring_move<true, true>(h_, shape_, caller_, objs, n, sync, detail::Amount::most, free_left);
   }
   [[gnu::always_inline]] unsigned dequeue_bulk(void** objs, unsigned n, Sync sync = Sync::by_ring, unsigned* available_left = nullptr) noexcept {
-    return detail::ring_move<false, true>(h_, shape_, objs, n, sync, detail::Amount::all, available_left);
+    return detail::ring_move<false, true>(h_, shape_, caller_, objs, n, sync, detail::Amount::all, available_left);
   }
   [[gnu::always_inline]] unsigned dequeue_burst(void** objs, unsigned n, Sync sync = Sync::by_ring, unsigned* available_left = nullptr) noexcept {
-    return detail::ring_move<false, true>(h_, shape_, objs, n, sync, detail::Amount::most, available_left);
+    return detail::ring_move<false, true>(h_, shape_, caller_, objs, n, sync, detail::Amount::most, available_left);
   }
   [[gnu::always_inline]] bool enqueue(void* obj, Sync sync = Sync::by_ring) noexcept { return enqueue_bulk(&obj, 1, sync) == 1; }
   [[gnu::always_inline]] bool dequeue(void** obj, Sync sync = Sync::by_ring) noexcept { return dequeue_bulk(obj, 1, sync) == 1; }
 
   // Fixed-size records: `objs` points at n * elem_size() bytes.
   [[gnu::always_inline]] unsigned enqueue_bulk_elem(const void* objs, unsigned n, Sync sync = Sync::by_ring, unsigned* free_left = nullptr) noexcept {
-    return detail::ring_move<true, false>(h_, shape_, objs, n, sync, detail::Amount::all, free_left);
+    return detail::ring_move<true, false>(h_, shape_, caller_, objs, n, sync, detail::Amount::all, free_left);
   }
   [[gnu::always_inline]] unsigned enqueue_burst_elem(const void* objs, unsigned n, Sync sync = Sync::by_ring, unsigned* free_left = nullptr) noexcept {
-    return detail::ring_move<true, false>(h_, shape_, objs, n, sync, detail::Amount::most, free_left);
+    return detail::ring_move<true, false>(h_, shape_, caller_, objs, n, sync, detail::Amount::most, free_left);
   }
   [[gnu::always_inline]] unsigned dequeue_bulk_elem(void* objs, unsigned n, Sync sync = Sync::by_ring, unsigned* available_left = nullptr) noexcept {
-    return detail::ring_move<false, false>(h_, shape_, objs, n, sync, detail::Amount::all, available_left);
+    return detail::ring_move<false, false>(h_, shape_, caller_, objs, n, sync, detail::Amount::all, available_left);
   }
   [[gnu::always_inline]] unsigned dequeue_burst_elem(void* objs, unsigned n, Sync sync = Sync::by_ring, unsigned* available_left = nullptr) noexcept {
-    return detail::ring_move<false, false>(h_, shape_, objs, n, sync, detail::Amount::most, available_left);
+    return detail::ring_move<false, false>(h_, shape_, caller_, objs, n, sync, detail::Amount::most, available_left);
   }
 
   // A snapshot: exact when no call is in flight.
   unsigned count() const noexcept;
+  // Elements lost in enqueues of processes that died inside them: slots a
+  // dead producer claimed (maybe half written) are withdrawn, never
+  // delivered. Since creation. A dead consumer's claim loses nothing: its
+  // call never returned, so its elements stay in the ring.
+  uint64_t lost_to_dead() const noexcept;
   unsigned free_count() const noexcept;
   unsigned capacity() const noexcept;
   uint32_t elem_size() const noexcept;
@@ -112,9 +120,10 @@ class Ring {
   using Header = detail::RingHeader;  // in shared memory
 
  private:
-  Ring(Header* h, detail::RingShape shape) noexcept : h_(h), shape_(shape) {}
+  Ring(Header* h, detail::RingShape shape, detail::RingCaller caller) noexcept : h_(h), shape_(shape), caller_(caller) {}
   Header* h_ = nullptr;
   detail::RingShape shape_;  // checked when the ring was created or looked up; never read from h_ again
+  detail::RingCaller caller_;  // this process's claim tag, and the liveness test of others'
 };
 
 }  // namespace mpod

@@ -21,6 +21,10 @@
 
 namespace mpod {
 
+namespace detail {
+class ClaimOwners;  // src/runtime/claim_owners.hpp
+}
+
 // Memory of one page size, as `mpod info` reports it.
 struct MemoryUsage {
   uint64_t page_size = 0;
@@ -65,6 +69,11 @@ class Runtime {
   // Removes registrations (and per-process files) of processes that died
   // without shutting down. Returns how many were removed.
   virtual size_t reap_dead() = 0;
+
+  // This process's tag for the claims it makes on rings, and the liveness
+  // test of other processes' tags (rings and mempools take it when created
+  // or looked up; see docs/data-plane.md).
+  virtual const detail::ClaimOwners& claim_owners() const noexcept = 0;
 
  protected:
   Runtime() = default;

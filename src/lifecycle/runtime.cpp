@@ -101,6 +101,7 @@ class RuntimeImpl final : public Runtime {
   void* base_addr() const noexcept override { return reinterpret_cast<void*>(base_va_); }
   uint64_t va_len() const noexcept override { return va_len_; }
   size_t reap_dead() override { return reap_dead_processes().size(); }
+  const detail::ClaimOwners& claim_owners() const noexcept override { return *claim_owners_; }
   std::vector<ProcessInfo> reap_dead_processes();
 
  private:
@@ -138,6 +139,9 @@ class RuntimeImpl final : public Runtime {
   uint64_t base_va_ = 0, va_len_ = 0;  // this process's copy, taken when the config was checked
   std::unique_ptr<SharedLock> memory_lock_, memzone_lock_;
   std::unique_ptr<SharedMemory> memory_;
+  // Made with the config mapped (primary and secondary), before anything
+  // can look a ring up; given back at shutdown.
+  std::unique_ptr<detail::ClaimOwners> claim_owners_ = std::make_unique<detail::ClaimOwners>();
   std::unique_ptr<MemzonesImpl> memzones_;
   std::unique_ptr<ChannelImpl> channel_;
 };
@@ -227,6 +231,7 @@ bool RuntimeImpl::reap_one(const ProcessInfo& p) {
   // Its other files go whether or not it was registered still: they are named by its id alone.
   SharedMemory::remove_process_files(domain_dir_, p.id);
   ChannelImpl::remove_endpoint(domain_, p.id);
+  claim_owners_->release_dead(p.id);
   return true;
 }
 
@@ -309,6 +314,7 @@ void RuntimeImpl::make_locks() {
                                                "memzone table");
   memory_->set_lock(memory_lock_.get());
   memzones_ = std::make_unique<MemzonesImpl>(config_->memzones, *memzone_lock_, *memory_, self);
+  claim_owners_ = std::make_unique<detail::ClaimOwners>(&config_->claim_owners, domain_, self);
 }
 
 void RuntimeImpl::start_primary() {
@@ -488,6 +494,7 @@ std::vector<ProcessInfo> RuntimeImpl::reap_dead_processes() {
   auto reaped = registry::reap(domain_, [this](const ProcessInfo& p) {
     SharedMemory::remove_process_files(domain_dir_, p.id);
     ChannelImpl::remove_endpoint(domain_, p.id);
+    claim_owners_->release_dead(p.id);
   });
   // What no registration names any more: left by a reaper killed half-way.
   // (Listed before the registry is read, so nothing made since is taken.)
@@ -514,6 +521,7 @@ RuntimeImpl::~RuntimeImpl() {
   memory_.reset();
   memory_lock_.reset();
   memzone_lock_.reset();
+  claim_owners_.reset();  // the slot goes back before the config is unmapped
   if (config_) os::unmap(config_, sizeof(SharedConfig));
   config_fd_.reset();
   registration_.unregister();

@@ -14,6 +14,7 @@
 #include "../memory/fbarray_header.hpp"
 #include "../memory/memory_layout.hpp"
 #include "../objects/memzone_table.hpp"
+#include "../runtime/claim_owners.hpp"
 
 namespace mpod {
 
@@ -35,7 +36,7 @@ static_assert(sizeof(ConfigHeader) == 72);
 struct SharedConfig {
   static constexpr uint64_t kMagic = 0x4749464e43444f4dull;  // "MODCNFIG"
   // Bump whenever any struct in the shared config changes.
-  static constexpr uint32_t kVersion = 1;
+  static constexpr uint32_t kVersion = 2;  // 2: the claim owners' table
   // Bytes of the config file that hold cross-process locks (OFD byte locks).
   static constexpr uint32_t kMemoryLockByte = 0;
   static constexpr uint32_t kMemzoneLockByte = 1;
@@ -43,6 +44,7 @@ struct SharedConfig {
   ConfigHeader header;
   MemoryLayout memory;
   MemzoneTable memzones;
+  ClaimOwnerTable claim_owners;  // changes while processes come and go: outside the checksum
 };
 static_assert(alignof(SharedConfig) == 8);
 

@@ -199,66 +199,13 @@ TEST_F(RingTest, EveryModeDeliversEachItemExactlyOnceInProducerOrder) {
 namespace mpod {
 namespace {
 
-// The wait that keeps rings moving with more threads than CPUs
-// (detail/ring_ops.hpp). Its effect, a ring that keeps moving with 8
-// threads on 2 CPUs, is measured by the 4p4c rows of mpod-bench-ring.
-// Each test first calls with a tail value of its own, so the per-thread
-// count of calls on the same tail starts at zero whatever ran before.
-void reset_watch(const std::atomic<uint32_t>& head, const std::atomic<uint32_t>& tail) {
-  EXPECT_FALSE(detail::ring_wait_in_flight(head, tail, 0xdead, true));
-}
-
-TEST(RingWaitInFlight, NothingInFlightIsReportedAtOnce) {
-  std::atomic<uint32_t> head{7}, tail{7};
-  reset_watch(head, tail);
-  for (int i = 0; i < 100; ++i) EXPECT_FALSE(detail::ring_wait_in_flight(head, tail, 7, true));
-}
-
-TEST(RingWaitInFlight, AClaimStuckInFlightIsNeverWaitedOnForLong) {
-  std::atomic<uint32_t> head{9}, tail{7};
-  reset_watch(head, tail);
-  const auto t0 = std::chrono::steady_clock::now();
-  // Every 16th call yields the CPU and looks again: the tail has not moved.
-  for (int i = 0; i < 1000; ++i) EXPECT_FALSE(detail::ring_wait_in_flight(head, tail, 7, true));
-  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(500)) << "it must not wait for the claim";
-}
-
-TEST(RingWaitInFlight, TheSixteenthCallOnTheSameTailLooksForAClaimAndReportsATailThatMoved) {
-  std::atomic<uint32_t> head{9}, tail{7};
-  reset_watch(head, tail);
-  // The first call on tail 7 starts the count; 15 more report full/empty at once.
-  for (int i = 0; i < 16; ++i) EXPECT_FALSE(detail::ring_wait_in_flight(head, tail, 7, true)) << "call " << i;
-  // The claimer publishes while the 17th call gives it the CPU: worth another try.
-  tail.store(9);
-  EXPECT_TRUE(detail::ring_wait_in_flight(head, tail, 7, true));
-}
-
-TEST(RingWaitInFlight, WithNothingInFlightTheSixteenthCallDoesNotWait) {
-  std::atomic<uint32_t> head{7}, tail{7};
-  reset_watch(head, tail);
-  for (int i = 0; i < 16; ++i) EXPECT_FALSE(detail::ring_wait_in_flight(head, tail, 7, true));
-  tail.store(8);  // moved, but head == the tail the caller saw: nothing was in flight, no second look
-  EXPECT_FALSE(detail::ring_wait_in_flight(head, tail, 7, true));
-}
-
-TEST(RingWaitInFlight, AfterAThousandIdleCallsItYieldsOnlyIfTheRingAllowsIt) {
-  for (bool idle_yield : {true, false}) {
-    std::atomic<uint32_t> head{7}, tail{7};
-    reset_watch(head, tail);
-    // Nothing in flight: the 16th, 32nd, ... calls look and report at once.
-    for (int i = 0; i < 1024; ++i) EXPECT_FALSE(detail::ring_wait_in_flight(head, tail, 7, idle_yield)) << "call " << i;
-    tail.store(8);  // the other side moves while the 1025th call yields (if it does)
-    EXPECT_EQ(detail::ring_wait_in_flight(head, tail, 7, idle_yield), idle_yield)
-        << (idle_yield ? "the 1025th idle call did not yield and look again" : "a ring without yield_when_idle yielded");
-  }
-}
-
 TEST(RingLayout, EachSidesHeadAndTailAreOnLinesOfTheirOwn) {
   // The other side polls the tail; the head's CAS must not share its line.
   EXPECT_GE(offsetof(detail::RingHeader, prod_tail) - offsetof(detail::RingHeader, prod_head), 128u);
   EXPECT_GE(offsetof(detail::RingHeader, cons_head) - offsetof(detail::RingHeader, prod_tail), 128u);
   EXPECT_GE(offsetof(detail::RingHeader, cons_tail) - offsetof(detail::RingHeader, cons_head), 128u);
-  EXPECT_GE(offsetof(detail::RingHeader, slots) - offsetof(detail::RingHeader, cons_tail), 128u);
+  EXPECT_GE(offsetof(detail::RingHeader, repairs) - offsetof(detail::RingHeader, cons_tail), 128u);
+  EXPECT_GE(offsetof(detail::RingHeader, slots) - offsetof(detail::RingHeader, repairs), 128u);
 }
 
 }  // namespace
@@ -270,6 +217,11 @@ namespace {
 // The seen tails (detail/ring_ops.hpp): a side computes its room from the
 // other side's tail as last seen, and must re-read the real tail whenever
 // that value cannot be right. A ring of 7 in plain memory, driven directly.
+// A head word as a multi claimer stopped after its CAS leaves it, its owner
+// one whose liveness cannot be tested (so it is never withdrawn as dead). A
+// bare index would name a single call, complete and publishable.
+uint64_t stopped_claim(uint32_t index) { return uint64_t(detail::kClaimUnknown) << 48 | index; }
+
 struct SmallRing {
   alignas(detail::RingHeader) unsigned char mem[sizeof(detail::RingHeader) + 8 * sizeof(void*)]{};
   detail::RingHeader* h = new (mem) detail::RingHeader{};
@@ -286,19 +238,78 @@ struct SmallRing {
   unsigned put(unsigned n, Sync s = Sync::single) {
     void* objs[8];
     for (unsigned i = 0; i < n; ++i) objs[i] = item(next_in++);
-    const unsigned k = detail::ring_move<true, true>(h, shape, objs, n, s, detail::Amount::most, nullptr);
+    const unsigned k = detail::ring_move<true, true>(h, shape, detail::RingCaller{}, objs, n, s, detail::Amount::most, nullptr);
     next_in -= n - k;
     return k;
   }
   // Takes up to n and checks they come in order.
   unsigned take(unsigned n, Sync s = Sync::single) {
     void* out[8];
-    const unsigned k = detail::ring_move<false, true>(h, shape, out, n, s, detail::Amount::most, nullptr);
+    const unsigned k = detail::ring_move<false, true>(h, shape, detail::RingCaller{}, out, n, s, detail::Amount::most, nullptr);
     for (unsigned i = 0; i < k; ++i) EXPECT_EQ(out[i], item(next_out++));
     return k;
   }
   uintptr_t next_in = 1, next_out = 1;
 };
+
+// The wait that keeps rings moving with more threads than CPUs
+// (detail/ring_ops.hpp). Its effect, a ring that keeps moving with 8
+// threads on 2 CPUs, is measured by the 4p4c rows of mpod-bench-ring.
+// Each test first calls with a tail value of its own, so the per-thread
+// count of calls on the same tail starts at zero whatever ran before.
+// Here the caller is a producer that found the ring full; the consumers'
+// head and tail are set by hand (a consumer claim in flight: head ahead of
+// tail). Such a claim's word names no owner and no run: never repaired.
+struct Watched {
+  SmallRing r;
+  Watched(uint32_t head, uint32_t tail, bool idle_yield = true) {
+    r.h->cons_head.store(stopped_claim(head));
+    r.h->cons_tail.store(tail);
+    r.h->yield_when_idle = idle_yield;
+    EXPECT_FALSE(wait(0xdead));
+  }
+  bool wait(uint32_t tail_now) { return detail::ring_wait_in_flight(r.h, true, tail_now, detail::RingCaller{}); }
+};
+
+TEST(RingWaitInFlight, NothingInFlightIsReportedAtOnce) {
+  Watched w(7, 7);
+  for (int i = 0; i < 100; ++i) EXPECT_FALSE(w.wait(7));
+}
+
+TEST(RingWaitInFlight, AClaimStuckInFlightIsNeverWaitedOnForLong) {
+  Watched w(9, 7);
+  const auto t0 = std::chrono::steady_clock::now();
+  // Every 16th call yields the CPU and looks again: the tail has not moved.
+  for (int i = 0; i < 1000; ++i) EXPECT_FALSE(w.wait(7));
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(500)) << "it must not wait for the claim";
+}
+
+TEST(RingWaitInFlight, TheSixteenthCallOnTheSameTailLooksForAClaimAndReportsATailThatMoved) {
+  Watched w(9, 7);
+  // The first call on tail 7 starts the count; 15 more report full/empty at once.
+  for (int i = 0; i < 16; ++i) EXPECT_FALSE(w.wait(7)) << "call " << i;
+  // The claimer publishes while the 17th call gives it the CPU: worth another try.
+  w.r.h->cons_tail.store(9);
+  EXPECT_TRUE(w.wait(7));
+}
+
+TEST(RingWaitInFlight, WithNothingInFlightTheSixteenthCallDoesNotWait) {
+  Watched w(7, 7);
+  for (int i = 0; i < 16; ++i) EXPECT_FALSE(w.wait(7));
+  w.r.h->cons_tail.store(8);  // moved, but head == the tail the caller saw: nothing was in flight, no second look
+  EXPECT_FALSE(w.wait(7));
+}
+
+TEST(RingWaitInFlight, AfterAThousandIdleCallsItYieldsOnlyIfTheRingAllowsIt) {
+  for (bool idle_yield : {true, false}) {
+    Watched w(7, 7, idle_yield);
+    // Nothing in flight: the 16th, 32nd, ... calls look and report at once.
+    for (int i = 0; i < 1024; ++i) EXPECT_FALSE(w.wait(7)) << "call " << i;
+    w.r.h->cons_tail.store(8);  // the other side moves while the 1025th call yields (if it does)
+    EXPECT_EQ(w.wait(7), idle_yield)
+        << (idle_yield ? "the 1025th idle call did not yield and look again" : "a ring without yield_when_idle yielded");
+  }
+}
 
 TEST(RingSeenTail, ASeenTailMoreThanARingBehindIsReReadNotTrusted) {
   for (Sync s : {Sync::single, Sync::multi}) {
@@ -361,45 +372,51 @@ namespace {
 // The wait itself, on plain indices: a claim of [2, 3) behind a stopped
 // claim of [0, 2) (tail 0).
 TEST(RingWithdrawnClaim, TheLastClaimerBehindAStillTailWithdrawsItsClaim) {
-  std::atomic<uint32_t> head{3}, tail{0};
+  SmallRing r;
+  std::atomic<uint64_t>& head = r.h->prod_head;
+  std::atomic<uint32_t>& tail = r.h->prod_tail;
+  head.store(stopped_claim(3));
   bool turn = true;
-  std::thread waiter([&] { turn = detail::ring_wait_turn(head, tail, 2, 3); });
+  std::thread waiter([&] { turn = detail::ring_wait_turn(r.h, true, stopped_claim(3), stopped_claim(2), detail::RingCaller{}); });
   // Let it give up on its own; publish after 5 s only so that a wait that
   // never withdraws ends the test instead of hanging it.
   const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  while (head.load() != 2 && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  while (detail::claim_index(head.load()) != 2 && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   tail.store(2);
   waiter.join();
   EXPECT_FALSE(turn) << "it waited for its turn instead of withdrawing";
-  EXPECT_EQ(head.load(), 2u) << "the head is not back at the withdrawn claim's start";
+  EXPECT_EQ(head.load(), stopped_claim(2)) << "the head is not back at the withdrawn claim's start, word and all";
 }
 
 TEST(RingWithdrawnClaim, AClaimWithALaterClaimBehindItWaitsForItsTurn) {
   // [2, 3) is ours, [3, 4) a later claimer's: ours must not be handed back.
-  std::atomic<uint32_t> head{4}, tail{0};
+  SmallRing r;
+  std::atomic<uint64_t>& head = r.h->prod_head;
+  std::atomic<uint32_t>& tail = r.h->prod_tail;
+  head.store(stopped_claim(4));
   std::thread publisher([&] {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    EXPECT_EQ(head.load(), 4u) << "head moved under a later claim";
+    EXPECT_EQ(head.load(), stopped_claim(4)) << "head moved under a later claim";
     tail.store(2);
   });
-  EXPECT_TRUE(detail::ring_wait_turn(head, tail, 2, 3));
+  EXPECT_TRUE(detail::ring_wait_turn(r.h, true, stopped_claim(3), stopped_claim(2), detail::RingCaller{}));
   publisher.join();
-  EXPECT_EQ(head.load(), 4u);
+  EXPECT_EQ(head.load(), stopped_claim(4));
 }
 
 // Through ring_move: `late` (a call of one element) runs behind a stopped
 // claim of one side, [tail, stopped_end); it must not publish past it, and
 // must finish, one element further, once it is published.
 template <typename Late>
-void behind_stopped_claim(std::atomic<uint32_t>& head, std::atomic<uint32_t>& tail, uint32_t stopped_end, Late late) {
+void behind_stopped_claim(std::atomic<uint64_t>& head, std::atomic<uint32_t>& tail, uint32_t stopped_end, Late late) {
   const uint32_t stopped_start = tail.load();
-  head.store(stopped_end);
+  head.store(stopped_claim(stopped_end));
   std::thread t(late);
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   EXPECT_EQ(tail.load(), stopped_start) << "published past a claim in flight";
   tail.store(stopped_end, std::memory_order_release);  // the stopped claimer publishes
   t.join();
-  EXPECT_EQ(head.load(), stopped_end + 1);
+  EXPECT_EQ(detail::claim_index(head.load()), stopped_end + 1);
   EXPECT_EQ(tail.load(), stopped_end + 1);
 }
 
@@ -454,7 +471,7 @@ TEST(RingPublishedWord, ProducersKeepItWithinACapacityOfTheTail) {
   for (int i = 0; i < 2000; ++i) {
     lcg = lcg * 1103515245u + 12345u;
     if (i % 2) {  // a multi bulk that cannot fit: moves nothing
-      const unsigned moved = detail::ring_move<true, true>(r.h, r.shape, objs, 8, Sync::multi, detail::Amount::all, nullptr);
+      const unsigned moved = detail::ring_move<true, true>(r.h, r.shape, detail::RingCaller{}, objs, 8, Sync::multi, detail::Amount::all, nullptr);
       ASSERT_EQ(moved, 0u);
     }
     r.put(1 + (lcg >> 16) % 7);
@@ -470,8 +487,8 @@ TEST(RingPublishedWord, ProducersKeepItWithinACapacityOfTheTail) {
 // after a claim in flight.
 TEST(RingPublishedWord, AcrossTheWrapAMultiClaimStillWaitsForOneInFlight) {
   SmallRing r;
-  for (auto* index : {&r.h->prod_head, &r.h->prod_tail, &r.h->prod_seen, &r.h->cons_head, &r.h->cons_tail})
-    index->store(0xFFFFFFF0u);
+  for (auto* head : {&r.h->prod_head, &r.h->cons_head}) head->store(0xFFFFFFF0u);
+  for (auto* index : {&r.h->prod_tail, &r.h->prod_seen, &r.h->cons_tail}) index->store(0xFFFFFFF0u);
   for (unsigned n : {7u, 7u, 1u}) {
     ASSERT_EQ(r.put(n), n);
     ASSERT_EQ(r.take(n), n);

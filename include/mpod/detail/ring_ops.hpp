@@ -106,6 +106,25 @@
 // 1024th in any case if the ring yields when idle
 // (RingOptions::yield_when_idle), so a poller hands its CPU to the threads
 // that would move the ring.
+//
+// Claims of dead processes (layout version 10). Each side's head is a
+// 64-bit word (detail/claim_word.hpp): the index, and the owner and run of
+// the claims just below it, all written by the CAS that claims. A claimer
+// whose turn does not come knows, from the value its CAS replaced, whose
+// claims lie just before its own. Once the tail has stood still for a
+// millisecond it asks whether that owner is alive. If it is dead and its
+// run reaches down to the tail, the dead claims are withdrawn as a stalled
+// claim is: when ours is the last claim, one CAS moves the head from our
+// claim back to the tail, and we claim again from there (ring_wait_turn).
+// A call that finds the ring full or empty because of a claim of the other
+// side asks the same of that side's head word, and withdraws the dead
+// claims if they are the last (ring_wait_in_flight). Withdrawn, a dead
+// consumer's claim gives its elements back (its call never returned them);
+// a dead producer's slots, maybe half written, are never published: its
+// elements are lost, and counted (RingRepairs::lost). A single call's claim
+// is complete when its head is stored: found unpublished, it is published.
+// The fast paths pay no store and no load for any of this: see
+// docs/data-plane.md.
 
 #pragma once
 
@@ -116,6 +135,7 @@
 #include <cstring>
 #include <type_traits>
 
+#include "mpod/detail/claim_word.hpp"
 #include "mpod/detail/pointer_copy.hpp"
 
 #if defined(__SANITIZE_THREAD__)
@@ -141,6 +161,12 @@ namespace detail {
 
 inline constexpr size_t kRingMaxNameLen = 28;  // "RG_" + name fits a memzone name
 
+// What repairs of dead processes' claims leave: on a block of its own,
+// written only by repairs.
+struct RingRepairs {
+  std::atomic<uint64_t> lost;  // elements dead producers claimed and never published
+};
+
 struct RingHeader {
   uint32_t magic;  // written last (release): the ring is usable from then on
   uint32_t version;
@@ -159,23 +185,26 @@ struct RingHeader {
   // our head CAS needs, so a multi-producer's claim and its publish each
   // find their line where they left it (one line crossing per call, not two
   // when the other side reads between them).
-  alignas(128) std::atomic<uint32_t> prod_head;
+  alignas(128) std::atomic<uint64_t> prod_head;  // the index and who claimed below it: detail/claim_word.hpp
   std::atomic<uint32_t> prod_seen;  // cons_tail as a producer last read it
   // The producers' tail as the last producer to store it left it (maybe an
   // older value than another's), on the head's line (layout version 9):
   // see "Memory orderings" above.
   std::atomic<uint32_t> prod_published;
   alignas(128) std::atomic<uint32_t> prod_tail;
-  alignas(128) std::atomic<uint32_t> cons_head;
+  alignas(128) std::atomic<uint64_t> cons_head;
   alignas(128) std::atomic<uint32_t> cons_tail;
+  alignas(128) RingRepairs repairs;
   alignas(128) unsigned char slots[1];  // size * elem_size bytes
 };
-static_assert(std::atomic<uint32_t>::is_always_lock_free, "ring indices are shared between processes: lock-free only");
+static_assert(std::atomic<uint32_t>::is_always_lock_free && std::atomic<uint64_t>::is_always_lock_free,
+              "ring indices are shared between processes: lock-free only");
 static_assert(std::is_standard_layout_v<RingHeader> && alignof(RingHeader) == 128);
 static_assert(offsetof(RingHeader, prod_tail) - offsetof(RingHeader, prod_head) == 128 &&
                   offsetof(RingHeader, cons_head) - offsetof(RingHeader, prod_tail) == 128 &&
                   offsetof(RingHeader, cons_tail) - offsetof(RingHeader, cons_head) == 128 &&
-                  offsetof(RingHeader, slots) - offsetof(RingHeader, cons_tail) == 128,
+                  offsetof(RingHeader, repairs) - offsetof(RingHeader, cons_tail) == 128 &&
+                  offsetof(RingHeader, slots) - offsetof(RingHeader, repairs) == 128,
               "layout versions 4 and 5: each head and each tail on a 128-byte block of its own");
 
 // A ring's geometry as this process took it when it created or looked the
@@ -191,6 +220,15 @@ struct RingShape {
 
 enum class Amount : uint8_t { all, most };  // bulk, burst
 
+class ClaimOwners;  // src/runtime/claim_owners.hpp
+
+// Who calls: the tag this process's claims carry, and the test of other
+// tags' liveness (null: none; claims are then never repaired).
+struct RingCaller {
+  uint32_t tag = kClaimUnknown;
+  const ClaimOwners* owners = nullptr;
+};
+
 // Out of line (src/objects/ring.cpp): the waits, rare and slow by nature.
 // A multi claimer of [start, end) waits until its side's tail reaches
 // `start` (every earlier claim published; acquire). When the tail has not
@@ -199,7 +237,10 @@ enum class Amount : uint8_t { all, most };  // bulk, burst
 // (head back to start, release), yields, and returns false: the caller
 // claims again, holding nothing while others run. Otherwise it yields and
 // waits on. Returns true when it is the caller's turn to publish.
-bool ring_wait_turn(std::atomic<uint32_t>& head, const std::atomic<uint32_t>& tail, uint32_t start, uint32_t end) noexcept;
+// `claim` is the head word our CAS wrote, `pred` the one it replaced: when
+// the tail has stood still for a millisecond, the claims just before ours
+// are repaired if their owner is dead (see "Claims of dead processes").
+bool ring_wait_turn(RingHeader* h, bool producers, uint64_t claim, uint64_t pred, RingCaller caller) noexcept;
 // Called when a call found the ring full (empty) with the other side's tail
 // at `tail_now`. Counts, per thread, the calls that found that same tail;
 // on every kSpinsBeforeYield-th, if the other side has a claim in flight
@@ -207,9 +248,11 @@ bool ring_wait_turn(std::atomic<uint32_t>& head, const std::atomic<uint32_t>& ta
 // with `idle_yield`, on the kIdlePollsBeforeYield-th (1024) it yields even
 // with nothing in flight (the threads that would move the ring may be
 // waiting for a CPU). Returns whether the tail has moved since it yielded
-// (worth another try).
-bool ring_wait_in_flight(const std::atomic<uint32_t>& head, const std::atomic<uint32_t>& tail, uint32_t tail_now,
-                         bool idle_yield) noexcept;
+// (worth another try). A claim in flight that has held the tail still for a
+// millisecond is repaired if its owner is dead. `producers`: the caller is
+// a producer (it found the ring full).
+bool ring_wait_in_flight(RingHeader* h, bool producers, uint32_t tail_now, RingCaller caller) noexcept;
+
 
 inline bool ring_is_single(Sync call, Sync ring) noexcept { return (call == Sync::by_ring ? ring : call) == Sync::single; }
 
@@ -311,8 +354,9 @@ template <bool kEnqueue>
 }
 
 template <bool kEnqueue, bool kPointers>
-unsigned ring_move_again(RingHeader* h, const RingShape& shape, std::conditional_t<kEnqueue, const void*, void*> objs,
-                         unsigned n, Sync sync, Amount amount, unsigned* left) noexcept;
+unsigned ring_move_again(RingHeader* h, const RingShape& shape, RingCaller caller,
+                         std::conditional_t<kEnqueue, const void*, void*> objs, unsigned n, Sync sync, Amount amount,
+                         unsigned* left) noexcept;
 
 // What ring_move<..., kRetry = true> returns when it withdrew its claim.
 inline constexpr unsigned kRingWithdrawn = ~0u;
@@ -324,7 +368,7 @@ inline constexpr unsigned kRingWithdrawn = ~0u;
 // claim with kRingWithdrawn instead of calling it again (no recursion: a
 // long stall may withdraw thousands of times).
 template <bool kEnqueue, bool kPointers, bool kRetry = false>
-[[gnu::always_inline]] inline unsigned ring_move(RingHeader* h, const RingShape& shape,
+[[gnu::always_inline]] inline unsigned ring_move(RingHeader* h, const RingShape& shape, const RingCaller& caller,
                                                  std::conditional_t<kEnqueue, const void*, void*> objs, unsigned n,
                                                  Sync sync, Amount amount, unsigned* left) noexcept {
   assert(!kPointers || shape.elem_size == 8);  // the pointer API is for 8-byte rings
@@ -343,14 +387,13 @@ template <bool kEnqueue, bool kPointers, bool kRetry = false>
   // both benches' loops 64-byte aligned), the other rows unchanged.
   if (single || !(__builtin_constant_p(n) && n == 1)) asm("" : "+r"(h));
 #endif
-  std::atomic<uint32_t>& head = kEnqueue ? h->prod_head : h->cons_head;
+  std::atomic<uint64_t>& head = kEnqueue ? h->prod_head : h->cons_head;
   std::atomic<uint32_t>& tail = kEnqueue ? h->prod_tail : h->cons_tail;
-  const std::atomic<uint32_t>& other_head = kEnqueue ? h->cons_head : h->prod_head;
-  const std::atomic<uint32_t>& other_tail = kEnqueue ? h->cons_tail : h->prod_tail;
+  [[maybe_unused]] const std::atomic<uint32_t>& other_tail = kEnqueue ? h->cons_tail : h->prod_tail;
   // Acquire: our head must be read before the other side's tail; with a
   // relaxed load a weakly ordered CPU could pair a newer head with an older
   // tail and see a huge, wrapped room.
-  uint32_t start = head.load(std::memory_order_acquire);
+  uint64_t word = head.load(std::memory_order_acquire);
   // Several producers: how far they have published, from the head's line
   // and before claiming (used at the publish, below). Consumers keep no such
   // word: the producers seldom read the consumers' tail (only to refresh
@@ -359,29 +402,35 @@ template <bool kEnqueue, bool kPointers, bool kRetry = false>
   if constexpr (kEnqueue)
     if (!single) published = h->prod_published.load(std::memory_order_acquire);
   uint32_t other;  // the other side's tail as used for the room
-  unsigned room = ring_room<kEnqueue>(h, shape, start, n, other, single);
+  unsigned room = ring_room<kEnqueue>(h, shape, claim_index(word), n, other, single);
   unsigned k = ring_amount(n, room, amount);
   if (k == 0) [[unlikely]] {
     // Full (empty): the other side's tail was just read (room < n made us
     // ask). Maybe wait once for a claim in flight, then look again.
-    if (n == 0 || !ring_wait_in_flight(other_head, other_tail, other, h->yield_when_idle))
+    if (n == 0 || !ring_wait_in_flight(h, kEnqueue, other, caller))
       return ring_moved_nothing<kEnqueue>(h, single, room, left);
-    start = head.load(std::memory_order_acquire);
+    word = head.load(std::memory_order_acquire);
     if (kEnqueue && !single) published = h->prod_published.load(std::memory_order_acquire);
-    room = ring_room<kEnqueue>(h, shape, start, n, other, single);
+    room = ring_room<kEnqueue>(h, shape, claim_index(word), n, other, single);
     k = ring_amount(n, room, amount);
     if (k == 0) return ring_moved_nothing<kEnqueue>(h, single, room, left);
   }
   // A single side owns its head; the head moves with the tail, below. Several
-  // threads claim with a CAS, recomputing the room after a lost race.
+  // threads claim with a CAS, recomputing the room after a lost race. The
+  // word the CAS writes names us as the claimer (claim_word); on success
+  // `word` keeps the value it replaced: who claimed just before us.
+  uint64_t claim = 0;
   if (!single) {
-    while (!head.compare_exchange_weak(start, start + k, std::memory_order_acquire, std::memory_order_acquire)) {
-      room = ring_room<kEnqueue>(h, shape, start, n, other, single);
+    for (;;) {
+      claim = claim_word(word, k, caller.tag);
+      if (head.compare_exchange_weak(word, claim, std::memory_order_acquire, std::memory_order_acquire)) break;
+      room = ring_room<kEnqueue>(h, shape, claim_index(word), n, other, single);
       k = ring_amount(n, room, amount);
       if (k == 0)  // another thread took the room: report at once, the caller tries again
         return ring_moved_nothing<kEnqueue>(h, single, room, left);
     }
   }
+  const uint32_t start = claim_index(word);
   if (left) *left = room - k;
 #ifdef MPOD_RING_TSAN
   // ThreadSanitizer sees only this process. The tail (or seen) value that
@@ -395,14 +444,17 @@ template <bool kEnqueue, bool kPointers, bool kRetry = false>
   ring_copy<kPointers, kEnqueue>(h, shape, start, objs, k);
   if (single) {
     // Nobody else claims on our side: the head just follows the tail (the
-    // other side reads it only to see whether a claim is in flight).
-    head.store(start + k, std::memory_order_relaxed);
+    // other side reads it only to see whether a claim is in flight). Stored
+    // after the copy, with release: a single claim seen in the head is
+    // complete, and whoever finds it unpublished (its caller died between
+    // the two stores) may publish it (ring_wait_turn, ring_wait_in_flight).
+    head.store(start + k, std::memory_order_release);  // owner kClaimSingle (claim_word.hpp)
   } else if (!(kEnqueue && published == start) && tail.load(std::memory_order_acquire) != start) [[unlikely]] {
     // Our turn comes when every earlier claim is published: known at once
     // if a producer's `published`, read before its claim, is its start;
     // otherwise read the tail (for producers a line the consumers' polling
     // keeps taking away), and wait.
-    if (!ring_wait_turn(head, tail, start, start + k)) {  // withdrew the claim: claim again
+    if (!ring_wait_turn(h, kEnqueue, claim, word, caller)) {  // withdrew the claim: claim again
       if constexpr (kRetry) {
         return kRingWithdrawn;
       } else {
@@ -414,9 +466,9 @@ template <bool kEnqueue, bool kPointers, bool kRetry = false>
         if constexpr (kEnqueue && kPointers)
           if (__builtin_constant_p(n) && n == 1) {
             void* const one = *static_cast<void* const*>(objs);
-            return ring_move_again<kEnqueue, kPointers>(h, shape, &one, n, sync, amount, left);
+            return ring_move_again<kEnqueue, kPointers>(h, shape, caller, &one, n, sync, amount, left);
           }
-        return ring_move_again<kEnqueue, kPointers>(h, shape, objs, n, sync, amount, left);
+        return ring_move_again<kEnqueue, kPointers>(h, shape, caller, objs, n, sync, amount, left);
       }
     }
   }
@@ -432,11 +484,11 @@ template <bool kEnqueue, bool kPointers, bool kRetry = false>
 // ring_move again, until it does not withdraw its claim (ring_wait_turn):
 // out of line, so the retry adds nothing to the inline path.
 template <bool kEnqueue, bool kPointers>
-[[gnu::noinline]] unsigned ring_move_again(RingHeader* h, const RingShape& shape,
+[[gnu::noinline]] unsigned ring_move_again(RingHeader* h, const RingShape& shape, RingCaller caller,
                                            std::conditional_t<kEnqueue, const void*, void*> objs, unsigned n, Sync sync,
                                            Amount amount, unsigned* left) noexcept {
   for (;;) {
-    const unsigned k = ring_move<kEnqueue, kPointers, true>(h, shape, objs, n, sync, amount, left);
+    const unsigned k = ring_move<kEnqueue, kPointers, true>(h, shape, caller, objs, n, sync, amount, left);
     if (k != kRingWithdrawn) return k;
   }
 }
