@@ -64,6 +64,7 @@
 #include "mpod/ring.hpp"
 #include "mpod/runtime.hpp"
 #include "src/ipc/wire.hpp"
+#include "src/runtime/claim_owners.hpp"
 #include "src/os/os.hpp"
 #include "tests/helpers/proc_common.hpp"
 
@@ -85,6 +86,7 @@ struct Args {
   // for `total` items; producers `index` send `count` each; consumers take
   // until `total` have been taken by all of them together.
   std::string make_ring, ring;
+  std::string side;  // ring-claim-and-hang: enqueue or dequeue
   uint64_t total = 0;
   bool burst = false;
   // member
@@ -312,6 +314,38 @@ int run_ring_consumer(Runtime& rt, const Args& a) {
   std::printf("CONSUMER got=%llu dup=%llu bad=%llu disorder=%llu pid=%d\n", static_cast<unsigned long long>(got),
               static_cast<unsigned long long>(dup), static_cast<unsigned long long>(bad),
               static_cast<unsigned long long>(disorder), rt.self().pid);
+  return 0;
+}
+
+// Dies inside a ring call, as a SIGKILL at the worst moment leaves it: makes
+// a multi claim of --count slots by hand (the CAS a call makes, with this
+// process's tag), and never publishes it. --side=enqueue: the slots hold
+// garbage (a copy cut short). --side=dequeue: first enqueues --count items
+// of its own, as producer --index, then claims them back. Prints CLAIMED and
+// waits to be killed.
+int run_ring_claim_and_hang(Runtime& rt, const Args& a) {
+  Ring r = Ring::lookup(rt, a.ring);
+  auto z = rt.memzones().lookup("RG_" + a.ring);
+  if (!z) fail("ring memzone RG_" + a.ring + " missing");
+  auto* h = static_cast<detail::RingHeader*>(z->addr);
+  const unsigned k = unsigned(a.count);
+  if (a.side == "dequeue") {
+    std::vector<RingItem> items(k);
+    for (unsigned i = 0; i < k; ++i) items[i] = {uint32_t(a.index), i, ring_check(uint32_t(a.index), i)};
+    if (r.enqueue_bulk_elem(items.data(), k) != k) fail("could not enqueue the items to claim back");
+  } else if (a.side != "enqueue") {
+    fail("--side=enqueue|dequeue");
+  }
+  std::atomic<uint64_t>& head = a.side == "enqueue" ? h->prod_head : h->cons_head;
+  uint64_t word = head.load();
+  if (!head.compare_exchange_strong(word, detail::claim_word(word, k, rt.claim_owners().tag())))
+    fail("the claim's CAS lost a race in a test that runs no other claimer");
+  if (a.side == "enqueue")
+    for (unsigned i = 0; i < k; ++i)
+      std::memset(h->slots + size_t((detail::claim_index(word) + i) & h->mask) * h->elem_size, 0xEE, h->elem_size);
+  std::printf("CLAIMED %u at %u pid=%d\n", k, detail::claim_index(word), rt.self().pid);
+  std::fflush(stdout);
+  wait_for_stop();
   return 0;
 }
 
@@ -700,6 +734,7 @@ int main(int argc, char** argv) {
       else if (s == "--drop-mailbox") a.drop_mailbox = true;
       else if (s.starts_with("--make-ring=")) a.make_ring = s.substr(12);
       else if (s.starts_with("--ring=")) a.ring = s.substr(7);
+      else if (s.starts_with("--side=")) a.side = s.substr(7);
       else if (s.starts_with("--total=")) a.total = std::stoull(s.substr(8));
       else if (s == "--burst") a.burst = true;
       else if (s == "--events") a.events = true;
@@ -732,6 +767,7 @@ int main(int argc, char** argv) {
     if (mode == "responder") return run_responder(*rt);
     if (mode == "ring-producer") return run_ring_producer(*rt, a);
     if (mode == "ring-consumer") return run_ring_consumer(*rt, a);
+    if (mode == "ring-claim-and-hang") return run_ring_claim_and_hang(*rt, a);
     if (mode == "requester") return run_requester(*rt, a);
     std::fprintf(stderr, "mpod-test-proc: unknown mode %s\n", mode.c_str());
     return 2;

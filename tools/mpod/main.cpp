@@ -119,6 +119,7 @@ std::string json_report(Runtime& rt) {
     j.field("capacity", static_cast<uint64_t>(r.capacity()));
     j.field("count", static_cast<uint64_t>(r.count()));
     j.field("elem_size", static_cast<uint64_t>(r.elem_size()));
+    j.field("lost_to_dead", r.lost_to_dead());
     j.end_object();
   }
   j.end_array();
@@ -132,6 +133,7 @@ std::string json_report(Runtime& rt) {
     j.field("available", static_cast<uint64_t>(available));
     j.field("in_use", static_cast<uint64_t>(m.size() - available));
     j.field("cache_size", static_cast<uint64_t>(m.cache_size()));
+    j.field("lost_to_dead", m.lost_to_dead());
     j.end_object();
   }
   j.end_array();
@@ -205,21 +207,24 @@ std::string text_report(Runtime& rt) {
     out += line;
   }
   auto rings = Ring::list(rt);
-  std::snprintf(line, sizeof line, "\nRINGS (%zu)\n%-28s  %10s  %10s  %9s\n", rings.size(), "NAME", "CAPACITY", "COUNT",
-                "ELEM-SIZE");
+  // LOST: elements dead producers claimed and never published (Ring::lost_to_dead).
+  std::snprintf(line, sizeof line, "\nRINGS (%zu)\n%-28s  %10s  %10s  %9s  %10s\n", rings.size(), "NAME", "CAPACITY",
+                "COUNT", "ELEM-SIZE", "LOST");
   out += line;
   for (auto& r : rings) {
-    std::snprintf(line, sizeof line, "%-28s  %10u  %10u  %9u\n", r.name().c_str(), r.capacity(), r.count(), r.elem_size());
+    std::snprintf(line, sizeof line, "%-28s  %10u  %10u  %9u  %10llu\n", r.name().c_str(), r.capacity(), r.count(),
+                  r.elem_size(), static_cast<unsigned long long>(r.lost_to_dead()));
     out += line;
   }
   auto pools = Mempool::list(rt);
-  std::snprintf(line, sizeof line, "\nMEMPOOLS (%zu)\n%-25s  %8s  %10s  %10s  %10s  %6s\n", pools.size(), "NAME",
-                "OBJ-SIZE", "SIZE", "AVAILABLE", "IN-USE", "CACHE");
+  std::snprintf(line, sizeof line, "\nMEMPOOLS (%zu)\n%-25s  %8s  %10s  %10s  %10s  %6s  %10s\n", pools.size(), "NAME",
+                "OBJ-SIZE", "SIZE", "AVAILABLE", "IN-USE", "CACHE", "LOST");
   out += line;
   for (auto& m : pools) {
     const uint32_t available = m.available();
-    std::snprintf(line, sizeof line, "%-25s  %8u  %10u  %10u  %10u  %6u\n", m.name().c_str(), m.elt_size(), m.size(),
-                  available, m.size() - available, m.cache_size());
+    std::snprintf(line, sizeof line, "%-25s  %8u  %10u  %10u  %10u  %6u  %10llu\n", m.name().c_str(), m.elt_size(),
+                  m.size(), available, m.size() - available, m.cache_size(),
+                  static_cast<unsigned long long>(m.lost_to_dead()));
     out += line;
   }
   auto heaps = Heap::list(rt);
