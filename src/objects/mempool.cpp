@@ -161,9 +161,17 @@ uint32_t cache_len(Mempool::Cache* c, uint32_t cap, std::string_view pool) noexc
   return 0;
 }
 
+// Every step of a cache's flush leaves it so that a reclaimer after our
+// death gives back nothing the ring already has: the cache lets go of the
+// objects (its length) before the ring takes them. A death in between loses
+// them (a few hundred nanoseconds' window); the other order handed them out
+// twice.
 void flush_cache(Mempool::Cache* c, uint32_t cap, Ring& ring, std::string_view pool) noexcept {
-  give_back(ring, c->objs, cache_len(c, cap, pool), pool);
-  c->len.store(0, std::memory_order_relaxed);
+  void* out[3 * Mempool::kMaxCacheSize];
+  const uint32_t len = std::min<uint32_t>(cache_len(c, cap, pool), 3 * Mempool::kMaxCacheSize);
+  std::memcpy(out, c->objs, sizeof(void*) * len);
+  c->len.store(0, std::memory_order_release);
+  give_back(ring, out, len, pool);
 }
 
 void release_cache(Mempool::Cache* c, uint32_t cap, Ring& ring, std::string_view pool) noexcept {
@@ -353,10 +361,16 @@ unsigned Mempool::put_bulk_slow(void* const* objs, unsigned n) noexcept {
   for (unsigned i = 0; i < n; ++i) c->objs[len + i] = objs[i];
   len += n;
   if (len > flush_at_) {  // give back all but cache_size, oldest first
+    // Out of the cache before into the ring (see flush_cache): empty while
+    // the kept ones move down, then holding them, then the ring takes the rest.
     const unsigned excess = len - cache_size_;
-    give_back(ring_, c->objs, excess, name_of(h_));
+    void* out[3 * kMaxCacheSize];
+    std::memcpy(out, c->objs, sizeof(void*) * excess);
+    c->len.store(0, std::memory_order_relaxed);
     std::memmove(c->objs, c->objs + excess, sizeof(void*) * cache_size_);
-    len = cache_size_;
+    c->len.store(cache_size_, std::memory_order_release);
+    give_back(ring_, out, excess, name_of(h_));
+    return n;
   }
   c->len.store(len, std::memory_order_relaxed);
   return n;
