@@ -22,6 +22,18 @@ ProcessId id_in(const ClaimOwnerSlot& s) {
   std::memcpy(id.bytes.data(), s.id, sizeof s.id);
   return id;
 }
+
+// The registry's answer; true when it cannot be read (never take a slot,
+// or withdraw a claim, on a guess).
+bool owner_alive(const std::string& domain_dir, const ProcessId& id) noexcept {
+  try {
+    return registry::is_alive(domain_dir, id);
+  } catch (const std::exception& e) {
+    MPOD_LOG(runtime, warning, "cannot tell whether process %s is alive (%s); taking it as alive",
+             id.short_hex().c_str(), e.what());
+    return true;
+  }
+}
 }  // namespace
 
 ClaimOwners::ClaimOwners(ClaimOwnerTable* table, std::string domain_dir, const ProcessId& self)
@@ -43,7 +55,7 @@ bool ClaimOwners::take(bool dead_owners_too) {
     ClaimOwnerSlot& s = table_->slots[i];
     uint32_t state = s.state.load(std::memory_order_acquire);
     if (kind(state) == kTaking) continue;
-    if (kind(state) == kOwned && (!dead_owners_too || registry::is_alive(domain_dir_, id_in(s)))) continue;
+    if (kind(state) == kOwned && (!dead_owners_too || owner_alive(domain_dir_, id_in(s)))) continue;
     const uint32_t taking = (generation(state) + 1) << 2 | kTaking;
     if (!s.state.compare_exchange_strong(state, taking, std::memory_order_acquire)) continue;
     std::memcpy(s.id, self_.bytes.data(), sizeof s.id);
@@ -85,13 +97,7 @@ bool ClaimOwners::alive(uint32_t tag) const noexcept {
   if (kind(state) != kOwned || tag_for(uint32_t(s - table_->slots), state) != tag) return false;  // given back or taken again
   const ProcessId id = id_in(*s);
   if (s->state.load(std::memory_order_acquire) != state) return false;  // taken again while we read the id
-  try {
-    return registry::is_alive(domain_dir_, id);
-  } catch (const std::exception& e) {
-    MPOD_LOG(runtime, warning, "cannot tell whether process %s is alive (%s); taking it as alive",
-             id.short_hex().c_str(), e.what());
-    return true;
-  }
+  return owner_alive(domain_dir_, id);
 }
 
 std::string ClaimOwners::describe(uint32_t tag) const {
