@@ -20,7 +20,7 @@ namespace mpod {
 
 namespace {
 constexpr uint32_t kRingMagic = 0x474e4952;  // "RING"
-constexpr uint32_t kRingVersion = 10;  // 10: 64-bit head words naming the claimer, holes, lost count; 2: indices 128 bytes apart; 3: each side's seen tail; 4: heads and tails on separate lines; 5: only producers keep a seen tail; 6: yield_when_idle, one claim in flight per side; 7: a claim stuck behind a stopped one is withdrawn; 8: each side's published tail also on its head's line; 9: only the producers' (single producers refresh it)
+constexpr uint32_t kRingVersion = 10;  // 10: 64-bit head words naming the claimer, a lost count; 2: indices 128 bytes apart; 3: each side's seen tail; 4: heads and tails on separate lines; 5: only producers keep a seen tail; 6: yield_when_idle, one claim in flight per side; 7: a claim stuck behind a stopped one is withdrawn; 8: each side's published tail also on its head's line; 9: only the producers' (single producers refresh it)
 constexpr const char* kPrefix = "RG_";
 }  // namespace
 
