@@ -136,7 +136,7 @@ ChannelImpl::ChannelImpl(std::string domain_dir, ProcessInfo self, mode_t mode, 
   receiver_ = std::thread([this] { receive_loop(); });
   PeerWatch::Hooks hooks = std::move(reaping);
   hooks.event = [this](const ProcessInfo& p, PeerEvent e) { on_peer_event(p, e); };
-  hooks.members = [this](const std::vector<ProcessInfo>& list, bool initial) { on_members(list, initial); };
+  hooks.members = [this](const std::vector<ProcessInfo>& list, bool initial) { return on_members(list, initial); };
   // Room for the largest domain's connections (the watcher's) and more, as far as the hard limit allows.
   os::raise_descriptor_limit(65536);
   // Links keep a descriptor each: a small share of what the process may

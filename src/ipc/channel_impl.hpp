@@ -136,7 +136,7 @@ class ChannelImpl final : public Channel {
   void run_ready_callbacks();
   // PeerWatch hooks, on its thread.
   void on_peer_event(const ProcessInfo& p, PeerEvent e);
-  void on_members(const std::vector<ProcessInfo>& list, bool initial);
+  std::vector<ProcessInfo> on_members(const std::vector<ProcessInfo>& list, bool initial);
   // Replies from the receive thread never wait on a full peer: what cannot
   // go out at once waits here and is retried between receives (two receive
   // threads blocked sending to each other would otherwise stall both).

@@ -46,18 +46,18 @@ void ChannelImpl::on_peer_event(const ProcessInfo& p, PeerEvent e) {
   }
 }
 
-void ChannelImpl::on_members(const std::vector<ProcessInfo>& list, bool initial) {
+std::vector<ProcessInfo> ChannelImpl::on_members(const std::vector<ProcessInfo>& list, bool initial) {
   std::map<std::string, ProcessInfo> now;
   for (auto& p : list)
     if (!(p.id == self_.id)) now.emplace(p.id.hex(), p);
-  std::vector<ProcessInfo> left, came;
+  std::vector<ProcessInfo> left, came, unknown;
   {
     std::lock_guard g(peers_mu_);
     tracking_ = true;
     if (initial) {
       // The peers alive now are known without events; subscribers hear of changes.
       peers_ = std::move(now);
-      return;
+      return {};
     }
     for (auto& [hex, p] : peers_)
       if (!now.count(hex)) left.push_back(p);
@@ -65,6 +65,7 @@ void ChannelImpl::on_members(const std::vector<ProcessInfo>& list, bool initial)
       if (!peers_.count(hex)) came.push_back(p);
   }
   // A new watcher's view against ours: what changed while there was none.
+  // One that left stays a peer until the watcher says how it went.
   for (auto& p : left) {
     std::optional<ProcessInfo> found;
     try {
@@ -72,9 +73,10 @@ void ChannelImpl::on_members(const std::vector<ProcessInfo>& list, bool initial)
     } catch (const Error&) {
     }
     if (found && found->alive) continue;  // alive: it has not reached the new watcher yet
-    on_peer_event(p, found ? PeerEvent::crashed : PeerEvent::exited);
+    unknown.push_back(p);
   }
   for (auto& p : came) on_peer_event(p, PeerEvent::attached);
+  return unknown;
 }
 
 uint64_t ChannelImpl::subscribe(PeerEventHandler handler) {

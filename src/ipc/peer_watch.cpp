@@ -242,7 +242,9 @@ void PeerWatch::member_loop() {
         std::unique_lock lk(track_mu_);
         const bool initial = !tracking_;
         lk.unlock();
-        if (hooks_.members) hooks_.members(list, initial);
+        // Those it cannot place are asked about: the watcher answers how each went.
+        if (hooks_.members)
+          for (auto& gone : hooks_.members(list, initial)) watch_peer(gone.id);
         lk.lock();
         tracking_ = true;
         track_cv_.notify_all();

@@ -52,7 +52,11 @@ class PeerWatch {
     std::function<void(const ProcessInfo&, PeerEvent)> event;
     // The live members when track() took effect (`initial`), and again when
     // a new watcher took over (the receiver reconciles). On the watch thread.
-    std::function<void(const std::vector<ProcessInfo>&, bool initial)> members;
+    // Returns the peers the receiver knew that are gone from the list and
+    // not alive: how each went is told later through `event`, by the watcher
+    // (which remembers who crashed) rather than guessed from the registry
+    // (a reaped crash and a clean exit both leave no registration).
+    std::function<std::vector<ProcessInfo>(const std::vector<ProcessInfo>&, bool initial)> members;
     // Watcher only: removes what the crashed member `p` left behind. Returns
     // false while it still holds its registration lock (it is retried).
     std::function<bool(const ProcessInfo& p)> reap;
@@ -139,6 +143,10 @@ class PeerWatch {
   void on_frame(uint64_t tag, watch::Frame type, const std::string& body);
   void on_hello(uint64_t tag, const std::string& body);
   void on_interest(uint64_t tag, const std::string& body);
+  // How a process that is not a member went: as this watcher saw it go, else
+  // from its registration (left dead: crashed; none: exited). nullopt while
+  // it is alive. Fills what is known of `*p` and marks it not alive.
+  std::optional<PeerEvent> departure_of(ProcessInfo* p) const;
   void drop_conn(uint64_t tag, bool ended);
   void member_gone(const ProcessInfo& p, PeerEvent e);
   void announce(const ProcessInfo& p, PeerEvent e);

@@ -70,7 +70,11 @@ void PeerWatch::become_watcher(bool takeover) {
   std::unique_lock lk(track_mu_);
   const bool initial = !tracking_;
   lk.unlock();
-  if (hooks_.members) hooks_.members(list, initial);
+  if (hooks_.members)
+    for (auto& p : hooks_.members(list, initial)) {
+      ProcessInfo gone = p;
+      if (auto e = departure_of(&gone)) announce(gone, *e);
+    }
   lk.lock();
   tracking_ = true;  // the watcher knows every member
   track_cv_.notify_all();
@@ -341,28 +345,31 @@ void PeerWatch::on_interest(uint64_t tag, const std::string& body) {
   // departure is reported once it has connected).
   ProcessInfo p;
   p.id = id;
-  PeerEvent e = PeerEvent::exited;
-  if (auto r = recent_gone_.find(hex); r != recent_gone_.end()) {
-    e = r->second;
-  } else {
-    std::optional<ProcessInfo> found;
-    try {
-      found = registry::find(domain_, id);
-    } catch (const Error&) {
-    }
-    if (found && found->alive) {
-      c.interests.insert(hex);
-      return;
-    }
-    if (found) {
-      p = *found;
-      e = PeerEvent::crashed;
-    }
+  const auto e = departure_of(&p);
+  if (!e) {
+    c.interests.insert(hex);
+    return;
   }
   p.alive = false;
   std::string f;
-  watch::append_frame(f, watch::Frame::gone, watch::gone_body(p, e));
+  watch::append_frame(f, watch::Frame::gone, watch::gone_body(p, *e));
   queue_out(c, tag, f);
+}
+
+std::optional<PeerEvent> PeerWatch::departure_of(ProcessInfo* p) const {
+  if (auto r = recent_gone_.find(p->id.hex()); r != recent_gone_.end()) {
+    p->alive = false;
+    return r->second;
+  }
+  std::optional<ProcessInfo> found;
+  try {
+    found = registry::find(domain_, p->id);
+  } catch (const Error&) {
+  }
+  if (found && found->alive) return std::nullopt;
+  if (found) *p = *found;
+  p->alive = false;
+  return found ? PeerEvent::crashed : PeerEvent::exited;
 }
 
 void PeerWatch::drop_conn(uint64_t tag, bool ended) {
@@ -510,7 +517,13 @@ void PeerWatch::check_awaiting() {
         ++it;
         continue;
       }
-      gone.push_back({it->second.info, p ? PeerEvent::crashed : PeerEvent::exited});
+      // No registration left: it exited, or died and was reaped (by a process
+      // starting, say). It said bye to nobody, so it is taken to have
+      // crashed: the safe mistake, since reaping what a clean exit left
+      // finds nothing, while an exit taken for a crash leaks what it held.
+      PeerEvent e = PeerEvent::crashed;
+      if (auto r = recent_gone_.find(it->first); r != recent_gone_.end()) e = r->second;
+      gone.push_back({it->second.info, e});
       it = members_.erase(it);
     }
     if (!any) {

@@ -44,7 +44,7 @@ struct Domain {
 PeerWatch::Hooks quiet_hooks() {
   PeerWatch::Hooks h;
   h.event = [](const ProcessInfo&, PeerEvent) {};
-  h.members = [](const std::vector<ProcessInfo>&, bool) {};
+  h.members = [](const std::vector<ProcessInfo>&, bool) { return std::vector<ProcessInfo>{}; };
   h.reap = [](const ProcessInfo&) { return true; };
   h.sweep = [] { return std::vector<ProcessInfo>{}; };
   return h;
