@@ -62,6 +62,35 @@ std::string ChannelImpl::mailbox_path(const std::string& domain, const ProcessId
   return socket_dir(domain) + "/" + id.hex() + ".mbox";
 }
 
+namespace {
+constexpr double kStaleBindSeconds = 60;  // a bind takes microseconds; older private dirs are a dead binder's
+
+// The process id an endpoint name belongs to: "<id>.sock", "<id>.mbox", "<id>.watch".
+std::optional<ProcessId> endpoint_owner(std::string_view name) {
+  const auto dot = name.find('.');
+  if (dot == std::string::npos) return std::nullopt;
+  const std::string_view ext = name.substr(dot);
+  if (ext != ".sock" && ext != ".mbox" && ext != ".watch") return std::nullopt;
+  return ProcessId::parse(name.substr(0, dot));
+}
+
+// Whose socket a binder's private directory ".bind-<endpoint>-<random>" was
+// for; nullopt for one named otherwise (made by an older mpod).
+std::optional<ProcessId> bind_dir_owner(std::string_view name) {
+  if (!name.starts_with(os::kBindDirPrefix)) return std::nullopt;
+  name.remove_prefix(os::kBindDirPrefix.size());
+  const auto dash = name.rfind('-');
+  if (dash == std::string_view::npos) return std::nullopt;
+  return endpoint_owner(name.substr(0, dash));
+}
+
+// Removes a binder's private directory and the socket that may be in it.
+bool remove_bind_dir(const os::Dir& mp, const std::string& name) {
+  if (auto d = mp.try_open_subdir(name, os::DirRule::owned_by(os::effective_uid()))) d->remove("s");
+  return mp.remove_dir(name);
+}
+}  // namespace
+
 void ChannelImpl::remove_endpoint(const std::string& domain, const ProcessId& id) noexcept {
   try {
     const os::Dir mp = registry::open_domain_subdir(domain, "mp");
@@ -72,23 +101,18 @@ void ChannelImpl::remove_endpoint(const std::string& domain, const ProcessId& id
         MPOD_LOG(ipc, warning, "%s", e.what());
       }
     }
+    // What a bind it was killed inside left.
+    for (const std::string& name : mp.list()) {
+      try {
+        if (auto owner = bind_dir_owner(name); owner && *owner == id) remove_bind_dir(mp, name);
+      } catch (const Error& e) {
+        MPOD_LOG(ipc, warning, "%s", e.what());
+      }
+    }
   } catch (const Error& e) {
     MPOD_LOG(ipc, warning, "%s", e.what());
   }
 }
-
-namespace {
-constexpr double kStaleBindSeconds = 60;  // a bind takes microseconds; older private dirs are a dead binder's
-
-// The process id an endpoint name belongs to: "<id>.sock", "<id>.mbox", "<id>.watch".
-std::optional<ProcessId> endpoint_owner(const std::string& name) {
-  const auto dot = name.find('.');
-  if (dot == std::string::npos) return std::nullopt;
-  const std::string_view ext = std::string_view(name).substr(dot);
-  if (ext != ".sock" && ext != ".mbox" && ext != ".watch") return std::nullopt;
-  return ProcessId::parse(name.substr(0, dot));
-}
-}  // namespace
 
 size_t ChannelImpl::remove_orphan_endpoints(const std::string& domain) noexcept {
   size_t removed = 0;
@@ -99,10 +123,12 @@ size_t ChannelImpl::remove_orphan_endpoints(const std::string& domain) noexcept 
     // made after its registration, so a registration missing now is gone.
     for (const std::string& name : mp.list()) {
       try {
-        if (name.starts_with(".bind-")) {
-          if (mp.age_seconds(name) < kStaleBindSeconds) continue;
-          if (auto d = mp.try_open_subdir(name, os::DirRule::owned_by(os::effective_uid()))) d->remove("s");
-          removed += mp.remove_dir(name);
+        if (name.starts_with(os::kBindDirPrefix)) {
+          // A bind comes after its process registered: its owner unregistered
+          // means a dead binder. One of unknown owner goes once surely stale.
+          const auto owner = bind_dir_owner(name);
+          if (owner ? procs.stat(owner->hex()).has_value() : mp.age_seconds(name) < kStaleBindSeconds) continue;
+          removed += remove_bind_dir(mp, name);
           continue;
         }
         const auto id = endpoint_owner(name);
@@ -133,15 +159,16 @@ ChannelImpl::ChannelImpl(std::string domain_dir, ProcessInfo self, mode_t mode, 
   socket_ = os::bind_datagram_socket(mp_, socket_name(self_.id), mode);
   stop_event_ = os::make_event();
   for (int b = int(mailbox::kBoxes) - 1; b >= 0; --b) free_boxes_.push_back(b);
+  // Room for the largest domain's connections (the watcher's) and more, as far as the hard limit allows.
+  os::raise_descriptor_limit(65536);
+  // Links keep a descriptor each: a small share of what the process may
+  // open, and within what the watcher keeps free. (Set before the receive
+  // thread starts: it makes links too.)
+  link_cap_ = std::clamp<size_t>(size_t(os::descriptor_limit()) / 16, 2, 64);
   receiver_ = std::thread([this] { receive_loop(); });
   PeerWatch::Hooks hooks = std::move(reaping);
   hooks.event = [this](const ProcessInfo& p, PeerEvent e) { on_peer_event(p, e); };
   hooks.members = [this](const std::vector<ProcessInfo>& list, bool initial) { return on_members(list, initial); };
-  // Room for the largest domain's connections (the watcher's) and more, as far as the hard limit allows.
-  os::raise_descriptor_limit(65536);
-  // Links keep a descriptor each: a small share of what the process may
-  // open, and within what the watcher keeps free.
-  link_cap_ = std::clamp<size_t>(size_t(os::descriptor_limit()) / 16, 2, 64);
   PeerWatch::Limits limits;
   limits.reserve_fds = int(link_cap_) + 2;  // and two for files opened for a moment (a registration read)
   try {

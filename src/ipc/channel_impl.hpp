@@ -196,6 +196,13 @@ class ChannelImpl final : public Channel {
   std::map<std::string, std::shared_ptr<PeerLink>> links_;  // by id hex
   size_t link_cap_ = 64;
   uint64_t link_clock_ = 0;  // under links_mu_: stamps each link's last use
+  // Under links_mu_: the last peers reported gone (ids are never reused). A
+  // link made while its peer's departure was being reported is never kept:
+  // later requests would go to a mailbox nobody reads, with no event left
+  // to fail them.
+  static constexpr size_t kGonePeersKept = 4096;
+  std::set<std::string> gone_peers_;
+  std::deque<std::string> gone_order_;
 
   mutable std::mutex handlers_mu_;
   std::map<std::string, Handler, std::less<>> handlers_;

@@ -29,10 +29,22 @@ void ChannelImpl::on_peer_event(const ProcessInfo& p, PeerEvent e) {
     for (auto& [t, h] : subscribers_) subs.push_back(h);
   }
   if (e != PeerEvent::attached) {
-    // Whatever waits on it fails now; its mailbox is unmapped when the last send using it ends.
+    // No link to it is made or used from here on; then whatever waits on it
+    // fails (a request registers before it sends, so one that sent on the
+    // old link is failed here). Its mailbox is unmapped when the last send
+    // using it ends.
+    {
+      std::lock_guard g(links_mu_);
+      links_.erase(hex);
+      if (gone_peers_.insert(hex).second) {
+        gone_order_.push_back(hex);
+        if (gone_order_.size() > kGonePeersKept) {
+          gone_peers_.erase(gone_order_.front());
+          gone_order_.pop_front();
+        }
+      }
+    }
     fail_peer_everywhere(p.id, std::string("the peer ") + peer_event_name(e));
-    std::lock_guard g(links_mu_);
-    links_.erase(hex);
   }
   if (reported) return;
   MPOD_LOG(ipc, info, "peer %s %s (host %s, pid %d)", p.id.short_hex().c_str(), peer_event_name(e), p.hostname.c_str(),

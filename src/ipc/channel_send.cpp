@@ -74,6 +74,10 @@ std::shared_ptr<ChannelImpl::PeerLink> ChannelImpl::link_to(const ProcessId& to)
   }
   std::vector<std::shared_ptr<PeerLink>> closed;  // closed outside the lock
   std::lock_guard g(links_mu_);
+  if (gone_peers_.count(hex)) {  // reported gone since its registration was read
+    if (l->lane >= 0) l->mailbox->release_lane(l->lane, self_.id);
+    return nullptr;
+  }
   auto [it, fresh] = links_.emplace(hex, l);
   it->second->last_used = ++link_clock_;
   if (!fresh) {  // another thread made it meanwhile: one link, one lane

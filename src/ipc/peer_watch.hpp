@@ -37,6 +37,7 @@
 
 #include "../os/dir.hpp"
 #include "../os/os.hpp"
+#include "../os/dir_watch.hpp"
 #include "../os/poller.hpp"
 #include "mpod/channel.hpp"
 #include "mpod/process.hpp"
@@ -153,6 +154,13 @@ class PeerWatch {
   void flush_events();
   void queue_out(Conn& c, uint64_t tag, const std::string& bytes);
   void check_awaiting();
+  // Newcomers: registered, not yet members. One killed before its hello has
+  // no connection to end, so its registration is tested until it connects:
+  // a dead one is reported crashed (to whoever asked about it) and reaped.
+  void note_newcomer(const ProcessId& id);
+  void note_all_newcomers();  // every live registration that is not a member
+  void on_registrations();    // procs_watch_ is readable
+  void check_newcomers();
   void retry_reaps();
   // Sweeps the registry (hooks.sweep) `sweeps` times, the first in
   // `delay_ns`, then every kSweepRetryNs; run_due_sweep does it when due.
@@ -206,6 +214,12 @@ class PeerWatch {
   };
   std::vector<Reap> reaps_;
   uint64_t next_await_check_ns_ = 0;
+  std::unique_ptr<os::DirWatch> procs_watch_;  // names created in procs/; null where inotify is refused
+  struct Newcomer {
+    uint64_t since_ns;  // first seen
+    uint64_t next_ns;   // when its registration is tested next
+  };
+  std::map<std::string, Newcomer> newcomers_;  // by id hex
   // While members have yet to reconnect after a take-over: every departure
   // announced since it began (those the sweep found dead among them), sent
   // to each member as it reconnects, since it was not connected to hear them.

@@ -14,6 +14,7 @@ namespace mpod {
 namespace {
 constexpr uint64_t kListenerTag = 1;
 constexpr uint64_t kWakeTag = 2;
+constexpr uint64_t kProcsTag = 3;
 constexpr int kBacklog = 4096;  // an attach storm of a whole domain queues, never fails
 constexpr uint64_t kHelloTimeoutNs = 10'000'000'000ull;
 constexpr uint64_t kAwaitPeriodNs = 20'000'000;       // hand-over only: see peer_watch.hpp
@@ -22,6 +23,9 @@ constexpr uint64_t kReapGiveUpNs = 5'000'000'000ull;
 constexpr size_t kMaxQueuedBytes = 8u << 20;          // per member that does not read
 constexpr uint64_t kFdWarningEveryNs = 10'000'000'000ull;
 constexpr size_t kRecentGone = 4096;                  // departures remembered for late interests
+// A newcomer's registration is tested this often for its first 2 s (an
+// attach takes milliseconds), then every 250 ms (one mapping gigabytes).
+constexpr uint64_t kNewcomerFastNs = 20'000'000, kNewcomerSlowNs = 250'000'000, kNewcomerFastForNs = 2'000'000'000;
 }  // namespace
 
 void PeerWatch::become_watcher(bool takeover) {
@@ -30,6 +34,15 @@ void PeerWatch::become_watcher(bool takeover) {
   spare_ = os::open_file("/dev/null", O_RDONLY | O_CLOEXEC);
   poller_->add(listener_.get(), kListenerTag);
   poller_->add(wake_.get(), kWakeTag);
+  // New registrations are heard of before any is listed: none falls between.
+  try {
+    procs_watch_ = std::make_unique<os::DirWatch>(registry::open_procs(domain_));
+    poller_->add(procs_watch_->fd(), kProcsTag);
+  } catch (const Error& e) {
+    procs_watch_.reset();
+    MPOD_LOG(ipc, notice, "%s: processes killed before they finish attaching are found by sweeps only, as others "
+             "attach", e.what());
+  }
   const std::string hex = self_.id.hex();
   os::write_all_at(lock_.get(), hex.data(), hex.size(), 0, mp_.path_of(kLockName));
   std::vector<ProcessInfo> list;
@@ -63,6 +76,8 @@ void PeerWatch::become_watcher(bool takeover) {
     for (auto& p : dead)
       if (!(p.id == watcher_info_.id)) announce(p, PeerEvent::crashed);
   }
+  // (A successor has every live registration as a member to await.)
+  if (!takeover) note_all_newcomers();
   last_sweep_ns_ = os::monotonic_ns();  // a primary reaped before it started; a successor just swept
   watcher_.store(true);
   MPOD_LOG(ipc, info, "this process is the watcher of %s%s", domain_.c_str(),
@@ -90,12 +105,15 @@ void PeerWatch::watcher_loop() {
         accept_ready();
       } else if (r.tag == kWakeTag) {
         os::drain_event(wake_.get());
+      } else if (r.tag == kProcsTag) {
+        on_registrations();
       } else {
         if (r.readable) on_readable(r.tag);
         if (r.writable) on_writable(r.tag);
       }
     }
     check_awaiting();
+    check_newcomers();
     retry_reaps();
     run_due_sweep();
     flush_events();
@@ -134,6 +152,7 @@ int PeerWatch::next_timeout_ms() const {
       }
   }
   for (auto& r : reaps_) next = std::min(next, r.next_ns);
+  for (auto& [h, n] : newcomers_) next = std::min(next, n.next_ns);
   if (sweeps_left_ > 0) next = std::min(next, sweep_at_ns_);
   for (auto& [tag, c] : conns_)
     if (!c.member) next = std::min(next, c.hello_deadline_ns);
@@ -309,6 +328,7 @@ void PeerWatch::on_hello(uint64_t tag, const std::string& body) {
     members_[id.hex()] = Member{*p, tag};
   }
   c.member = *p;
+  newcomers_.erase(id.hex());
   // Processes killed before they connected leave a registration nobody
   // watches: while processes come, sweep for them now and then (never while
   // nothing happens).
@@ -348,6 +368,7 @@ void PeerWatch::on_interest(uint64_t tag, const std::string& body) {
   const auto e = departure_of(&p);
   if (!e) {
     c.interests.insert(hex);
+    note_newcomer(id);  // should it die before it connects, the interest is answered all the same
     return;
   }
   p.alive = false;
@@ -533,6 +554,69 @@ void PeerWatch::check_awaiting() {
     }
   }
   next_await_check_ns_ = now + kAwaitPeriodNs;
+  for (auto& [p, e] : gone) member_gone(p, e);
+}
+
+void PeerWatch::note_newcomer(const ProcessId& id) {
+  const std::string hex = id.hex();
+  if (id == self_.id || newcomers_.count(hex)) return;
+  {
+    std::lock_guard g(members_mu_);
+    if (members_.count(hex)) return;
+  }
+  const uint64_t now = os::monotonic_ns();
+  newcomers_.emplace(hex, Newcomer{now, now + kNewcomerFastNs});
+}
+
+void PeerWatch::note_all_newcomers() {
+  for (auto& p : registry::list(domain_))
+    if (p.alive) note_newcomer(p.id);
+}
+
+void PeerWatch::on_registrations() {
+  bool overflow = false;
+  std::vector<std::string> names;
+  try {
+    names = procs_watch_->take_names(&overflow);
+  } catch (const Error& e) {
+    MPOD_LOG(ipc, warning, "%s; listing the registry instead", e.what());
+    overflow = true;
+  }
+  for (auto& name : names)
+    if (auto id = ProcessId::parse(name)) note_newcomer(*id);
+  if (overflow) note_all_newcomers();
+}
+
+void PeerWatch::check_newcomers() {
+  const uint64_t now = os::monotonic_ns();
+  std::vector<std::pair<ProcessInfo, PeerEvent>> gone;
+  for (auto it = newcomers_.begin(); it != newcomers_.end();) {
+    if (now < it->second.next_ns) {
+      ++it;
+      continue;
+    }
+    {
+      std::lock_guard g(members_mu_);
+      if (members_.count(it->first)) {
+        it = newcomers_.erase(it);
+        continue;
+      }
+    }
+    ProcessInfo p;
+    p.id = *ProcessId::parse(it->first);
+    const auto e = departure_of(&p);
+    if (!e) {
+      it->second.next_ns = now + (now - it->second.since_ns < kNewcomerFastForNs ? kNewcomerFastNs : kNewcomerSlowNs);
+      ++it;
+      continue;
+    }
+    // Gone before its hello: killed attaching (crashed, reaped below), or a
+    // start that failed and unregistered (exited). It matters to those that
+    // asked about it (a request to it fails now); subscribers drop the
+    // event, since it never was their peer.
+    gone.push_back({p, *e});
+    it = newcomers_.erase(it);
+  }
   for (auto& [p, e] : gone) member_gone(p, e);
 }
 

@@ -162,6 +162,10 @@ uint64_t bus_faults_recovered() noexcept;
 // set, so every datagram received carries the sender's uid and gid as the
 // kernel saw them.
 Fd bind_datagram_socket(const Dir& dir, const std::string& name, mode_t mode);
+// Both binds go through a private directory "<kBindDirPrefix><name>-<random>"
+// in `dir`, removed once the socket is in place. A binder killed meanwhile
+// leaves it behind: the name says whose socket it was, for whoever reaps.
+inline constexpr std::string_view kBindDirPrefix = ".bind-";
 // A handle (O_PATH) on the socket node `name` in `dir`, checked to be a
 // socket belonging to `owner` (kAnyOwner: anybody); empty if there is none.
 // Sending to socket_node_address() of it reaches exactly that node, whatever

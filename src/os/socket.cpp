@@ -53,7 +53,8 @@ void bind_in_place(int s, const Dir& dir, const std::string& name, mode_t mode, 
   random_bytes(r, sizeof r);
   char suffix[17];
   for (int i = 0; i < 8; ++i) std::snprintf(suffix + 2 * i, 3, "%02x", r[i]);
-  const std::string priv = ".bind-" + std::string(suffix);
+  // Named after the socket, so whoever reaps its owner knows whose it is.
+  const std::string priv = std::string(kBindDirPrefix) + name + "-" + suffix;
   if (::mkdirat(dir.fd(), priv.c_str(), 0700) != 0)
     throw Error(Errc::system, "cannot create a private directory in " + dir.path() + " to bind " + path,
                 dir.path_of(priv), errno);

@@ -39,8 +39,10 @@
 //
 // Exit codes: 0 success, 1 mpod::Error (printed as "ERROR <code>: <message>"), 2 check failed.
 #include <signal.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <fcntl.h>
 #include <sys/socket.h>
@@ -63,8 +65,11 @@
 
 #include "mpod/ring.hpp"
 #include "mpod/runtime.hpp"
+#include "src/ipc/channel_impl.hpp"
+#include "src/ipc/mailbox.hpp"
 #include "src/ipc/wire.hpp"
 #include "src/runtime/claim_owners.hpp"
+#include "src/runtime/registry.hpp"
 #include "src/os/os.hpp"
 #include "tests/helpers/proc_common.hpp"
 
@@ -587,6 +592,34 @@ int raw_send(const std::string& socket_path) {
   return 0;
 }
 
+// ---- a process killed inside Runtime::start ----
+
+// register-and-hang <domain dir>: what Runtime::start has made when it is
+// killed after binding its channel socket and before it connects to the
+// watcher: a registration, a mailbox, the bound socket, and the private
+// directory of a bind in progress (named as os::bind_datagram_socket names
+// it). Prints "REGISTERED id=<hex>", then "GOT" when a datagram reaches its
+// socket (a request, or the doorbell of one); never answers; waits to be killed.
+int register_and_hang(const std::string& domain) {
+  auto reg = registry::Registration::create(domain, Role::secondary);
+  const ProcessId id = reg.info().id;
+  const os::Dir mp = registry::open_domain_subdir(domain, "mp");
+  auto box = mailbox::Mailbox::create(mp, ChannelImpl::mailbox_name(id));
+  os::Fd sock = os::bind_datagram_socket(mp, ChannelImpl::socket_name(id), 0600);
+  const std::string half_bind = std::string(os::kBindDirPrefix) + ChannelImpl::socket_name(id) + "-00112233aabbccdd";
+  if (::mkdirat(mp.fd(), half_bind.c_str(), 0700) != 0) fail("mkdir " + mp.path_of(half_bind));
+  // Asleep, as a receiver says so: a sender pushing into the mailbox rings the doorbell.
+  const bool empty = box->prepare_to_sleep();
+  std::printf("REGISTERED id=%s\n", id.hex().c_str());
+  std::fflush(stdout);
+  pollfd p{sock.get(), POLLIN, 0};
+  while (empty && ::poll(&p, 1, -1) != 1) {
+  }
+  std::printf("GOT\n");
+  std::fflush(stdout);
+  for (;;) ::pause();
+}
+
 // ---- hostile senders: datagrams built by hand, as an attacker would ----
 
 // A header as the wire defines it, without wire::encode_head's checks (body-flood
@@ -704,6 +737,7 @@ int main(int argc, char** argv) {
   }
   std::string mode = argv[i];
   if (mode == "raw-send" && i + 1 < argc) return raw_send(argv[i + 1]);
+  if (mode == "register-and-hang" && i + 1 < argc) return register_and_hang(argv[i + 1]);
   if (mode == "raw-send-as" && i + 3 < argc) return raw_send_as(argv[i + 1], argv[i + 2], argv[i + 3], i + 4 < argc ? argv[i + 4] : "forged");
   if (mode == "body-flood" && i + 3 < argc) return body_flood(argv[i + 1], std::atoi(argv[i + 2]), std::atoi(argv[i + 3]));
   // Runtime options follow the mode; hand parse_options an argv whose [0] is the mode.

@@ -323,6 +323,42 @@ TEST_F(Liveness, CrashedProcessFilesAreReapedWithoutAnyoneCallingReap) {
   EXPECT_TRUE(fs::exists(domain_dir() + "/procs/" + id_of(bystander)));
 }
 
+// A process killed inside Runtime::start, after it registered and bound its
+// channel socket but before it connected to the watcher, has no connection
+// whose end tells of its death. The watcher still finds it dead (it tests
+// each newcomer's registration until it connects): a request already sent to
+// it fails `dead` (not `timed_out` 30 s later), and what it left (its
+// registration, socket, mailbox, a half-done bind's private directory) is
+// removed while the domain runs, with no other process starting to sweep.
+TEST_F(Liveness, AProcessKilledBeforeItConnectsIsFoundDeadAndReaped) {
+  MPOD_SKIP_UNLESS(cannot_make_pods());
+  Child primary = start_primary();
+  Child half = Child::spawn({bin("mpod-test-proc"), "register-and-hang", domain_dir()}, PodOptions{true, "half"});
+  ASSERT_TRUE(half.wait_for_output("REGISTERED id=")) << half.output();
+  const std::string hid = id_of(half);
+  ASSERT_EQ(hid.size(), 32u) << half.output();
+  const std::string half_bind = "mp/.bind-" + hid + ".sock-00112233aabbccdd";
+  ASSERT_TRUE(fs::exists(domain_dir() + "/" + half_bind));
+
+  Child requester = Child::spawn(proc("requester", {"--no-huge"}, {"--to=" + hid, "--action=echo", "--timeout=30000"}));
+  // Killed only once the request reached it, so the request is in flight.
+  ASSERT_TRUE(half.wait_for_output("GOT", seconds(30))) << half.output() << "\nrequester:\n" << requester.output();
+  half.signal(SIGKILL);
+  half.wait();
+
+  ASSERT_TRUE(requester.wait_for_output("DONE", seconds(45))) << requester.output();
+  const std::string out = requester.output();
+  EXPECT_TRUE(contains(out, "FAIL peer=" + hid + " error=dead")) << "the request to a process killed while attaching "
+                                                                    "should fail dead:\n" << out;
+  EXPECT_FALSE(contains(out, "timed_out")) << out;
+
+  auto left = files_left_after(hid, kReapBound);
+  if (fs::exists(domain_dir() + "/" + half_bind)) left.push_back(half_bind);
+  for (auto& f : left) ADD_FAILURE() << f << " of the process killed while attaching is still there "
+                                     << duration_cast<milliseconds>(kReapBound).count() << " ms after the kill";
+  EXPECT_TRUE(primary.running()) << primary.output();
+}
+
 // A member that leaves cleanly (SIGTERM) is `exited`, never `crashed`, for
 // every subscriber, in pods or not, and for the primary.
 TEST_F(Liveness, CleanExitIsReportedAsExitedNotCrashed) {
