@@ -86,10 +86,13 @@ void ChannelImpl::complete_locked(Pending& p) {
   if (p.box >= 0) {
     // A reply written into the box meanwhile wins; otherwise the requester
     // reads the result from `p`.
+    // The requester is woken either way: a replier that claimed the box
+    // (box_writing) and then died never wakes it, and the requester, asleep
+    // since before the claim, would sleep to its deadline.
     uint32_t expected = box_word(p.gen, mailbox::box_waiting);
     auto& state = inbox_->box_state(uint32_t(p.box));
-    if (state.compare_exchange_strong(expected, box_word(p.gen, mailbox::box_done), std::memory_order_acq_rel))
-      os::futex_wake(&state);
+    state.compare_exchange_strong(expected, box_word(p.gen, mailbox::box_done), std::memory_order_acq_rel);
+    os::futex_wake(&state);
   }
   cv_.notify_all();
 }
@@ -137,9 +140,14 @@ Replies ChannelImpl::wait_box(const std::shared_ptr<Pending>& p) {
     else os::futex_wait(&state, waiting, p->deadline_ns - now);
     s = state.load(std::memory_order_acquire);
   }
-  // A replier that claimed the box finishes within a few microseconds unless it died.
+  // A replier that claimed the box finishes within a few microseconds unless
+  // it died: then its death, once reported, completes the request.
   for (uint64_t give_up = os::monotonic_ns() + 1'000'000'000; s == box_word(p->gen, mailbox::box_writing);) {
     if (os::monotonic_ns() >= give_up) break;
+    {
+      std::lock_guard g(mu_);
+      if (p->complete) break;
+    }
     os::sleep_ns(10'000);
     s = state.load(std::memory_order_acquire);
   }

@@ -233,11 +233,7 @@ int run_pool_check(Runtime& rt, const Args& a) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int i = 1;
-  if (i < argc && std::strncmp(argv[i], "--hostname=", 11) == 0) {
-    if (sethostname(argv[i] + 11, std::strlen(argv[i] + 11)) != 0) std::perror("sethostname");
-    ++i;
-  }
+  int i = test::apply_hostname_arg(argc, argv);
   if (i >= argc) {
     std::fprintf(stderr, "usage: mpod-test-dataplane [--hostname=NAME] MODE [runtime options] [-- args]\n");
     return 2;

@@ -1,7 +1,11 @@
-// What the helper programs (mpod-test-proc, mpod-test-dataplane) share.
+// What the helper programs (mpod-test-proc, mpod-test-dataplane, mpod-test-chaos) share.
 #pragma once
 
 #include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
 
 #include <string>
 #include <vector>
@@ -29,6 +33,16 @@ inline void wait_for_stop() {
   const sigset_t set = stop_signals();
   int sig;
   sigwait(&set, &sig);
+}
+
+// Applies a leading "--hostname=NAME" (the UTS name of a pod the test made
+// with its own UTS namespace) and returns the index of the mode argument.
+inline int apply_hostname_arg(int argc, char** argv) {
+  if (argc > 1 && std::strncmp(argv[1], "--hostname=", 11) == 0) {
+    if (sethostname(argv[1] + 11, std::strlen(argv[1] + 11)) != 0) std::perror("sethostname");
+    return 2;
+  }
+  return 1;
 }
 
 // "a,b,c" -> {"a", "b", "c"}

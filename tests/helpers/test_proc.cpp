@@ -594,13 +594,16 @@ int raw_send(const std::string& socket_path) {
 
 // ---- a process killed inside Runtime::start ----
 
-// register-and-hang <domain dir>: what Runtime::start has made when it is
-// killed after binding its channel socket and before it connects to the
-// watcher: a registration, a mailbox, the bound socket, and the private
-// directory of a bind in progress (named as os::bind_datagram_socket names
-// it). Prints "REGISTERED id=<hex>", then "GOT" when a datagram reaches its
-// socket (a request, or the doorbell of one); never answers; waits to be killed.
-int register_and_hang(const std::string& domain) {
+// register-and-hang <domain dir> [claim-box]: what Runtime::start has made
+// when it is killed after binding its channel socket and before it connects
+// to the watcher: a registration, a mailbox, the bound socket, and the
+// private directory of a bind in progress (named as os::bind_datagram_socket
+// names it). Prints "REGISTERED id=<hex>", then "GOT" when a datagram
+// reaches its socket (a request, or the doorbell of one). With claim-box, it
+// then does what a replier killed while writing its reply has done: it
+// claims the request's reply box in the requester's mailbox (box_writing)
+// and prints "CLAIMED". Never answers; waits to be killed.
+int register_and_hang(const std::string& domain, bool claim_box) {
   auto reg = registry::Registration::create(domain, Role::secondary);
   const ProcessId id = reg.info().id;
   const os::Dir mp = registry::open_domain_subdir(domain, "mp");
@@ -617,6 +620,29 @@ int register_and_hang(const std::string& domain) {
   }
   std::printf("GOT\n");
   std::fflush(stdout);
+  if (claim_box) {
+    std::optional<wire::Decoded> req;
+    std::vector<uint8_t> keep;
+    uint8_t buf[mailbox::kSlotData];
+    uint32_t cursor = 0;
+    for (int tries = 0; !req && tries < 10000; ++tries) {
+      box->drain(cursor, buf, [&](int, std::span<const uint8_t> bytes) {
+        keep.assign(bytes.begin(), bytes.end());
+        wire::DecodeError why;
+        req = wire::decode(keep, 0, &why);
+      });
+      if (!req) ::usleep(1000);
+    }
+    if (!req || req->routing.reply_box == 0) fail("no request with a reply box reached the mailbox");
+    auto theirs = mailbox::Mailbox::open(mp, ChannelImpl::mailbox_name(req->sender));
+    auto& state = theirs->box_state(req->routing.reply_box - 1);
+    using channel_detail::box_word;
+    uint32_t expected = box_word(req->routing.box_gen, mailbox::box_waiting);
+    if (!state.compare_exchange_strong(expected, box_word(req->routing.box_gen, mailbox::box_writing)))
+      fail("the reply box was not waiting");
+    std::printf("CLAIMED\n");
+    std::fflush(stdout);
+  }
   for (;;) ::pause();
 }
 
@@ -724,12 +750,7 @@ int body_flood(const std::string& socket_path, int count, int nfds) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int i = 1;
-  if (i < argc && std::strncmp(argv[i], "--hostname=", 11) == 0) {
-    const char* h = argv[i] + 11;
-    if (sethostname(h, std::strlen(h)) != 0) std::perror("sethostname");
-    ++i;
-  }
+  int i = test::apply_hostname_arg(argc, argv);
   if (i >= argc) {
     std::fprintf(stderr, "usage: mpod-test-proc [--hostname=NAME] primary|pod|attach|member|responder|requester|... "
                          "[runtime options] [-- args]\n");
@@ -737,7 +758,8 @@ int main(int argc, char** argv) {
   }
   std::string mode = argv[i];
   if (mode == "raw-send" && i + 1 < argc) return raw_send(argv[i + 1]);
-  if (mode == "register-and-hang" && i + 1 < argc) return register_and_hang(argv[i + 1]);
+  if (mode == "register-and-hang" && i + 1 < argc)
+    return register_and_hang(argv[i + 1], i + 2 < argc && std::string(argv[i + 2]) == "claim-box");
   if (mode == "raw-send-as" && i + 3 < argc) return raw_send_as(argv[i + 1], argv[i + 2], argv[i + 3], i + 4 < argc ? argv[i + 4] : "forged");
   if (mode == "body-flood" && i + 3 < argc) return body_flood(argv[i + 1], std::atoi(argv[i + 2]), std::atoi(argv[i + 3]));
   // Runtime options follow the mode; hand parse_options an argv whose [0] is the mode.

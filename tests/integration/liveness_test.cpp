@@ -119,6 +119,9 @@ class Liveness : public DomainTest {
     }
   }
 
+  // Defined below, with the tests that use it.
+  void expect_a_request_to_it_fails_dead_and_it_is_reaped(Child& primary, Child& half, const std::string& ready_word);
+
   // Waits (past the bound, to tell "late" from "never") for "EVENT <event> <id>"
   // in each of `who`, then checks each got it within kEventBound of `since_ns`.
   // Returns the latencies in ms.
@@ -334,6 +337,26 @@ TEST_F(Liveness, AProcessKilledBeforeItConnectsIsFoundDeadAndReaped) {
   MPOD_SKIP_UNLESS(cannot_make_pods());
   Child primary = start_primary();
   Child half = Child::spawn({bin("mpod-test-proc"), "register-and-hang", domain_dir()}, PodOptions{true, "half"});
+  expect_a_request_to_it_fails_dead_and_it_is_reaped(primary, half, "GOT");
+}
+
+// A replier killed while writing its reply into the requester's reply box
+// leaves the box claimed (box_writing) and never wakes the requester, asleep
+// on the box since before the claim. Its death must still end the request at
+// once: before, the requester slept to its deadline (chaos test, TSan).
+TEST_F(Liveness, ARequestWhoseReplierDiedWritingTheReplyFailsDeadAtOnce) {
+  MPOD_SKIP_UNLESS(cannot_make_pods());
+  Child primary = start_primary();
+  Child half = Child::spawn({bin("mpod-test-proc"), "register-and-hang", domain_dir(), "claim-box"},
+                            PodOptions{true, "half"});
+  expect_a_request_to_it_fails_dead_and_it_is_reaped(primary, half, "CLAIMED");
+}
+
+// A requester asks `half` (a register-and-hang process) for a reply with a
+// 30 s timeout; `half` is killed once it says `ready_word`. The request must
+// fail `dead`, and what `half` left must be reaped while the primary runs.
+void Liveness::expect_a_request_to_it_fails_dead_and_it_is_reaped(Child& primary, Child& half,
+                                                                   const std::string& ready_word) {
   ASSERT_TRUE(half.wait_for_output("REGISTERED id=")) << half.output();
   const std::string hid = id_of(half);
   ASSERT_EQ(hid.size(), 32u) << half.output();
@@ -342,7 +365,7 @@ TEST_F(Liveness, AProcessKilledBeforeItConnectsIsFoundDeadAndReaped) {
 
   Child requester = Child::spawn(proc("requester", {"--no-huge"}, {"--to=" + hid, "--action=echo", "--timeout=30000"}));
   // Killed only once the request reached it, so the request is in flight.
-  ASSERT_TRUE(half.wait_for_output("GOT", seconds(30))) << half.output() << "\nrequester:\n" << requester.output();
+  ASSERT_TRUE(half.wait_for_output(ready_word, seconds(30))) << half.output() << "\nrequester:\n" << requester.output();
   half.signal(SIGKILL);
   half.wait();
 
@@ -351,6 +374,9 @@ TEST_F(Liveness, AProcessKilledBeforeItConnectsIsFoundDeadAndReaped) {
   EXPECT_TRUE(contains(out, "FAIL peer=" + hid + " error=dead")) << "the request to a process killed while attaching "
                                                                     "should fail dead:\n" << out;
   EXPECT_FALSE(contains(out, "timed_out")) << out;
+  std::smatch m;
+  if (std::regex_search(out, m, std::regex("DONE [^\n]* ms=([0-9.]+)")))
+    report("a request to a process killed after it said " + ready_word + " ended after " + m[1].str() + " ms");
 
   auto left = files_left_after(hid, kReapBound);
   if (fs::exists(domain_dir() + "/" + half_bind)) left.push_back(half_bind);
