@@ -793,9 +793,15 @@ class Pod {
     finish();
     if (r.replies.size() == 1 && r.replies[0].text() == echo_of(text, to)) return count(kChanPeerOk);
     if (r.failures.size() == 1 && expected_peer_failure(r.failures[0])) return refresh_peers();
-    if (!r.failures.empty())
-      return bad("request to peer %s failed: %s %s", to.short_hex().c_str(), peer_error_name(r.failures[0].error),
-                 r.failures[0].detail.c_str());
+    if (!r.failures.empty()) {
+      // Whether the peer was still there when the request gave up tells a
+      // peer that never answered from a death that was never reported.
+      const char* state = "not registered";
+      for (auto& p : rt_.processes())
+        if (p.id == to) state = p.alive ? "registered and alive" : "registered, dead";
+      return bad("request to peer %s failed: %s %s (the peer then: %s)", to.short_hex().c_str(),
+                 peer_error_name(r.failures[0].error), r.failures[0].detail.c_str(), state);
+    }
     bad("peer %s's reply is not the echo of our request", to.short_hex().c_str());
   }
 
