@@ -63,7 +63,7 @@ for run in $(seq 1 "$runs"); do
   log="$logs/run-$run.log"
   SECONDS=0
   status=0
-  MPOD_CHAOS_UNDER_TSAN=1 MPOD_CHAOS_KILLS=$kills MPOD_CHAOS_PODS=$pods MPOD_CHAOS_HUGE=$([ "$huge" = on ] && echo 1 || echo 0) \
+  MPOD_CHAOS_KILLS=$kills MPOD_CHAOS_PODS=$pods MPOD_CHAOS_HUGE=$([ "$huge" = on ] && echo 1 || echo 0) \
     ${seed:+MPOD_CHAOS_SEED=$seed} "$build/bin/mpod_integration_tests" --gtest_filter='Chaos.*' >"$log" 2>&1 || status=$?
   echo "=== run $run: $([ $status = 0 ] && echo PASS || echo "FAIL (exit $status)") in $SECONDS s"
   grep -E '^\[chaos\]|^  CHECK (pool|heap|records|memzones)' "$log" || true

@@ -37,8 +37,6 @@ std::shared_ptr<ChannelImpl::PeerLink> ChannelImpl::link_to(const ProcessId& to)
   // Its registration says whether it lives, and which uid it runs as; its socket must be that uid's.
   const auto info = registry::find(domain_, to);
   if (!info || !info->alive) return nullptr;
-  // Its death must reach us (a request to it fails then), whether or not we track everyone.
-  if (PeerWatch* w = link_watch_.load()) w->watch_peer(to);
   auto l = std::make_shared<PeerLink>();
   l->id = to;
   l->socket_path = socket_path(domain_, to);
@@ -80,6 +78,15 @@ std::shared_ptr<ChannelImpl::PeerLink> ChannelImpl::link_to(const ProcessId& to)
   }
   auto [it, fresh] = links_.emplace(hex, l);
   it->second->last_used = ++link_clock_;
+  // Its death must reach us (a request to it fails then), whether or not we
+  // track everyone. Named here, under links_mu_, after the link is in place:
+  // the constructor names every link already made once the watch exists,
+  // under the same lock, so each link is named by one or the other. (Named
+  // before the link was stored, a link the receive thread made while the
+  // constructor ran could be named by neither: requests to that peer then
+  // outlived its death, up to their timeout.)
+  if (fresh)
+    if (PeerWatch* w = link_watch_.load()) w->watch_peer(to);
   if (!fresh) {  // another thread made it meanwhile: one link, one lane
     if (l->lane >= 0 && it->second->lane != l->lane) l->mailbox->release_lane(l->lane, self_.id);
     return it->second;

@@ -883,16 +883,6 @@ class Chaos : public DomainTest {
 
 TEST_F(Chaos, PodsKilledAtRandomPointsAndDuringAttachLeaveExactAccountsAndAFreshDomainsDir) {
   MPOD_SKIP_UNLESS(cannot_make_pods());
-#ifdef MPOD_TEST_TSAN
-  // An open bug, not a limit of the test: under ThreadSanitizer's timing, 2
-  // runs in 7 had a request to a live-then-killed peer go unanswered for its
-  // whole 20 s timeout (and several ~1 s stalls), never seen in release or
-  // ASan builds (3 x 1000 kills on hugepages, 0 calls of a second or more).
-  // Run it with scripts/chaos.sh --build=build-tsan --kills=300 to chase it.
-  if (!std::getenv("MPOD_CHAOS_UNDER_TSAN"))
-    GTEST_SKIP() << "skipped under ThreadSanitizer: a request to a peer that is later killed can go unanswered for "
-                    "its whole timeout there (issue 19, open); set MPOD_CHAOS_UNDER_TSAN=1 to run it";
-#endif
   const Config c = Config::from_env();
   if (c.huge) MPOD_SKIP_UNLESS(cannot_use_hugepages(80));
   const auto t0 = steady_clock::now();
